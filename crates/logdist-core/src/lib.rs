@@ -1,0 +1,14 @@
+//! The pure core of logdist: no I/O, no async, no clocks.
+//!
+//! - [`message`] decodes and validates packets of log messages (a JSON array, NDJSON, or
+//!   one object) into the NDJSON that is forwarded to analyzers.
+//! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
+//!   *messages* stays within one packet of its weight's share.
+//!
+//! Everything here is deterministic, so it is tested exhaustively with property tests.
+
+pub mod message;
+pub mod routing;
+
+pub use message::{Format, Packet, PacketError, decode_message, decode_packet};
+pub use routing::{Router, WeightError};

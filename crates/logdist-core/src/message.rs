@@ -1,0 +1,451 @@
+//! Packets of log messages: decoding, validation, and the NDJSON forwarded to analyzers.
+//!
+//! A message is a JSON object with `timestamp` (an integer), `severity`, `source` and
+//! `message` (strings). Other fields are kept: a validated message is forwarded as the
+//! agent wrote it, never re-serialized. Every message of a packet is checked; the first bad
+//! one rejects the whole packet with its line (NDJSON) or index (JSON array).
+//!
+//! NDJSON that is already in canonical form (no blank lines, no `\r`, a final newline) is
+//! forwarded as the very same buffer, without a copy.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// How the body of a packet is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON array of message objects (a lone object is taken as a packet of one).
+    Json,
+    /// Newline-delimited JSON: one message object a line; blank lines are skipped.
+    Ndjson,
+}
+
+/// A validated packet, ready to forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// The messages as NDJSON: one object a line, every line ending in `\n`.
+    pub ndjson: Bytes,
+    /// How many messages `ndjson` holds: what routing counts.
+    pub messages: u32,
+}
+
+/// Where in a packet a problem was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// The body as a whole (empty, not JSON, not an array...).
+    Body,
+    /// A 1-based line of an NDJSON body.
+    Line(usize),
+    /// A 0-based index into a JSON array.
+    Index(usize),
+}
+
+/// Why a packet was rejected, and where. Its `Display` is the message agents see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketError {
+    /// Where the first problem is.
+    pub location: Location,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl fmt::Display for PacketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Location::Body => write!(f, "{}", self.reason),
+            Location::Line(n) => write!(f, "line {n}: {}", self.reason),
+            Location::Index(i) => write!(f, "message at index {i}: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for PacketError {}
+
+impl PacketError {
+    fn new(location: Location, reason: impl Into<String>) -> Self {
+        Self {
+            location,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The fields every message must have. Borrowed where the JSON has no escapes. Other
+/// fields travel in the raw text; they are only checked for syntax and depth here.
+struct Message<'a> {
+    timestamp: i64,
+    severity: Cow<'a, str>,
+    source: Cow<'a, str>,
+}
+
+impl<'de> Deserialize<'de> for Message<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut timestamp, mut severity, mut source, mut text) = (None, None, None, None);
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "timestamp" => set(&mut timestamp, "timestamp", map.next_value::<i64>()?)?,
+                "severity" => set(&mut severity, "severity", map.next_value::<Cow<'de, str>>()?)?,
+                "source" => set(&mut source, "source", map.next_value::<Cow<'de, str>>()?)?,
+                "message" => set(&mut text, "message", map.next_value::<Cow<'de, str>>()?.len())?,
+                _ => map.next_value::<Nested>().map(drop)?,
+            }
+        }
+        let missing = |field| de::Error::missing_field(field);
+        let message = Message {
+            timestamp: timestamp.ok_or_else(|| missing("timestamp"))?,
+            severity: severity.ok_or_else(|| missing("severity"))?,
+            source: source.ok_or_else(|| missing("source"))?,
+        };
+        text.ok_or_else(|| missing("message"))?;
+        Ok(message)
+    }
+}
+
+fn set<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> Result<(), E> {
+    match slot.replace(value) {
+        Some(_) => Err(E::duplicate_field(field)),
+        None => Ok(()),
+    }
+}
+
+/// Any JSON value, walked with `deserialize_any` so that serde_json's recursion limit
+/// applies to extra fields too (its fast skip of unknown fields has no depth limit, and
+/// analyzers downstream may not cope with a value nested 100,000 deep).
+struct Nested;
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NestedVisitor)
+    }
+}
+
+struct NestedVisitor;
+
+impl<'de> Visitor<'de> for NestedVisitor {
+    type Value = Nested;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_unit<E>(self) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Nested, A::Error> {
+        while seq.next_element::<Nested>()?.is_some() {}
+        Ok(Nested)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Nested, A::Error> {
+        while map.next_entry::<IgnoredAny, Nested>()?.is_some() {}
+        Ok(Nested)
+    }
+}
+
+/// Validates one message given as raw JSON text.
+fn validate(raw: &[u8]) -> Result<(), String> {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(match first {
+            None => "empty message".to_owned(),
+            Some(_) => "expected a JSON object".to_owned(),
+        });
+    }
+    let message: Message<'_> = serde_json::from_slice(raw).map_err(|e| describe(&e))?;
+    if message.severity.is_empty() {
+        return Err("`severity` is empty".to_owned());
+    }
+    if message.source.is_empty() {
+        return Err("`source` is empty".to_owned());
+    }
+    let _ = message.timestamp;
+    Ok(())
+}
+
+/// serde_json's message without its "at line 1 column N" tail when the position is useless.
+fn describe(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    match text.rfind(" at line ") {
+        Some(cut) if e.line() <= 1 => format!("{} (column {})", &text[..cut], e.column()),
+        _ => text,
+    }
+}
+
+/// Decodes and validates a packet body.
+pub fn decode_packet(body: Bytes, format: Format) -> Result<Packet, PacketError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(PacketError::new(Location::Body, "the packet is empty"));
+    }
+    match format {
+        Format::Ndjson => decode_ndjson(body),
+        Format::Json => decode_json(&body),
+    }
+}
+
+/// Decodes the body of `POST /message/send`: exactly one message object.
+pub fn decode_message(body: &[u8]) -> Result<Packet, PacketError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(PacketError::new(Location::Body, "the body is empty"));
+    }
+    validate(body).map_err(|reason| PacketError::new(Location::Body, reason))?;
+    let mut out = BytesMut::with_capacity(body.len() + 1);
+    push_line(&mut out, body);
+    Ok(Packet {
+        ndjson: out.freeze(),
+        messages: 1,
+    })
+}
+
+fn decode_ndjson(body: Bytes) -> Result<Packet, PacketError> {
+    let mut messages: u32 = 0;
+    let mut canonical = body.last() == Some(&b'\n');
+    for (n, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").inspect(|_| canonical = false).unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            // The empty piece after the final newline is not a blank line.
+            if !line.is_empty() || n + 1 < body.split(|&b| b == b'\n').count() {
+                canonical = false;
+            }
+            continue;
+        }
+        validate(line).map_err(|reason| PacketError::new(Location::Line(n + 1), reason))?;
+        messages = count(messages)?;
+    }
+    if canonical {
+        return Ok(Packet {
+            ndjson: body,
+            messages,
+        });
+    }
+    let mut out = BytesMut::with_capacity(body.len() + 1);
+    for line in body.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            push_line(&mut out, line);
+        }
+    }
+    Ok(Packet {
+        ndjson: out.freeze(),
+        messages,
+    })
+}
+
+fn decode_json(body: &[u8]) -> Result<Packet, PacketError> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first == Some(&b'{') {
+        return decode_message(body);
+    }
+    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        let reason = if first == Some(&b'[') {
+            e.to_string()
+        } else {
+            format!("expected a JSON array of messages or one message object ({e})")
+        };
+        PacketError::new(Location::Body, reason)
+    })?;
+    if items.is_empty() {
+        return Err(PacketError::new(Location::Body, "the packet is empty"));
+    }
+    let mut out = BytesMut::with_capacity(body.len());
+    let mut messages: u32 = 0;
+    for (i, item) in items.iter().enumerate() {
+        let raw = item.get().as_bytes();
+        validate(raw).map_err(|reason| PacketError::new(Location::Index(i), reason))?;
+        push_line(&mut out, raw);
+        messages = count(messages)?;
+    }
+    Ok(Packet {
+        ndjson: out.freeze(),
+        messages,
+    })
+}
+
+fn count(messages: u32) -> Result<u32, PacketError> {
+    messages
+        .checked_add(1)
+        .ok_or_else(|| PacketError::new(Location::Body, "too many messages in one packet"))
+}
+
+/// Appends one message as one NDJSON line. A raw newline in valid JSON can only be
+/// whitespace between tokens (inside strings it must be escaped), so turning it into a
+/// space keeps the message identical while making it one line.
+fn push_line(out: &mut BytesMut, raw: &[u8]) {
+    let raw = raw.trim_ascii();
+    if raw.contains(&b'\n') || raw.contains(&b'\r') {
+        out.extend(raw.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+    } else {
+        out.put_slice(raw);
+    }
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HELLO: &str =
+        r#"{"timestamp":1020,"severity":"WARN","source":"app","message":"hello world!"}"#;
+
+    fn ndjson(s: &str) -> Result<Packet, PacketError> {
+        decode_packet(Bytes::copy_from_slice(s.as_bytes()), Format::Ndjson)
+    }
+
+    fn json(s: &str) -> Result<Packet, PacketError> {
+        decode_packet(Bytes::copy_from_slice(s.as_bytes()), Format::Json)
+    }
+
+    #[test]
+    fn the_origin_curl_message_is_accepted() {
+        let p = decode_message(HELLO.as_bytes()).unwrap();
+        assert_eq!(p.messages, 1);
+        assert_eq!(p.ndjson, format!("{HELLO}\n"));
+    }
+
+    #[test]
+    fn canonical_ndjson_is_forwarded_without_a_copy() {
+        let body = Bytes::from(format!("{HELLO}\n{HELLO}\n"));
+        let p = decode_packet(body.clone(), Format::Ndjson).unwrap();
+        assert_eq!(p.messages, 2);
+        assert_eq!(p.ndjson.as_ptr(), body.as_ptr());
+    }
+
+    #[test]
+    fn ndjson_is_normalized() {
+        let p = ndjson(&format!("\r\n{HELLO}\r\n\n  \n{HELLO}")).unwrap();
+        assert_eq!(p.messages, 2);
+        assert_eq!(p.ndjson, format!("{HELLO}\n{HELLO}\n"));
+    }
+
+    #[test]
+    fn json_arrays_become_ndjson_and_keep_extra_fields() {
+        let extra = r#"{"timestamp":1,"severity":"INFO","source":"db","message":"x","trace":{"id":"abc"},"n":[1,2]}"#;
+        let p = json(&format!("[\n  {HELLO},\n  {extra}\n]")).unwrap();
+        assert_eq!(p.messages, 2);
+        assert_eq!(p.ndjson, format!("{HELLO}\n{extra}\n"));
+    }
+
+    #[test]
+    fn pretty_printed_messages_become_one_line_each() {
+        let p = json("[{\n\"timestamp\": 1,\n\"severity\": \"a\\nb\",\n\"source\": \"s\",\n\"message\": \"m\"\n}]").unwrap();
+        let text = std::str::from_utf8(&p.ndjson).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["severity"], "a\nb");
+    }
+
+    #[test]
+    fn a_lone_object_is_a_packet_of_one() {
+        assert_eq!(json(HELLO).unwrap().messages, 1);
+    }
+
+    #[test]
+    fn errors_say_what_and_where() {
+        let cases: &[(&str, Format, &str)] = &[
+            ("", Format::Ndjson, "the packet is empty"),
+            ("[]", Format::Json, "the packet is empty"),
+            (&format!("{HELLO}\n{{\"timestamp\":1}}"), Format::Ndjson, "line 2: missing field `severity`"),
+            (&format!("[{HELLO}, 5]"), Format::Json, "message at index 1: expected a JSON object"),
+            (r#"{"timestamp":"x","severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: invalid type: string \"x\", expected i64"),
+            (r#"{"timestamp":1.5,"severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: invalid type: floating point"),
+            (r#"{"timestamp":99999999999999999999,"severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: invalid"),
+            (r#"{"timestamp":1,"severity":"","source":"b","message":"c"}"#, Format::Ndjson, "line 1: `severity` is empty"),
+            (r#"{"timestamp":1,"severity":"a","source":"b","message":"c"} {}"#, Format::Ndjson, "line 1: trailing characters"),
+            (r#"{"timestamp":1,"timestamp":2,"severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: duplicate field `timestamp`"),
+            ("[1,2", Format::Json, "EOF while parsing"),
+            ("hello", Format::Json, "expected a JSON array of messages or one message object"),
+        ];
+        for (body, format, want) in cases {
+            let err = decode_packet(Bytes::copy_from_slice(body.as_bytes()), *format).unwrap_err();
+            assert!(err.to_string().contains(want), "got {err}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_and_nul_are_rejected() {
+        let mut bad = HELLO.as_bytes().to_vec();
+        bad[60] = 0xff;
+        let err = decode_packet(Bytes::from(bad), Format::Ndjson).unwrap_err();
+        assert_eq!(err.location, Location::Line(1));
+        let nul = HELLO.replace("hello", "hel\0lo");
+        assert!(ndjson(&nul).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowed() {
+        let deep = format!(
+            r#"{{"timestamp":1,"severity":"a","source":"b","message":"c","x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let err = ndjson(&deep).expect_err("a value nested 100,000 deep was accepted");
+        assert!(err.reason.contains("recursion limit"), "{}", err.reason);
+    }
+
+    proptest! {
+        /// No input makes the decoder panic, and whatever it accepts is canonical NDJSON
+        /// whose every line is a valid message.
+        #[test]
+        fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..512), as_json in any::<bool>()) {
+            let format = if as_json { Format::Json } else { Format::Ndjson };
+            if let Ok(p) = decode_packet(Bytes::from(body), format) {
+                prop_assert!(p.ndjson.ends_with(b"\n"));
+                let lines: Vec<_> = p.ndjson[..p.ndjson.len() - 1].split(|&b| b == b'\n').collect();
+                prop_assert_eq!(lines.len(), p.messages as usize);
+                for line in lines {
+                    prop_assert!(validate(line).is_ok());
+                }
+            }
+        }
+
+        /// Well-formed messages with arbitrary strings and extra fields round-trip exactly.
+        #[test]
+        fn valid_messages_round_trip(
+            msgs in prop::collection::vec((any::<i64>(), "\\PC{1,12}", "\\PC{1,12}", "\\PC{0,40}", any::<bool>()), 1..30),
+        ) {
+            let lines: Vec<String> = msgs.iter().map(|(ts, sev, src, text, extra)| {
+                let mut v = serde_json::json!({"timestamp": ts, "severity": sev, "source": src, "message": text});
+                if *extra { v["extra"] = serde_json::json!({"k": [1, "two"]}); }
+                v.to_string()
+            }).collect();
+            let body = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+            let p = ndjson(&body).unwrap();
+            prop_assert_eq!(p.messages as usize, lines.len());
+            prop_assert_eq!(&p.ndjson[..], body.as_bytes());
+            let arr = format!("[{}]", lines.join(","));
+            prop_assert_eq!(json(&arr).unwrap().ndjson, Bytes::from(body));
+        }
+    }
+}
