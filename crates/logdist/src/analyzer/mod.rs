@@ -1,0 +1,268 @@
+//! The analyzer service: receives NDJSON packets from a distributor, counts messages by
+//! severity and source, and keeps itself registered while it runs.
+//!
+//! Life cycle: register (retrying until the distributor answers) -> re-register every
+//! `--heartbeat` as a keep-alive -> on shutdown, deregister (the distributor answers once
+//! it has stopped routing here and delivered what was queued), then finish the requests
+//! in flight and exit.
+
+mod counts;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytesize::ByteSize;
+use clap::Args;
+use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::api::{Deregistration, Registration};
+use crate::client::JsonClient;
+use crate::distributor::ApiError;
+pub use counts::{Counts, CountsSnapshot};
+
+/// `logdist analyzer`: an analyzer that registers itself with a distributor.
+#[derive(Debug, Clone, Args)]
+pub struct AnalyzerArgs {
+    /// Analyzer number (>= 1); it registers as `analyzer_{ID}` and listens on 3000+ID.
+    #[arg(long, env = "ANALYZER_ID", value_parser = clap::value_parser!(u32).range(1..))]
+    pub id: u32,
+
+    /// Relative weight (> 0): its share of messages is its weight over the online total.
+    #[arg(long, env = "ANALYZER_WEIGHT", default_value_t = 1.0, value_parser = parse_weight)]
+    pub weight: f64,
+
+    /// The distributor to register with.
+    #[arg(long, env = "DISTRIBUTOR_URL", default_value = "http://127.0.0.1:3000")]
+    pub distributor: String,
+
+    /// Address to listen on [default: 127.0.0.1:{3000+ID}].
+    #[arg(long, env = "ANALYZER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Register with this base URL instead of the port (the distributor then takes the
+    /// host from the connection, as the original analyzer did).
+    #[arg(long, env = "ANALYZER_URL")]
+    pub advertise_url: Option<String>,
+
+    /// Bearer token for registration, if the distributor requires one.
+    #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// How often to renew the registration.
+    #[arg(long, env = "ANALYZER_HEARTBEAT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub heartbeat: Duration,
+
+    /// Append every packet received to this file (NDJSON) before acknowledging it: an
+    /// audit trail that survives the analyzer being killed.
+    #[arg(long, env = "ANALYZER_JOURNAL")]
+    pub journal: Option<PathBuf>,
+
+    /// Largest packet accepted (a distributor batch can hold several agent packets).
+    #[arg(long, env = "ANALYZER_MAX_BODY", default_value = "64MiB")]
+    pub max_body: ByteSize,
+
+    /// Do not register: serve only (for a distributor started with --analyzer).
+    #[arg(long)]
+    pub no_register: bool,
+}
+
+fn parse_weight(s: &str) -> Result<f64, String> {
+    let w: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    logdist_core::routing::check_weight(w).map_err(|e| e.to_string())
+}
+
+impl AnalyzerArgs {
+    /// The id it registers with.
+    pub fn name(&self) -> String {
+        format!("analyzer_{}", self.id)
+    }
+
+    /// Where it listens unless told otherwise: 127.0.0.1:{3000+ID}, as in the original.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.unwrap_or_else(|| {
+            let port = u16::try_from(3000 + self.id).unwrap_or(0);
+            SocketAddr::from(([127, 0, 0, 1], port))
+        })
+    }
+
+    /// Defaults for an analyzer run in-process (demo, tests).
+    pub fn new(id: u32, weight: f64, distributor: String) -> Self {
+        Self {
+            id,
+            weight,
+            distributor,
+            listen: None,
+            advertise_url: None,
+            token: None,
+            heartbeat: Duration::from_secs(5),
+            journal: None,
+            max_body: ByteSize::mib(64),
+            no_register: false,
+        }
+    }
+}
+
+struct AppState {
+    name: String,
+    weight: f64,
+    counts: Counts,
+    journal: Option<Mutex<tokio::fs::File>>,
+    max_body: usize,
+}
+
+/// The analyzer's routes.
+fn app(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/packets", post(receive))
+        .route("/stats", get(stats))
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .with_state(state)
+}
+
+async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match crate::distributor::read_body(body, &headers, state.max_body).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let tally = match counts::tally(&body) {
+        Ok(tally) => tally,
+        Err(e) => return ApiError::BadRequest(e).into_response(),
+    };
+    if let Some(journal) = &state.journal {
+        let mut file = journal.lock().await;
+        if let Err(e) = file.write_all(&body).await {
+            warn!(error = %e, "Could not write the journal; refusing the packet.");
+            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "journal write failed"}))).into_response();
+        }
+    }
+    let messages = tally.messages;
+    state.counts.add(tally);
+    Json(json!({"messages": messages})).into_response()
+}
+
+async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let snapshot = state.counts.snapshot();
+    Json(json!({
+        "id": state.name,
+        "weight": state.weight,
+        "messages": snapshot.messages,
+        "packets": snapshot.packets,
+        "severity": snapshot.severity,
+        "source": snapshot.source,
+    }))
+}
+
+/// Runs an analyzer on `listener` until `shutdown` is cancelled, then deregisters,
+/// finishes the packets in flight and returns.
+pub async fn run(args: AnalyzerArgs, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("reading the listening address")?;
+    let journal = match &args.journal {
+        Some(path) => {
+            let file = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .await
+                .with_context(|| format!("opening the journal {}", path.display()))?;
+            Some(Mutex::new(file))
+        }
+        None => None,
+    };
+    let state = Arc::new(AppState {
+        name: args.name(),
+        weight: args.weight,
+        counts: Counts::default(),
+        journal,
+        max_body: args.max_body.as_u64() as usize,
+    });
+    info!(id = %state.name, %addr, weight = args.weight, "Analyzer listening.");
+
+    let server_stop = CancellationToken::new();
+    let stopping = server_stop.clone();
+    let server = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move { stopping.cancelled().await });
+    let server = tokio::spawn(server.into_future());
+
+    let client = JsonClient::new(Duration::from_secs(30), args.token.clone());
+    let registration = Registration {
+        id: state.name.clone(),
+        weight: args.weight,
+        port: args.advertise_url.is_none().then_some(addr.port()),
+        url: args.advertise_url.clone(),
+    };
+    let register_url = format!("{}/analyzer/register", args.distributor.trim_end_matches('/'));
+    if !args.no_register {
+        tokio::select! {
+            () = keep_registered(&client, &register_url, &registration, args.heartbeat) => {}
+            () = shutdown.cancelled() => {}
+        }
+        deregister(&client, &args.distributor, &state.name).await;
+    } else {
+        shutdown.cancelled().await;
+    }
+
+    server_stop.cancel();
+    server.await.context("analyzer server task")?.context("analyzer server")?;
+    if let Some(journal) = &state.journal {
+        journal.lock().await.flush().await.context("flushing the journal")?;
+    }
+    info!(id = %state.name, messages = state.counts.snapshot().messages, "Analyzer stopped.");
+    Ok(())
+}
+
+/// Registers, retrying with backoff until the distributor answers, then renews the
+/// registration every `heartbeat`. Runs until cancelled.
+async fn keep_registered(client: &JsonClient, url: &str, registration: &Registration, heartbeat: Duration) {
+    let mut registered = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.post(url, registration).await {
+            Ok((status, _)) if status.is_success() => {
+                if !registered {
+                    info!(id = %registration.id, distributor = url, "Registered.");
+                }
+                registered = true;
+                backoff = Duration::from_millis(100);
+                tokio::time::sleep(heartbeat).await;
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok((status, body)) => format!("{status}: {}", String::from_utf8_lossy(&body)),
+                    Err(e) => format!("{e:#}"),
+                };
+                if registered {
+                    warn!(%error, "Renewing the registration failed; retrying.");
+                } else {
+                    debug!(%error, "Distributor not answering yet; retrying.");
+                }
+                registered = false;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn deregister(client: &JsonClient, distributor: &str, name: &str) {
+    let url = format!("{}/analyzer/deregister", distributor.trim_end_matches('/'));
+    match client.post(&url, &Deregistration { id: name.to_owned() }).await {
+        Ok((status, _)) if status.is_success() => info!(id = name, "Deregistered."),
+        Ok((status, body)) => warn!(%status, body = %String::from_utf8_lossy(&body), "Deregistration refused."),
+        Err(e) => warn!(error = %format!("{e:#}"), "Deregistration failed."),
+    }
+}

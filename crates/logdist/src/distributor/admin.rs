@@ -1,0 +1,118 @@
+//! Membership and observability endpoints: register, deregister, stats, health, metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::Shared;
+use super::config::{AnalyzerUrl, check_id};
+use super::error::ApiError;
+use super::ingest::read_body;
+use super::registry::Registered;
+use crate::api::{AnalyzerStats, Deregistration, Registration};
+
+/// Registration bodies are tiny; anything bigger is a mistake or an attack.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// `POST /analyzer/register`.
+pub async fn register(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, &headers, MAX_ADMIN_BODY).await?;
+    let reg: Registration = parse(&body, "registration")?;
+    check_id(&reg.id).map_err(ApiError::BadRequest)?;
+    logdist_core::routing::check_weight(reg.weight).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let url: AnalyzerUrl = match (&reg.url, reg.port) {
+        (Some(url), None) => url.parse().map_err(ApiError::BadRequest)?,
+        (None, Some(0)) => return Err(ApiError::BadRequest("port 0 is not a port to send to".to_owned())),
+        (None, Some(port)) => format!("http://{}", SocketAddr::new(peer.ip(), port))
+            .parse()
+            .map_err(ApiError::BadRequest)?,
+        (Some(_), Some(_)) => return Err(ApiError::BadRequest("give `url` or `port`, not both".to_owned())),
+        (None, None) => {
+            return Err(ApiError::BadRequest(
+                "give `url` (http://host:port) or `port` (on the caller's address)".to_owned(),
+            ));
+        }
+    };
+    let base = url.base.clone();
+    let outcome = shared
+        .registry
+        .register(&reg.id, url, reg.weight, &shared)
+        .map_err(ApiError::Conflict)?;
+    let outcome = match outcome {
+        Registered::Added => "added",
+        Registered::Updated => "updated",
+        Registered::Unchanged => "unchanged",
+    };
+    Ok(Json(json!({"id": reg.id, "url": base, "weight": reg.weight, "registration": outcome})).into_response())
+}
+
+/// `POST /analyzer/deregister`: stops routing to the analyzer at once, answers once its
+/// queue is delivered (bounded by `--shutdown-grace`) so that an analyzer shutting down
+/// knows nothing more is coming.
+pub async fn deregister(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, &headers, MAX_ADMIN_BODY).await?;
+    let req: Deregistration = parse(&body, "deregistration")?;
+    let member = shared
+        .registry
+        .begin_deregister(&req.id)
+        .ok_or_else(|| ApiError::NotFound(format!("no analyzer is registered as `{}`", req.id)))?;
+    let drained = tokio::time::timeout(shared.config.shutdown_grace, member.drained.cancelled())
+        .await
+        .is_ok();
+    shared.registry.remove(&member);
+    Ok(Json(json!({"id": req.id, "deregistered": true, "drained": drained})).into_response())
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid {what}: {e}")))
+}
+
+/// `GET /analyzer/stats`.
+pub async fn stats(State(shared): State<Arc<Shared>>) -> Json<Vec<AnalyzerStats>> {
+    Json(shared.registry.stats())
+}
+
+/// `GET /health`: 200 while serving.
+pub async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    let online = shared.registry.online_count();
+    Json(json!({"status": "ok", "analyzers_online": online})).into_response()
+}
+
+/// `GET /metrics`: Prometheus text. Shares and queue depths are sampled now.
+pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    for (stats, member) in shared.registry.snapshot() {
+        let id = stats.id;
+        metrics::gauge!("logdist_analyzer_target_share", "analyzer" => id.clone()).set(stats.target_share);
+        metrics::gauge!("logdist_analyzer_share", "analyzer" => id.clone()).set(stats.share);
+        metrics::gauge!("logdist_analyzer_weight", "analyzer" => id.clone()).set(stats.weight);
+        for state in ["online", "unhealthy", "draining"] {
+            let value = if stats.state == state { 1.0 } else { 0.0 };
+            metrics::gauge!("logdist_analyzer_state", "analyzer" => id.clone(), "state" => state).set(value);
+        }
+        metrics::gauge!("logdist_lane_queued_packets", "analyzer" => id.clone()).set(member.queued_packets() as f64);
+        metrics::gauge!("logdist_lane_queued_bytes", "analyzer" => id)
+            .set(member.queued_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
+    let text = shared.metrics.render();
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned())
+}

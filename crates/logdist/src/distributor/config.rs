@@ -1,0 +1,240 @@
+//! The distributor's flags (each with an environment fallback) and the analyzer address
+//! type shared by `--analyzer` and `POST /analyzer/register`.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::Args;
+use http::Uri;
+
+/// When an agent gets its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckMode {
+    /// 200 once an analyzer has acknowledged the packet: nothing answered 200 is lost.
+    Delivered,
+    /// 202 once the packet is queued for an analyzer: lower latency, at-most-once.
+    Accepted,
+}
+
+/// `logdist distributor`: receives packets from agents and routes each to one analyzer.
+#[derive(Debug, Clone, Args)]
+pub struct DistributorArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LOGDIST_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// An analyzer known at start, as ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5).
+    /// Repeat the flag, or separate with commas in the environment variable.
+    #[arg(long = "analyzer", env = "LOGDIST_ANALYZERS", value_delimiter = ',')]
+    pub analyzers: Vec<AnalyzerSpec>,
+
+    /// Answer agents once an analyzer acknowledged their packet (delivered) or once it is
+    /// queued (accepted).
+    #[arg(long, env = "LOGDIST_ACK", value_enum, default_value = "delivered")]
+    pub ack: AckMode,
+
+    /// Require `Authorization: Bearer TOKEN` on ingest and registration.
+    #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// Largest request body accepted, as sent and once decompressed (413 beyond).
+    #[arg(long, env = "LOGDIST_MAX_BODY", default_value = "8MiB")]
+    pub max_body: ByteSize,
+
+    /// Packets that may wait in one analyzer's queue; when the chosen analyzer's queue is
+    /// full the agent gets 503 with Retry-After and nothing is accepted.
+    #[arg(long, env = "LOGDIST_QUEUE_PACKETS", default_value_t = 4096)]
+    pub queue_packets: usize,
+
+    /// Bytes that may wait in one analyzer's queue (same policy as --queue-packets).
+    #[arg(long, env = "LOGDIST_QUEUE_BYTES", default_value = "32MiB")]
+    pub queue_bytes: ByteSize,
+
+    /// Largest delivery: queued packets bound for one analyzer are sent together, as one
+    /// NDJSON request, up to this size.
+    #[arg(long, env = "LOGDIST_BATCH_BYTES", default_value = "1MiB")]
+    pub batch_bytes: ByteSize,
+
+    /// Deliveries in flight at once to one analyzer.
+    #[arg(long, env = "LOGDIST_LANE_CONCURRENCY", default_value_t = 2)]
+    pub lane_concurrency: usize,
+
+    /// A delivery not acknowledged within this time has failed: the analyzer is marked
+    /// unhealthy and the packets are routed again.
+    #[arg(long, env = "LOGDIST_DELIVERY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// How many analyzers a packet may be tried at before the agent gets 503.
+    #[arg(long, env = "LOGDIST_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u8,
+
+    /// Time between health probes (GET /health) of an online analyzer.
+    #[arg(long, env = "LOGDIST_PROBE_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
+
+    /// A probe not answered within this time has failed.
+    #[arg(long, env = "LOGDIST_PROBE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub probe_timeout: Duration,
+
+    /// Consecutive failed probes that make an online analyzer unhealthy (one failed
+    /// delivery does it at once).
+    #[arg(long, env = "LOGDIST_UNHEALTHY_AFTER", default_value_t = 2)]
+    pub unhealthy_after: u32,
+
+    /// Consecutive good probes that bring an unhealthy analyzer back online.
+    #[arg(long, env = "LOGDIST_HEALTHY_AFTER", default_value_t = 2)]
+    pub healthy_after: u32,
+
+    /// On SIGTERM/SIGINT, how long to keep answering in-flight requests and draining
+    /// queues before exiting.
+    #[arg(long, env = "LOGDIST_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl DistributorArgs {
+    /// The defaults, listening on `listen`; what the demo and tests start from.
+    pub fn with_listen(listen: SocketAddr) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: DistributorArgs,
+        }
+        let mut args = Wrapper::parse_from(["logdist"]).args;
+        args.listen = listen;
+        args
+    }
+}
+
+/// Where an analyzer receives packets: an `http://host:port` base URL, checked so that
+/// registration cannot point the distributor at other schemes or at paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalyzerUrl {
+    /// The base URL as shown in stats, without a trailing slash.
+    pub base: String,
+    /// `{base}/packets`.
+    pub packets: Uri,
+    /// `{base}/health`.
+    pub health: Uri,
+}
+
+impl FromStr for AnalyzerUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let uri: Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => return Err(format!("URL scheme `{other}` is not supported; use http://host:port")),
+            None => return Err(format!("`{s}` has no scheme; use http://host:port")),
+        }
+        let authority = uri.authority().ok_or_else(|| format!("`{s}` has no host"))?;
+        if authority.host().is_empty() {
+            return Err(format!("`{s}` has no host"));
+        }
+        if authority.as_str().contains('@') {
+            return Err(format!("`{s}` carries credentials; analyzer URLs may not"));
+        }
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!("`{s}` has a path or query; give the base URL http://host:port"));
+        }
+        let base = format!("http://{authority}");
+        let join = |path: &str| format!("{base}{path}").parse::<Uri>().map_err(|e| e.to_string());
+        Ok(Self {
+            packets: join("/packets")?,
+            health: join("/health")?,
+            base,
+        })
+    }
+}
+
+/// `ID=URL@WEIGHT`, as given to `--analyzer`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalyzerSpec {
+    /// The analyzer's id.
+    pub id: String,
+    /// Its base URL.
+    pub url: AnalyzerUrl,
+    /// Its relative weight.
+    pub weight: f64,
+}
+
+impl FromStr for AnalyzerSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = || format!("`{s}` is not ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5)");
+        let (id, rest) = s.split_once('=').ok_or_else(usage)?;
+        let (url, weight) = rest.rsplit_once('@').ok_or_else(usage)?;
+        let weight: f64 = weight.parse().map_err(|_| format!("weight `{weight}` is not a number"))?;
+        Ok(Self {
+            id: check_id(id)?.to_owned(),
+            url: url.parse()?,
+            weight: logdist_core::routing::check_weight(weight).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+/// Longest analyzer id accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// An analyzer id: 1 to 128 visible ASCII characters, so it is safe in logs, metrics
+/// labels and URLs.
+pub fn check_id(id: &str) -> Result<&str, String> {
+    if id.is_empty() {
+        return Err("analyzer id is empty".to_owned());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("analyzer id is {} bytes long; the limit is {MAX_ID_LEN}", id.len()));
+    }
+    if let Some(c) = id.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!("analyzer id contains {c:?}; use visible ASCII characters"));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analyzer_specs_parse() {
+        let spec: AnalyzerSpec = "analyzer_1=http://127.0.0.1:3001@0.5".parse().unwrap();
+        assert_eq!(spec.id, "analyzer_1");
+        assert_eq!(spec.url.base, "http://127.0.0.1:3001");
+        assert_eq!(spec.url.packets, "http://127.0.0.1:3001/packets");
+        assert_eq!(spec.weight, 0.5);
+        for bad in [
+            "a=http://h:1",
+            "=http://h:1@1",
+            "a=http://h:1@0",
+            "a=http://h:1@-1",
+            "a=http://h:1@NaN",
+            "a=ftp://h:1@1",
+            "a=file:///etc/passwd@1",
+            "a=http://u:p@h:1@1",
+            "a=http://h:1/x@1",
+            "a=h:1@1",
+        ] {
+            assert!(bad.parse::<AnalyzerSpec>().is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(check_id("analyzer_1").is_ok());
+        assert!(check_id("").is_err());
+        assert!(check_id(&"x".repeat(10_000)).is_err());
+        assert!(check_id("a b").is_err());
+        assert!(check_id("a\nb").is_err());
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let args = DistributorArgs::with_listen("127.0.0.1:0".parse().unwrap());
+        assert_eq!(args.max_body.as_u64(), 8 * 1024 * 1024);
+        assert_eq!(args.ack, AckMode::Delivered);
+    }
+}

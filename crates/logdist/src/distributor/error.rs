@@ -1,0 +1,96 @@
+//! The one error type of the distributor's HTTP API. Every error is answered as JSON
+//! `{"error": "..."}` with the status that tells the agent what to do next.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::api::ErrorBody;
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body or a header is malformed; the text says what and where.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong bearer token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// The named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the current state (retry later).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body (as sent, or once decompressed) is over the limit.
+    #[error("the body is larger than the limit of {limit} bytes{what}")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+        /// Which body: empty, or " once decompressed".
+        what: &'static str,
+    },
+    /// Content-Type or Content-Encoding is not one the distributor reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Nothing was accepted; the agent should retry after the given delay.
+    #[error("{reason}")]
+    Unavailable {
+        /// Why, for the agent's logs.
+        reason: String,
+        /// Sent as `Retry-After` (whole seconds, at least 1).
+        retry_after: Duration,
+    },
+}
+
+impl ApiError {
+    /// The status code this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// A short label for the `reason` of the rejects metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::TooLarge { .. } => "too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let retry_after = match &self {
+            Self::Unavailable { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        };
+        let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

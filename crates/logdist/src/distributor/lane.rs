@@ -1,0 +1,210 @@
+//! A lane per analyzer: its bounded queue is drained into batched deliveries, one NDJSON
+//! request each, over the shared keep-alive pool. Each delivery's outcome flows back to
+//! every agent waiting on a packet in it.
+//!
+//! Full-queue policy: the queue never blocks and never drops. When it is full, `dispatch`
+//! refuses the packet and the agent gets 503 with Retry-After (see the registry).
+//!
+//! Failure policy: a failed or timed-out delivery marks the analyzer unhealthy, and each of
+//! its packets is routed again (to the analyzers still online) up to `--max-attempts`.
+//! A packet that cannot be placed is answered 503 if its agent waits, or retried for a
+//! while and then counted as dropped if it was already answered 202.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, header};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tracing::{debug, error, warn};
+
+use super::Shared;
+use super::member::{Job, Member, Refusal, State};
+
+/// How long a packet already answered 202 is retried when no analyzer can take it.
+const ACCEPTED_RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// No answer within `--delivery-timeout`.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// Could not connect, or the connection broke.
+    #[error("{0}")]
+    Transport(String),
+    /// The analyzer answered with an error status.
+    #[error("analyzer answered {0}")]
+    Status(http::StatusCode),
+}
+
+/// Runs the lane of one member until it is retired and its queue is empty.
+pub async fn run(shared: Arc<Shared>, member: Arc<Member>, mut queue: mpsc::Receiver<Job>) {
+    let concurrency = shared.config.lane_concurrency.max(1);
+    let in_flight = Arc::new(Semaphore::new(concurrency));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let first = tokio::select! {
+            biased;
+            job = queue.recv() => job,
+            () = member.retire.cancelled() => {
+                queue.close();
+                queue.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        let batch = collect(first, &mut queue, shared.config.batch_bytes.as_u64() as usize);
+        tokio::spawn(deliver(shared.clone(), member.clone(), batch, permit));
+    }
+    // Wait for the deliveries still in flight.
+    let _ = in_flight.acquire_many(concurrency as u32).await;
+    member.drained.cancel();
+    debug!(analyzer = %member.id, "Lane drained.");
+}
+
+/// Takes what is already queued, up to `max_bytes`, behind `first`. No waiting: under load
+/// the queue fills while deliveries are in flight, which is what makes batches large.
+fn collect(first: Job, queue: &mut mpsc::Receiver<Job>, max_bytes: usize) -> Vec<Job> {
+    let mut bytes = first.packet.ndjson.len();
+    let mut batch = vec![first];
+    while bytes < max_bytes {
+        match queue.try_recv() {
+            Ok(job) => {
+                bytes += job.packet.ndjson.len();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+async fn deliver(shared: Arc<Shared>, member: Arc<Member>, batch: Vec<Job>, _permit: OwnedSemaphorePermit) {
+    let bytes: usize = batch.iter().map(|j| j.packet.ndjson.len()).sum();
+    let outcome = if member.state() == State::Unhealthy {
+        // Queued before the analyzer turned unhealthy: send it elsewhere instead.
+        None
+    } else {
+        let body = concat(&batch, bytes);
+        let started = Instant::now();
+        let result = post(&shared, &member, body).await;
+        Some((result, started.elapsed()))
+    };
+    member.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    let label = member.id.to_string();
+    match outcome {
+        Some((Ok(()), elapsed)) => {
+            let messages: u64 = batch.iter().map(|j| u64::from(j.packet.messages)).sum();
+            member.messages_total.fetch_add(messages, Ordering::Relaxed);
+            member.packets_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            metrics::counter!("logdist_messages_delivered_total", "analyzer" => label.clone()).increment(messages);
+            metrics::counter!("logdist_packets_delivered_total", "analyzer" => label.clone()).increment(batch.len() as u64);
+            metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "ok").increment(1);
+            metrics::histogram!("logdist_delivery_duration_seconds", "analyzer" => label).record(elapsed);
+            for job in batch {
+                job.finish(Ok(member.id.clone()));
+            }
+        }
+        Some((Err(e), _)) => {
+            metrics::counter!("logdist_deliveries_total", "analyzer" => label, "outcome" => "failed").increment(1);
+            warn!(analyzer = %member.id, error = %e, packets = batch.len(), "Delivery failed; re-routing its packets.");
+            shared.registry.mark_unhealthy(&member, &e.to_string());
+            reroute(&shared, batch);
+        }
+        None => reroute(&shared, batch),
+    }
+}
+
+/// One request body for the whole batch; a batch of one is sent without a copy.
+fn concat(batch: &[Job], bytes: usize) -> Bytes {
+    if let [only] = batch {
+        return only.packet.ndjson.clone();
+    }
+    let mut body = BytesMut::with_capacity(bytes);
+    for job in batch {
+        body.extend_from_slice(&job.packet.ndjson);
+    }
+    body.freeze()
+}
+
+async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), DeliveryError> {
+    let request = Request::post(member.url.packets.clone())
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Full::new(body))
+        .map_err(|e| DeliveryError::Transport(e.to_string()))?;
+    let timeout = shared.config.delivery_timeout;
+    let exchange = async {
+        let response = shared
+            .client
+            .request(request)
+            .await
+            .map_err(|e| DeliveryError::Transport(error_chain(&e)))?;
+        let status = response.status();
+        // Read the answer to the end so the connection goes back to the pool.
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
+        if status.is_success() { Ok(()) } else { Err(DeliveryError::Status(status)) }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+}
+
+/// The error and its causes on one line ("client error (Connect): tcp connect error: ...").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Routes the packets of a failed or abandoned delivery again.
+pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>) {
+    for mut job in batch {
+        job.attempts = job.attempts.saturating_add(1);
+        if job.attempts >= shared.config.max_attempts.max(1) {
+            fail(job, Refusal::DeliveryFailed);
+            continue;
+        }
+        metrics::counter!("logdist_packets_rerouted_total").increment(1);
+        if let Err((job, why)) = shared.registry.dispatch(job, shared.config.queue_bytes.as_u64() as usize) {
+            if job.ack.is_some() {
+                job.finish(Err(why));
+            } else {
+                tokio::spawn(retry_accepted(shared.clone(), job));
+            }
+        }
+    }
+}
+
+/// A packet already answered 202 has nobody to tell: keep trying for a while.
+async fn retry_accepted(shared: Arc<Shared>, mut job: Job) {
+    let deadline = Instant::now() + ACCEPTED_RETRY_FOR;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match shared.registry.dispatch(job, shared.config.queue_bytes.as_u64() as usize) {
+            Ok(()) => return,
+            Err((back, _)) => job = back,
+        }
+    }
+    fail(job, Refusal::DeliveryFailed);
+}
+
+fn fail(job: Job, why: Refusal) {
+    if job.ack.is_none() {
+        error!(messages = job.packet.messages, reason = why.message(), "Dropping an accepted packet.");
+        metrics::counter!("logdist_messages_dropped_total").increment(u64::from(job.packet.messages));
+    }
+    job.finish(Err(why));
+}

@@ -1,0 +1,144 @@
+//! One registered analyzer as the distributor sees it: its address, its state, its lane's
+//! queue, and its counters. Shared between the registry, its lane and its health watcher.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+
+use logdist_core::Packet;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::config::AnalyzerUrl;
+
+/// Where an analyzer stands. Only the registry changes it, under its lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Routed to.
+    Online = 0,
+    /// Failed a delivery or its probes: not routed to, probed until it recovers.
+    Unhealthy = 1,
+    /// Deregistered: not routed to; its queue is being delivered before it is removed.
+    Draining = 2,
+}
+
+impl State {
+    /// The name used in stats and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Unhealthy => "unhealthy",
+            Self::Draining => "draining",
+        }
+    }
+}
+
+/// Why a packet could not be taken or delivered. Every variant means "not accepted":
+/// the agent gets 503 and should retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No analyzer is online.
+    NoAnalyzer,
+    /// The analyzer chosen for the packet has a full queue.
+    QueueFull,
+    /// Delivery failed at every analyzer tried.
+    DeliveryFailed,
+    /// The distributor is shutting down.
+    ShuttingDown,
+}
+
+impl Refusal {
+    /// What the agent is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::NoAnalyzer => "no analyzer is online",
+            Self::QueueFull => "the queue of the analyzer this packet is due to is full",
+            Self::DeliveryFailed => "delivery failed at every analyzer tried",
+            Self::ShuttingDown => "the distributor is shutting down",
+        }
+    }
+}
+
+/// Where the outcome of a job goes: the ingest request waiting for it, if any.
+pub type AckSender = oneshot::Sender<Result<Arc<str>, Refusal>>;
+
+/// A packet on its way to an analyzer.
+#[derive(Debug)]
+pub struct Job {
+    /// The validated messages.
+    pub packet: Packet,
+    /// The waiting agent (`--ack delivered`), or none (`--ack accepted`).
+    pub ack: Option<AckSender>,
+    /// Analyzers this packet has already failed at.
+    pub attempts: u8,
+}
+
+impl Job {
+    /// Answers the waiting agent, if any. An agent that gave up is no error.
+    pub fn finish(self, outcome: Result<Arc<str>, Refusal>) {
+        if let Some(ack) = self.ack {
+            let _ = ack.send(outcome);
+        }
+    }
+}
+
+/// A registered analyzer.
+#[derive(Debug)]
+pub struct Member {
+    /// Its id.
+    pub id: Arc<str>,
+    /// Where it listens.
+    pub url: AnalyzerUrl,
+    /// A [`State`] as `u8`: the lane reads it without the registry lock.
+    state: AtomicU8,
+    /// The lane's queue. Bounded in packets by its capacity and in bytes by `queued_bytes`.
+    pub queue: mpsc::Sender<Job>,
+    /// Bytes of packets queued or in delivery to it.
+    pub queued_bytes: AtomicUsize,
+    /// Messages it acknowledged since the distributor started.
+    pub messages_total: AtomicU64,
+    /// Packets it acknowledged since the distributor started.
+    pub packets_total: AtomicU64,
+    /// Cancelled when it leaves: its lane drains and ends, its health watcher ends.
+    pub retire: CancellationToken,
+    /// Cancelled by its lane once the queue is empty and nothing is in flight.
+    pub drained: CancellationToken,
+}
+
+impl Member {
+    /// A new online member and the receiving end of its queue.
+    pub fn new(id: Arc<str>, url: AnalyzerUrl, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Job>) {
+        let (queue, rx) = mpsc::channel(capacity.max(1));
+        let member = Self {
+            id,
+            url,
+            state: AtomicU8::new(State::Online as u8),
+            queue,
+            queued_bytes: AtomicUsize::new(0),
+            messages_total: AtomicU64::new(0),
+            packets_total: AtomicU64::new(0),
+            retire: CancellationToken::new(),
+            drained: CancellationToken::new(),
+        };
+        (Arc::new(member), rx)
+    }
+
+    /// Its current state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Online,
+            1 => State::Unhealthy,
+            _ => State::Draining,
+        }
+    }
+
+    /// Sets the state; called by the registry under its lock.
+    pub(super) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Packets waiting in its queue.
+    pub fn queued_packets(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}

@@ -1,0 +1,169 @@
+//! The distributor: agents send packets of log messages; each packet goes to one analyzer
+//! so that analyzers receive shares of messages in proportion to their weights.
+//!
+//! A packet flows one way: [`ingest`] (read, decompress, validate) -> [`registry`]
+//! (route, under one short lock) -> [`lane`] (batch, deliver) -> analyzer, and the
+//! acknowledgement flows straight back to the waiting agent. [`health`] watches every
+//! analyzer; [`admin`] serves membership, stats and metrics.
+
+mod admin;
+pub mod config;
+mod error;
+mod health;
+mod ingest;
+pub use ingest::read_body;
+mod lane;
+mod member;
+mod registry;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use metrics_exporter_prometheus::PrometheusHandle;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use config::{AckMode, AnalyzerSpec, DistributorArgs};
+pub use error::ApiError;
+use member::{Job, Member};
+use registry::Registry;
+
+/// The HTTP client used for deliveries and probes: one keep-alive pool for all analyzers.
+pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// What every handler and task of one distributor shares.
+pub struct Shared {
+    /// The flags it was started with.
+    pub config: DistributorArgs,
+    /// Members and routing.
+    registry: Registry,
+    /// Deliveries and probes.
+    client: HttpClient,
+    /// Cancelled when shutdown begins: new packets get 503.
+    shutting_down: CancellationToken,
+    /// Renders `/metrics`.
+    metrics: PrometheusHandle,
+}
+
+impl Shared {
+    fn new(config: DistributorArgs) -> Arc<Self> {
+        Arc::new(Self {
+            client: http_client(config.probe_timeout),
+            config,
+            registry: Registry::default(),
+            shutting_down: CancellationToken::new(),
+            metrics: crate::telemetry::metrics().clone(),
+        })
+    }
+
+    /// Starts the lane and the health watcher of a new member.
+    fn start_member(self: &Arc<Self>, member: Arc<Member>, queue: mpsc::Receiver<Job>) {
+        tokio::spawn(lane::run(self.clone(), member.clone(), queue));
+        tokio::spawn(health::watch(self.clone(), member));
+    }
+}
+
+/// A client with `TCP_NODELAY` (deliveries are single writes that must not wait for
+/// Nagle) and a keep-alive pool large enough for every lane's concurrent deliveries.
+pub fn http_client(connect_timeout: Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout.max(Duration::from_millis(100))));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .build(connector)
+}
+
+/// The distributor's routes. Ingest and registration sit behind the token check.
+pub fn app(shared: Arc<Shared>) -> Router {
+    let guarded = Router::new()
+        .route("/packets", post(ingest::packets))
+        .route("/message/send", post(ingest::message_send))
+        .route("/analyzer/register", post(admin::register))
+        .route("/analyzer/deregister", post(admin::deregister))
+        .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
+    Router::new()
+        .merge(guarded)
+        .route("/analyzer/stats", get(admin::stats))
+        .route("/health", get(admin::health))
+        .route("/metrics", get(admin::metrics))
+        .fallback(admin::not_found)
+        .with_state(shared)
+}
+
+async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(token) = &shared.config.token {
+        let given = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+            metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+/// Runs a distributor on `listener` until `shutdown` is cancelled, then stops accepting,
+/// answers the requests in flight, drains every queue and returns, all within
+/// `--shutdown-grace`.
+pub async fn run(config: DistributorArgs, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let shared = Shared::new(config);
+    for spec in shared.config.analyzers.clone() {
+        shared
+            .registry
+            .register(&spec.id, spec.url, spec.weight, &shared)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let addr = listener.local_addr().context("reading the listening address")?;
+    if shared.config.token.is_none() {
+        warn!(%addr, "No --token set: ingest and registration are open to anyone who can reach this address.");
+    }
+    info!(%addr, ack = ?shared.config.ack, "Distributor listening.");
+
+    let grace = shared.config.shutdown_grace;
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { stopping.cancelled().await });
+    let server = tokio::spawn(server.into_future());
+    shutdown.cancelled().await;
+    info!(?grace, "Shutting down: answering requests in flight, then draining queues.");
+    shared.shutting_down.cancel();
+    let deadline = tokio::time::Instant::now() + grace;
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "Server error during shutdown."),
+        Ok(Err(e)) => warn!(error = %e, "Server task failed."),
+        Err(_) => warn!("Grace period over with requests still in flight."),
+    }
+    let members = shared.registry.members();
+    for member in &members {
+        member.retire.cancel();
+    }
+    for member in &members {
+        if tokio::time::timeout_at(deadline, member.drained.cancelled()).await.is_err() {
+            warn!(analyzer = %member.id, "Grace period over before this analyzer's queue drained.");
+        }
+    }
+    info!("Distributor stopped.");
+    Ok(())
+}

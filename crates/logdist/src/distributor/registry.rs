@@ -1,0 +1,232 @@
+//! Membership and routing: which analyzers exist, which are online, and which one gets
+//! each packet.
+//!
+//! One short `std::sync::Mutex` guards the members and the routing window together, so a
+//! routing decision and the enqueue it leads to are one atomic step. Nothing under the lock
+//! awaits or does I/O: a decision is a few float operations and a `try_send`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use logdist_core::Router;
+use tracing::{info, warn};
+
+use super::Shared;
+use super::config::AnalyzerUrl;
+use super::member::{Job, Member, Refusal, State};
+use crate::api::AnalyzerStats;
+
+/// All members and the current counting window.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Every registered analyzer with its weight, by id (sorted, for stable stats).
+    members: BTreeMap<Arc<str>, (Arc<Member>, f64)>,
+    /// The counting window over the online members; rebuilt on every change.
+    router: Router,
+    /// The online members, in the router's index order.
+    online: Vec<Arc<Member>>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            members: BTreeMap::new(),
+            router: Router::new(&[]).expect("no weights is valid"),
+            online: Vec::new(),
+        }
+    }
+}
+
+impl Inner {
+    /// Re-normalizes the targets over the online members and restarts the window.
+    fn rebuild(&mut self) {
+        let (online, weights): (Vec<_>, Vec<_>) = self
+            .members
+            .values()
+            .filter(|(m, _)| m.state() == State::Online)
+            .map(|(m, w)| (m.clone(), *w))
+            .unzip();
+        // Weights are checked at registration, so this cannot fail.
+        self.router = Router::new(&weights).unwrap_or_else(|_| Router::new(&[]).expect("empty"));
+        self.online = online;
+        info!(online = self.online.len(), "Targets re-normalized; the counting window restarts.");
+    }
+}
+
+/// What a registration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    /// A new analyzer.
+    Added,
+    /// An existing analyzer's weight changed.
+    Updated,
+    /// Nothing changed (a keep-alive).
+    Unchanged,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave `Inner` half-changed in a way that
+        // matters more than stopping routing would; keep serving.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Routes a job to an analyzer and queues it there, or gives it back with the reason.
+    /// The window counts the packet only if it was queued.
+    pub fn dispatch(&self, job: Job, queue_bytes: usize) -> Result<(), (Job, Refusal)> {
+        let mut inner = self.lock();
+        let messages = u64::from(job.packet.messages);
+        let Some(index) = inner.router.pick(messages) else {
+            return Err((job, Refusal::NoAnalyzer));
+        };
+        let member = &inner.online[index];
+        let len = job.packet.ndjson.len();
+        let queued = member.queued_bytes.load(Ordering::Relaxed);
+        if queued > 0 && queued + len > queue_bytes {
+            return Err((job, Refusal::QueueFull));
+        }
+        member.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        match member.queue.try_send(job) {
+            Ok(()) => {
+                inner.router.record(index, messages);
+                Ok(())
+            }
+            Err(e) => {
+                member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                Err((e.into_inner(), Refusal::QueueFull))
+            }
+        }
+    }
+
+    /// Adds an analyzer, or updates its weight. A changed URL replaces the member: the old
+    /// one drains to the old address. Returns the new member when one was created, so the
+    /// caller can start its lane.
+    pub fn register(
+        &self,
+        id: &str,
+        url: AnalyzerUrl,
+        weight: f64,
+        shared: &Arc<Shared>,
+    ) -> Result<Registered, String> {
+        let mut inner = self.lock();
+        if let Some((member, current)) = inner.members.get_mut(id) {
+            if member.state() == State::Draining {
+                return Err(format!("analyzer `{id}` is deregistering; register again once it is gone"));
+            }
+            if member.url == url {
+                if *current == weight {
+                    return Ok(Registered::Unchanged);
+                }
+                info!(analyzer = id, from = *current, to = weight, "Analyzer weight changed.");
+                *current = weight;
+                inner.rebuild();
+                return Ok(Registered::Updated);
+            }
+            let old = member.clone();
+            info!(analyzer = id, from = %old.url.base, to = %url.base, "Analyzer moved; draining the old address.");
+            old.set_state(State::Draining);
+            old.retire.cancel();
+        }
+        let id: Arc<str> = Arc::from(id);
+        let (member, queue) = Member::new(id.clone(), url, shared.config.queue_packets);
+        info!(analyzer = %id, url = %member.url.base, weight, "Analyzer registered.");
+        inner.members.insert(id, (member.clone(), weight));
+        inner.rebuild();
+        drop(inner);
+        shared.start_member(member, queue);
+        Ok(Registered::Added)
+    }
+
+    /// Stops routing to an analyzer and returns it so the caller can wait for its queue to
+    /// drain and then [`remove`](Self::remove) it. `None` for an unknown id.
+    pub fn begin_deregister(&self, id: &str) -> Option<Arc<Member>> {
+        let mut inner = self.lock();
+        let member = inner.members.get(id)?.0.clone();
+        if member.state() != State::Draining {
+            info!(analyzer = id, "Analyzer deregistering; draining its queue.");
+            member.set_state(State::Draining);
+            inner.rebuild();
+            member.retire.cancel();
+        }
+        Some(member)
+    }
+
+    /// Forgets a member once drained (unless it was replaced meanwhile).
+    pub fn remove(&self, member: &Arc<Member>) {
+        let mut inner = self.lock();
+        if inner.members.get(&member.id).is_some_and(|(m, _)| Arc::ptr_eq(m, member)) {
+            inner.members.remove(&member.id);
+            info!(analyzer = %member.id, "Analyzer removed.");
+        }
+    }
+
+    /// Takes an online member out of routing after failed deliveries or probes.
+    pub fn mark_unhealthy(&self, member: &Member, why: &str) {
+        let mut inner = self.lock();
+        if member.state() == State::Online {
+            warn!(analyzer = %member.id, reason = why, "Analyzer is unhealthy; routing around it.");
+            member.set_state(State::Unhealthy);
+            inner.rebuild();
+        }
+    }
+
+    /// Brings an unhealthy member back after consecutive good probes.
+    pub fn mark_online(&self, member: &Member) {
+        let mut inner = self.lock();
+        if member.state() == State::Unhealthy {
+            info!(analyzer = %member.id, "Analyzer recovered; routing to it again.");
+            member.set_state(State::Online);
+            inner.rebuild();
+        }
+    }
+
+    /// All members, for shutdown.
+    pub fn members(&self) -> Vec<Arc<Member>> {
+        self.lock().members.values().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// Online members.
+    pub fn online_count(&self) -> usize {
+        self.lock().online.len()
+    }
+
+    /// The body of `GET /analyzer/stats`.
+    pub fn stats(&self) -> Vec<AnalyzerStats> {
+        self.snapshot().into_iter().map(|(stats, _)| stats).collect()
+    }
+
+    /// Each member's stats with the member itself, taken under one lock.
+    pub fn snapshot(&self) -> Vec<(AnalyzerStats, Arc<Member>)> {
+        let inner = self.lock();
+        let total = inner.router.total();
+        inner
+            .members
+            .values()
+            .map(|(member, weight)| {
+                let index = inner.online.iter().position(|m| Arc::ptr_eq(m, member));
+                let (target_share, messages_sent) = match index {
+                    Some(i) => (inner.router.target_share(i), inner.router.sent(i)),
+                    None => (0.0, 0),
+                };
+                let stats = AnalyzerStats {
+                    id: member.id.to_string(),
+                    url: member.url.base.clone(),
+                    weight: *weight,
+                    state: member.state().as_str().to_owned(),
+                    target_share,
+                    messages_sent,
+                    share: if total == 0 { 0.0 } else { messages_sent as f64 / total as f64 },
+                    messages_total: member.messages_total.load(Ordering::Relaxed),
+                    packets_total: member.packets_total.load(Ordering::Relaxed),
+                };
+                (stats, member.clone())
+            })
+            .collect()
+    }
+}
