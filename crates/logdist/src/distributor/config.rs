@@ -124,12 +124,12 @@ impl FromStr for AnalyzerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let uri: Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some(other) => return Err(format!("URL scheme `{other}` is not supported; use http://host:port")),
+        match s.split_once("://") {
+            Some(("http", _)) => {}
+            Some((other, _)) => return Err(format!("URL scheme `{other}` is not supported; use http://host:port")),
             None => return Err(format!("`{s}` has no scheme; use http://host:port")),
         }
+        let uri: Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
         let authority = uri.authority().ok_or_else(|| format!("`{s}` has no host"))?;
         if authority.host().is_empty() {
             return Err(format!("`{s}` has no host"));
