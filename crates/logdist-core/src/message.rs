@@ -12,8 +12,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// How the body of a packet is framed.
@@ -103,9 +103,17 @@ impl<'de> Visitor<'de> for MessageVisitor {
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "timestamp" => set(&mut timestamp, "timestamp", map.next_value::<i64>()?)?,
-                "severity" => set(&mut severity, "severity", map.next_value::<Cow<'de, str>>()?)?,
+                "severity" => set(
+                    &mut severity,
+                    "severity",
+                    map.next_value::<Cow<'de, str>>()?,
+                )?,
                 "source" => set(&mut source, "source", map.next_value::<Cow<'de, str>>()?)?,
-                "message" => set(&mut text, "message", map.next_value::<Cow<'de, str>>()?.len())?,
+                "message" => set(
+                    &mut text,
+                    "message",
+                    map.next_value::<Cow<'de, str>>()?.len(),
+                )?,
                 _ => map.next_value::<Nested>().map(drop)?,
             }
         }
@@ -232,7 +240,10 @@ fn decode_ndjson(body: Bytes) -> Result<Packet, PacketError> {
     let mut messages: u32 = 0;
     let mut canonical = body.last() == Some(&b'\n');
     for (n, line) in body.split(|&b| b == b'\n').enumerate() {
-        let line = line.strip_suffix(b"\r").inspect(|_| canonical = false).unwrap_or(line);
+        let line = line
+            .strip_suffix(b"\r")
+            .inspect(|_| canonical = false)
+            .unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             // The empty piece after the final newline is not a blank line.
             if !line.is_empty() || n + 1 < body.split(|&b| b == b'\n').count() {
@@ -304,7 +315,10 @@ fn count(messages: u32) -> Result<u32, PacketError> {
 fn push_line(out: &mut BytesMut, raw: &[u8]) {
     let raw = raw.trim_ascii();
     if raw.contains(&b'\n') || raw.contains(&b'\r') {
-        out.extend(raw.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }));
+        out.extend(
+            raw.iter()
+                .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+        );
     } else {
         out.put_slice(raw);
     }
@@ -376,16 +390,52 @@ mod tests {
         let cases: &[(&str, Format, &str)] = &[
             ("", Format::Ndjson, "the packet is empty"),
             ("[]", Format::Json, "the packet is empty"),
-            (&format!("{HELLO}\n{{\"timestamp\":1}}"), Format::Ndjson, "line 2: missing field `severity`"),
-            (&format!("[{HELLO}, 5]"), Format::Json, "message at index 1: expected a JSON object"),
-            (r#"{"timestamp":"x","severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: invalid type: string \"x\", expected i64"),
-            (r#"{"timestamp":1.5,"severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: invalid type: floating point"),
-            (r#"{"timestamp":99999999999999999999,"severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: invalid"),
-            (r#"{"timestamp":1,"severity":"","source":"b","message":"c"}"#, Format::Ndjson, "line 1: `severity` is empty"),
-            (r#"{"timestamp":1,"severity":"a","source":"b","message":"c"} {}"#, Format::Ndjson, "line 1: trailing characters"),
-            (r#"{"timestamp":1,"timestamp":2,"severity":"a","source":"b","message":"c"}"#, Format::Ndjson, "line 1: duplicate field `timestamp`"),
+            (
+                &format!("{HELLO}\n{{\"timestamp\":1}}"),
+                Format::Ndjson,
+                "line 2: missing field `severity`",
+            ),
+            (
+                &format!("[{HELLO}, 5]"),
+                Format::Json,
+                "message at index 1: expected a JSON object",
+            ),
+            (
+                r#"{"timestamp":"x","severity":"a","source":"b","message":"c"}"#,
+                Format::Ndjson,
+                "line 1: invalid type: string \"x\", expected i64",
+            ),
+            (
+                r#"{"timestamp":1.5,"severity":"a","source":"b","message":"c"}"#,
+                Format::Ndjson,
+                "line 1: invalid type: floating point",
+            ),
+            (
+                r#"{"timestamp":99999999999999999999,"severity":"a","source":"b","message":"c"}"#,
+                Format::Ndjson,
+                "line 1: invalid",
+            ),
+            (
+                r#"{"timestamp":1,"severity":"","source":"b","message":"c"}"#,
+                Format::Ndjson,
+                "line 1: `severity` is empty",
+            ),
+            (
+                r#"{"timestamp":1,"severity":"a","source":"b","message":"c"} {}"#,
+                Format::Ndjson,
+                "line 1: trailing characters",
+            ),
+            (
+                r#"{"timestamp":1,"timestamp":2,"severity":"a","source":"b","message":"c"}"#,
+                Format::Ndjson,
+                "line 1: duplicate field `timestamp`",
+            ),
             ("[1,2", Format::Json, "EOF while parsing"),
-            ("hello", Format::Json, "expected a JSON array of messages or one message object"),
+            (
+                "hello",
+                Format::Json,
+                "expected a JSON array of messages or one message object",
+            ),
         ];
         for (body, format, want) in cases {
             let err = decode_packet(Bytes::copy_from_slice(body.as_bytes()), *format).unwrap_err();

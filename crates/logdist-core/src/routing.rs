@@ -89,7 +89,8 @@ impl Router {
         // Some analyzer is always eligible: the shares sum to 1, so the sum over j of
         // `share * horizon - sent` is `messages >= 0`. Rounding can hide it when every
         // margin is ~0; the analyzer furthest behind is then the right answer.
-        best.map(|(j, _)| j).or_else(|| self.furthest_behind(horizon))
+        best.map(|(j, _)| j)
+            .or_else(|| self.furthest_behind(horizon))
     }
 
     fn furthest_behind(&self, horizon: f64) -> Option<usize> {
@@ -206,7 +207,9 @@ mod tests {
     fn mixed_huge_and_tiny_packets_stay_within_bound() {
         let weights = [0.017_386, 0.004_761, 0.017_896, 0.101_086, 0.858_871];
         let mut r = Router::new(&weights).unwrap();
-        let pattern = [1, 10_000, 10_000, 1, 10_000, 10_000, 1, 1, 10_000, 10_000, 10_000];
+        let pattern = [
+            1, 10_000, 10_000, 1, 10_000, 10_000, 1, 1, 10_000, 10_000, 10_000,
+        ];
         for _ in 0..40 {
             for &n in &pattern {
                 r.route(n);

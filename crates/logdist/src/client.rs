@@ -31,7 +31,11 @@ impl JsonClient {
     }
 
     /// POSTs `body` as JSON; returns the status and the answer's body.
-    pub async fn post<B: Serialize>(&self, url: &str, body: &B) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    pub async fn post<B: Serialize>(
+        &self,
+        url: &str,
+        body: &B,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
         let body = Bytes::from(serde_json::to_vec(body)?);
         self.send(Method::POST, url, body).await
     }
@@ -40,12 +44,20 @@ impl JsonClient {
     pub async fn get<T: DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
         let (status, body) = self.send(Method::GET, url, Bytes::new()).await?;
         if !status.is_success() {
-            bail!("GET {url} answered {status}: {}", String::from_utf8_lossy(&body));
+            bail!(
+                "GET {url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
         }
         serde_json::from_slice(&body).with_context(|| format!("GET {url} answered invalid JSON"))
     }
 
-    async fn send(&self, method: Method, url: &str, body: Bytes) -> anyhow::Result<(http::StatusCode, Bytes)> {
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        body: Bytes,
+    ) -> anyhow::Result<(http::StatusCode, Bytes)> {
         let mut request = Request::builder().method(method).uri(url);
         if !body.is_empty() {
             request = request.header(header::CONTENT_TYPE, "application/json");
@@ -53,7 +65,9 @@ impl JsonClient {
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
-        let request = request.body(Full::new(body)).with_context(|| format!("bad URL `{url}`"))?;
+        let request = request
+            .body(Full::new(body))
+            .with_context(|| format!("bad URL `{url}`"))?;
         let exchange = async {
             let response = self.inner.request(request).await?;
             let status = response.status();

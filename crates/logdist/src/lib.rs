@@ -14,7 +14,24 @@ pub mod distributor;
 pub mod loadgen;
 pub mod telemetry;
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+
+/// Parses a positive duration for a flag: `500ms`, `10s`, `2m`, `1h 30m` (humantime's
+/// syntax); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let duration = match s.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("`{s}` is not a duration like 500ms, 10s or 2m ({e})"))?,
+    };
+    if duration.is_zero() {
+        return Err("a duration must be greater than zero".to_owned());
+    }
+    Ok(duration)
+}
 
 /// A token cancelled on the first SIGINT or SIGTERM, so every part shuts down gracefully.
 pub fn shutdown_on_signals() -> CancellationToken {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use logdist::telemetry::{LogFormat, init_logs};
-use logdist::{analyzer, distributor, shutdown_on_signals};
+use logdist::{analyzer, demo, distributor, loadgen, shutdown_on_signals};
 use tokio::net::TcpListener;
 
 #[global_allocator]
@@ -18,7 +18,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about, long_about = None, propagate_version = true)]
 struct Cli {
     /// Log format on stderr (RUST_LOG sets the level, e.g. RUST_LOG=logdist=debug).
-    #[arg(long, global = true, env = "LOGDIST_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        global = true,
+        env = "LOGDIST_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -31,12 +37,22 @@ enum Command {
     Distributor(distributor::DistributorArgs),
     /// Run an analyzer that registers itself with a distributor and counts what it gets.
     Analyzer(analyzer::AnalyzerArgs),
+    /// Simulate many agents sending packets; report throughput, latency and shares.
+    Loadgen(loadgen::LoadgenArgs),
+    /// Run a distributor, three analyzers (0.5/0.3/0.2) and the load generator together,
+    /// show live shares, and stop one analyzer half-way to show them re-normalize.
+    Demo(demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logs(cli.log_format, "info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The demo and the load generator draw their own output; keep logs to warnings there.
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Loadgen(_));
+    init_logs(cli.log_format, if quiet { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -63,9 +79,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = bind(args.listen_addr()).await?;
             analyzer::run(args, listener, shutdown).await
         }
+        Command::Loadgen(args) => {
+            let report = loadgen::run(args, shutdown).await?;
+            report.print_summary();
+            Ok(())
+        }
+        Command::Demo(args) => demo::run(args, shutdown).await,
     }
 }
 
 async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
 }

@@ -17,7 +17,8 @@ pub enum LogFormat {
 
 /// Installs the global `tracing` subscriber. `RUST_LOG` overrides `default_filter`.
 pub fn init_logs(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
@@ -30,7 +31,8 @@ pub fn init_logs(format: LogFormat, default_filter: &str) {
 
 /// Latency buckets in seconds, from 100 µs (loopback) to 10 s (a timeout).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use. In the demo, several

@@ -8,7 +8,8 @@ use std::io::Write;
 use common::*;
 use hyper::Method;
 
-const GOOD: &str = r#"{"timestamp":1020,"severity":"WARN","source":"app","message":"hello world!"}"#;
+const GOOD: &str =
+    r#"{"timestamp":1020,"severity":"WARN","source":"app","message":"hello world!"}"#;
 
 fn gzip(data: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -25,7 +26,14 @@ struct Case {
     error: &'static str,
 }
 
-fn case(name: &'static str, path: &'static str, ct: &'static str, body: impl Into<Vec<u8>>, status: u16, error: &'static str) -> Case {
+fn case(
+    name: &'static str,
+    path: &'static str,
+    ct: &'static str,
+    body: impl Into<Vec<u8>>,
+    status: u16,
+    error: &'static str,
+) -> Case {
     Case {
         name,
         path,
@@ -42,44 +50,268 @@ fn cases() -> Vec<Case> {
     let mut bomb_input = vec![b' '; 2 * 1024 * 1024];
     bomb_input.extend_from_slice(GOOD.as_bytes());
     let mut cases = vec![
-        case("broken JSON", "/packets", nd, format!("{GOOD}\n{{\"timestamp\":1,"), 400, "line 2: EOF while parsing"),
-        case("missing field", "/packets", nd, r#"{"timestamp":1,"severity":"a","message":"m"}"#, 400, "line 1: missing field `source`"),
-        case("wrong type", "/packets", js, format!(r#"[{GOOD},{{"timestamp":"noon","severity":"a","source":"b","message":"c"}}]"#), 400, "index 1: invalid type: string \"noon\""),
-        case("float timestamp", "/message/send", js, r#"{"timestamp":1.5,"severity":"a","source":"b","message":"c"}"#, 400, "invalid type: floating point"),
-        case("overflowing number", "/packets", nd, r#"{"timestamp":123456789012345678901234567890,"severity":"a","source":"b","message":"c"}"#, 400, "line 1:"),
-        case("not an object", "/packets", js, "[1,2,3]", 400, "index 0: expected a JSON object"),
-        case("not JSON at all", "/packets", js, "hello", 400, "expected a JSON array"),
+        case(
+            "broken JSON",
+            "/packets",
+            nd,
+            format!("{GOOD}\n{{\"timestamp\":1,"),
+            400,
+            "line 2: EOF while parsing",
+        ),
+        case(
+            "missing field",
+            "/packets",
+            nd,
+            r#"{"timestamp":1,"severity":"a","message":"m"}"#,
+            400,
+            "line 1: missing field `source`",
+        ),
+        case(
+            "wrong type",
+            "/packets",
+            js,
+            format!(r#"[{GOOD},{{"timestamp":"noon","severity":"a","source":"b","message":"c"}}]"#),
+            400,
+            "index 1: invalid type: string \"noon\"",
+        ),
+        case(
+            "float timestamp",
+            "/message/send",
+            js,
+            r#"{"timestamp":1.5,"severity":"a","source":"b","message":"c"}"#,
+            400,
+            "invalid type: floating point",
+        ),
+        case(
+            "overflowing number",
+            "/packets",
+            nd,
+            r#"{"timestamp":123456789012345678901234567890,"severity":"a","source":"b","message":"c"}"#,
+            400,
+            "line 1:",
+        ),
+        case(
+            "not an object",
+            "/packets",
+            js,
+            "[1,2,3]",
+            400,
+            "index 0: expected a JSON object",
+        ),
+        case(
+            "not JSON at all",
+            "/packets",
+            js,
+            "hello",
+            400,
+            "expected a JSON array",
+        ),
         case("empty body", "/packets", nd, "", 400, "the packet is empty"),
-        case("empty array", "/packets", js, "[]", 400, "the packet is empty"),
-        case("empty message body", "/message/send", js, "", 400, "the body is empty"),
-        case("invalid UTF-8", "/packets", nd, [&GOOD.as_bytes()[..60], b"\xff\xfe", &GOOD.as_bytes()[60..]].concat(), 400, "line 1:"),
-        case("NUL byte", "/packets", nd, GOOD.replace("hello", "hel\u{0}lo"), 400, "line 1: control character"),
-        case("deep nesting", "/packets", nd, format!(r#"{{"timestamp":1,"severity":"a","source":"b","message":"c","x":{}1{}}}"#, "[".repeat(5000), "]".repeat(5000)), 400, "recursion limit"),
-        case("duplicate field", "/packets", nd, r#"{"timestamp":1,"timestamp":2,"severity":"a","source":"b","message":"c"}"#, 400, "duplicate field"),
-        case("empty severity", "/packets", nd, r#"{"timestamp":1,"severity":"","source":"b","message":"c"}"#, 400, "`severity` is empty"),
-        case("unknown content type", "/packets", "text/xml", GOOD, 415, "Content-Type `text/xml` is not supported"),
-        case("form content type on message/send", "/message/send", "application/x-www-form-urlencoded", GOOD, 415, "not supported"),
-        case("oversize body", "/packets", nd, format!("{GOOD}\n").repeat(3000), 413, "larger than the limit of 65536 bytes"),
-        case("register: negative weight", "/analyzer/register", js, r#"{"id":"x","weight":-1,"port":3001}"#, 400, "positive finite"),
-        case("register: zero weight", "/analyzer/register", js, r#"{"id":"x","weight":0,"port":3001}"#, 400, "positive finite"),
-        case("register: NaN weight", "/analyzer/register", js, r#"{"id":"x","weight":"NaN","port":3001}"#, 400, "invalid registration"),
-        case("register: empty id", "/analyzer/register", js, r#"{"id":"","weight":1,"port":3001}"#, 400, "analyzer id is empty"),
-        case("register: 10 KB id", "/analyzer/register", js, format!(r#"{{"id":"{}","weight":1,"port":3001}}"#, "x".repeat(10_240)), 400, "the limit is 128"),
-        case("register: file URL", "/analyzer/register", js, r#"{"id":"x","weight":1,"url":"file:///etc/passwd"}"#, 400, "scheme `file` is not supported"),
-        case("register: URL with a path", "/analyzer/register", js, r#"{"id":"x","weight":1,"url":"http://127.0.0.1:1/admin"}"#, 400, "has a path"),
-        case("register: URL and port", "/analyzer/register", js, r#"{"id":"x","weight":1,"url":"http://127.0.0.1:1","port":2}"#, 400, "not both"),
-        case("register: neither URL nor port", "/analyzer/register", js, r#"{"id":"x","weight":1}"#, 400, "give `url`"),
-        case("register: not JSON", "/analyzer/register", js, "id=x", 400, "invalid registration"),
-        case("deregister: unknown id", "/analyzer/deregister", js, r#"{"id":"nobody"}"#, 404, "no analyzer is registered as `nobody`"),
-        case("unknown path", "/nowhere", js, GOOD, 404, "no such endpoint"),
+        case(
+            "empty array",
+            "/packets",
+            js,
+            "[]",
+            400,
+            "the packet is empty",
+        ),
+        case(
+            "empty message body",
+            "/message/send",
+            js,
+            "",
+            400,
+            "the body is empty",
+        ),
+        case(
+            "invalid UTF-8",
+            "/packets",
+            nd,
+            [&GOOD.as_bytes()[..60], b"\xff\xfe", &GOOD.as_bytes()[60..]].concat(),
+            400,
+            "line 1:",
+        ),
+        case(
+            "NUL byte",
+            "/packets",
+            nd,
+            GOOD.replace("hello", "hel\u{0}lo"),
+            400,
+            "line 1: control character",
+        ),
+        case(
+            "deep nesting",
+            "/packets",
+            nd,
+            format!(
+                r#"{{"timestamp":1,"severity":"a","source":"b","message":"c","x":{}1{}}}"#,
+                "[".repeat(5000),
+                "]".repeat(5000)
+            ),
+            400,
+            "recursion limit",
+        ),
+        case(
+            "duplicate field",
+            "/packets",
+            nd,
+            r#"{"timestamp":1,"timestamp":2,"severity":"a","source":"b","message":"c"}"#,
+            400,
+            "duplicate field",
+        ),
+        case(
+            "empty severity",
+            "/packets",
+            nd,
+            r#"{"timestamp":1,"severity":"","source":"b","message":"c"}"#,
+            400,
+            "`severity` is empty",
+        ),
+        case(
+            "unknown content type",
+            "/packets",
+            "text/xml",
+            GOOD,
+            415,
+            "Content-Type `text/xml` is not supported",
+        ),
+        case(
+            "form content type on message/send",
+            "/message/send",
+            "application/x-www-form-urlencoded",
+            GOOD,
+            415,
+            "not supported",
+        ),
+        case(
+            "oversize body",
+            "/packets",
+            nd,
+            format!("{GOOD}\n").repeat(3000),
+            413,
+            "larger than the limit of 65536 bytes",
+        ),
+        case(
+            "register: negative weight",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":-1,"port":3001}"#,
+            400,
+            "positive finite",
+        ),
+        case(
+            "register: zero weight",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":0,"port":3001}"#,
+            400,
+            "positive finite",
+        ),
+        case(
+            "register: NaN weight",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":"NaN","port":3001}"#,
+            400,
+            "invalid registration",
+        ),
+        case(
+            "register: empty id",
+            "/analyzer/register",
+            js,
+            r#"{"id":"","weight":1,"port":3001}"#,
+            400,
+            "analyzer id is empty",
+        ),
+        case(
+            "register: 10 KB id",
+            "/analyzer/register",
+            js,
+            format!(
+                r#"{{"id":"{}","weight":1,"port":3001}}"#,
+                "x".repeat(10_240)
+            ),
+            400,
+            "the limit is 128",
+        ),
+        case(
+            "register: file URL",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"file:///etc/passwd"}"#,
+            400,
+            "scheme `file` is not supported",
+        ),
+        case(
+            "register: URL with a path",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"http://127.0.0.1:1/admin"}"#,
+            400,
+            "has a path",
+        ),
+        case(
+            "register: URL and port",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"http://127.0.0.1:1","port":2}"#,
+            400,
+            "not both",
+        ),
+        case(
+            "register: neither URL nor port",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1}"#,
+            400,
+            "give `url`",
+        ),
+        case(
+            "register: not JSON",
+            "/analyzer/register",
+            js,
+            "id=x",
+            400,
+            "invalid registration",
+        ),
+        case(
+            "deregister: unknown id",
+            "/analyzer/deregister",
+            js,
+            r#"{"id":"nobody"}"#,
+            404,
+            "no analyzer is registered as `nobody`",
+        ),
+        case(
+            "unknown path",
+            "/nowhere",
+            js,
+            GOOD,
+            404,
+            "no such endpoint",
+        ),
     ];
-    let mut gz = case("gzip bomb", "/packets", nd, gzip(&bomb_input), 413, "once decompressed");
+    let mut gz = case(
+        "gzip bomb",
+        "/packets",
+        nd,
+        gzip(&bomb_input),
+        413,
+        "once decompressed",
+    );
     gz.headers.push(("content-encoding", "gzip"));
     let mut bad_gz = case("not gzip", "/packets", nd, GOOD, 400, "not valid gzip");
     bad_gz.headers.push(("content-encoding", "gzip"));
     let mut bad_zstd = case("not zstd", "/packets", nd, GOOD, 400, "not valid zstd");
     bad_zstd.headers.push(("content-encoding", "zstd"));
-    let mut brotli = case("unknown encoding", "/packets", nd, GOOD, 415, "Content-Encoding `br` is not supported");
+    let mut brotli = case(
+        "unknown encoding",
+        "/packets",
+        nd,
+        GOOD,
+        415,
+        "Content-Encoding `br` is not supported",
+    );
     brotli.headers.push(("content-encoding", "br"));
     cases.extend([gz, bad_gz, bad_zstd, brotli]);
     cases
@@ -91,25 +323,54 @@ async fn every_kind_of_bad_input_gets_its_4xx_and_nothing_is_delivered() {
     let http = Http::new();
     let (_d, url) = distributor(&dir, &["--max-body", "64KiB"]);
     let (_a, analyzer_url) = analyzer(&dir, 1, 1.0, &url, &[]);
-    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"])).await;
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
 
     let mut delivered = 0;
     for c in cases() {
-        let answer = http.request(Method::POST, &format!("{url}{}", c.path), &c.headers, c.body.clone()).await;
-        assert_eq!(answer.status.as_u16(), c.status, "{}: {}", c.name, answer.text());
-        let error = answer.json()["error"].as_str().unwrap_or_default().to_owned();
-        assert!(error.contains(c.error), "{}: error {error:?} does not say {:?}", c.name, c.error);
+        let answer = http
+            .request(
+                Method::POST,
+                &format!("{url}{}", c.path),
+                &c.headers,
+                c.body.clone(),
+            )
+            .await;
+        assert_eq!(
+            answer.status.as_u16(),
+            c.status,
+            "{}: {}",
+            c.name,
+            answer.text()
+        );
+        let error = answer.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.contains(c.error),
+            "{}: error {error:?} does not say {:?}",
+            c.name,
+            c.error
+        );
         // The server keeps serving, and nothing of the bad packet reached the analyzer.
-        let good = http.post(&format!("{url}/message/send"), "application/json", GOOD).await;
+        let good = http
+            .post(&format!("{url}/message/send"), "application/json", GOOD)
+            .await;
         assert_eq!(good.status, 200, "after {}: {}", c.name, good.text());
         delivered += 1;
-        let counted = http.get(&format!("{analyzer_url}/stats")).await.json()["messages"].as_u64().unwrap();
+        let counted = http.get(&format!("{analyzer_url}/stats")).await.json()["messages"]
+            .as_u64()
+            .unwrap();
         assert_eq!(counted, delivered, "after {}", c.name);
     }
     let stats = http.stats(&url).await;
     assert_eq!(stats.len(), 1, "a bad registration was accepted: {stats:?}");
     let metrics = http.get(&format!("{url}/metrics")).await.text();
-    assert!(metrics.contains("logdist_rejected_total{reason=\"bad_request\"}"), "{metrics}");
+    assert!(
+        metrics.contains("logdist_rejected_total{reason=\"bad_request\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("logdist_rejected_total{reason=\"too_large\"}"));
 }
 
@@ -119,33 +380,81 @@ async fn compressed_bodies_json_arrays_and_extra_fields_are_delivered() {
     let http = Http::new();
     let (_d, url) = distributor(&dir, &[]);
     let journal = dir.join("journal.ndjson");
-    let (_a, _) = analyzer(&dir, 1, 1.0, &url, &["--journal", journal.to_str().unwrap()]);
-    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"])).await;
+    let (_a, _) = analyzer(
+        &dir,
+        1,
+        1.0,
+        &url,
+        &["--journal", journal.to_str().unwrap()],
+    );
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
 
     let body = packet(0, 50);
     let gz = gzip(body.as_bytes());
     let answer = http
-        .request(Method::POST, &format!("{url}/packets"), &[("content-type", "application/x-ndjson"), ("content-encoding", "gzip")], gz)
+        .request(
+            Method::POST,
+            &format!("{url}/packets"),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "gzip"),
+            ],
+            gz,
+        )
         .await;
-    assert_eq!((answer.status.as_u16(), answer.json()["messages"].as_u64()), (200, Some(50)), "{}", answer.text());
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()["messages"].as_u64()),
+        (200, Some(50)),
+        "{}",
+        answer.text()
+    );
 
     let zst = zstd::encode_all(packet(50, 50).as_bytes(), 3).unwrap();
     let answer = http
-        .request(Method::POST, &format!("{url}/packets"), &[("content-type", "application/x-ndjson"), ("content-encoding", "zstd")], zst)
+        .request(
+            Method::POST,
+            &format!("{url}/packets"),
+            &[
+                ("content-type", "application/x-ndjson"),
+                ("content-encoding", "zstd"),
+            ],
+            zst,
+        )
         .await;
-    assert_eq!((answer.status.as_u16(), answer.json()["messages"].as_u64()), (200, Some(50)), "{}", answer.text());
+    assert_eq!(
+        (answer.status.as_u16(), answer.json()["messages"].as_u64()),
+        (200, Some(50)),
+        "{}",
+        answer.text()
+    );
 
     let array = r#"[ {"timestamp": 1, "severity": "ERROR", "source": "db",
         "message": "disk full", "host": "db-1", "tags": {"team": "storage"}} ]"#;
-    let answer = http.post(&format!("{url}/packets"), "application/json", array).await;
+    let answer = http
+        .post(&format!("{url}/packets"), "application/json", array)
+        .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    let answer = http.request(Method::POST, &format!("{url}/packets"), &[], packet(100, 3)).await;
-    assert_eq!(answer.status, 200, "no Content-Type, sniffed as NDJSON: {}", answer.text());
+    let answer = http
+        .request(Method::POST, &format!("{url}/packets"), &[], packet(100, 3))
+        .await;
+    assert_eq!(
+        answer.status,
+        200,
+        "no Content-Type, sniffed as NDJSON: {}",
+        answer.text()
+    );
 
     let received = std::fs::read_to_string(&journal).unwrap();
     assert_eq!(received.lines().count(), 104);
-    assert!(received.contains(r#""host": "db-1", "tags": {"team": "storage"}}"#), "extra fields not kept verbatim");
-    assert!(received.contains(&packet(0, 100)), "packets not forwarded byte for byte");
+    assert!(
+        received.contains(r#""host": "db-1", "tags": {"team": "storage"}}"#),
+        "extra fields not kept verbatim"
+    );
+    assert!(
+        received.contains(&packet(0, 100)),
+        "packets not forwarded byte for byte"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,21 +463,38 @@ async fn ack_accepted_answers_202_and_still_delivers() {
     let http = Http::new();
     let (_d, url) = distributor(&dir, &["--ack", "accepted"]);
     let (_a, analyzer_url) = analyzer(&dir, 1, 1.0, &url, &[]);
-    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"])).await;
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
     for i in 0..20 {
-        let answer = http.post(&format!("{url}/packets"), "application/x-ndjson", packet(i * 5, 5)).await;
+        let answer = http
+            .post(
+                &format!("{url}/packets"),
+                "application/x-ndjson",
+                packet(i * 5, 5),
+            )
+            .await;
         assert_eq!(answer.status, 202, "{}", answer.text());
         assert_eq!(answer.json()["status"], "accepted");
     }
-    let answer = http.post(&format!("{url}/message/send"), "application/json", GOOD).await;
-    assert_eq!(answer.status, 200, "/message/send answers 200 as the original did");
+    let answer = http
+        .post(&format!("{url}/message/send"), "application/json", GOOD)
+        .await;
+    assert_eq!(
+        answer.status, 200,
+        "/message/send answers 200 as the original did"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let counted = http.get(&format!("{analyzer_url}/stats")).await.json()["messages"].as_u64().unwrap();
+        let counted = http.get(&format!("{analyzer_url}/stats")).await.json()["messages"]
+            .as_u64()
+            .unwrap();
         if counted == 101 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "only {counted} of 101 messages delivered");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {counted} of 101 messages delivered"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
@@ -179,19 +505,44 @@ async fn a_token_guards_ingest_and_registration_but_not_stats() {
     let http = Http::new();
     let (_d, url) = distributor(&dir, &["--token", "s3cret"]);
     let (_a, _) = analyzer(&dir, 1, 1.0, &url, &["--token", "s3cret"]);
-    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"])).await;
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
 
-    for (path, body) in [("/packets", GOOD), ("/message/send", GOOD), ("/analyzer/register", r#"{"id":"x","weight":1,"port":1}"#)] {
-        for auth in [None, Some("Bearer wrong"), Some("s3cret"), Some("Basic czNjcmV0")] {
+    for (path, body) in [
+        ("/packets", GOOD),
+        ("/message/send", GOOD),
+        ("/analyzer/register", r#"{"id":"x","weight":1,"port":1}"#),
+    ] {
+        for auth in [
+            None,
+            Some("Bearer wrong"),
+            Some("s3cret"),
+            Some("Basic czNjcmV0"),
+        ] {
             let mut headers = vec![("content-type", "application/json")];
             headers.extend(auth.map(|a| ("authorization", a)));
-            let answer = http.request(Method::POST, &format!("{url}{path}"), &headers, body).await;
-            assert_eq!(answer.status, 401, "{path} with {auth:?}: {}", answer.text());
+            let answer = http
+                .request(Method::POST, &format!("{url}{path}"), &headers, body)
+                .await;
+            assert_eq!(
+                answer.status,
+                401,
+                "{path} with {auth:?}: {}",
+                answer.text()
+            );
             assert_eq!(answer.headers["www-authenticate"], "Bearer");
         }
     }
     let answer = http
-        .request(Method::POST, &format!("{url}/message/send"), &[("content-type", "application/json"), ("authorization", "Bearer s3cret")], GOOD)
+        .request(
+            Method::POST,
+            &format!("{url}/message/send"),
+            &[
+                ("content-type", "application/json"),
+                ("authorization", "Bearer s3cret"),
+            ],
+            GOOD,
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(http.stats(&url).await.len(), 1);

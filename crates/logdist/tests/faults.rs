@@ -15,7 +15,11 @@ fn journaled(path: &std::path::Path) -> Vec<u64> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"].as_u64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -28,21 +32,34 @@ async fn no_acknowledged_packet_is_lost_when_an_analyzer_is_killed() {
     for (id, weight) in [(1, 0.5), (2, 0.3), (3, 0.2)] {
         let journal = dir.join(format!("journal_{id}.ndjson"));
         let journal_s = journal.to_str().unwrap().to_owned();
-        analyzers.push((analyzer(&dir, id, weight, &url, &["--journal", &journal_s]), journal));
+        analyzers.push((
+            analyzer(&dir, id, weight, &url, &["--journal", &journal_s]),
+            journal,
+        ));
     }
-    http.wait_stats(&url, "three analyzers", |s| online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])).await;
+    http.wait_stats(&url, "three analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
+    })
+    .await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let next_seq = Arc::new(AtomicU64::new(0));
     let mut agents = Vec::new();
     for agent in 0..8u64 {
-        let (http, url, stop, next_seq) = (http.clone(), url.clone(), stop.clone(), next_seq.clone());
+        let (http, url, stop, next_seq) =
+            (http.clone(), url.clone(), stop.clone(), next_seq.clone());
         agents.push(tokio::spawn(async move {
             let (mut acked, mut refused) = (Vec::new(), 0u64);
             while !stop.load(Ordering::Relaxed) {
                 let size = 1 + (agent * 7 + acked.len() as u64) % 40;
                 let first = next_seq.fetch_add(size, Ordering::Relaxed);
-                let answer = http.post(&format!("{url}/packets"), "application/x-ndjson", packet(first, size)).await;
+                let answer = http
+                    .post(
+                        &format!("{url}/packets"),
+                        "application/x-ndjson",
+                        packet(first, size),
+                    )
+                    .await;
                 match answer.status.as_u16() {
                     200 => acked.extend(first..first + size),
                     503 => refused += 1,
@@ -67,7 +84,12 @@ async fn no_acknowledged_packet_is_lost_when_an_analyzer_is_killed() {
     let after_kill = acked.iter().filter(|&&s| s >= before_kill).count();
     assert!(after_kill > 0, "nothing was acknowledged after the kill");
 
-    let stats = http.wait_stats(&url, "analyzer_2 unhealthy", |s| s.iter().any(|a| a.id == "analyzer_2" && a.state == "unhealthy")).await;
+    let stats = http
+        .wait_stats(&url, "analyzer_2 unhealthy", |s| {
+            s.iter()
+                .any(|a| a.id == "analyzer_2" && a.state == "unhealthy")
+        })
+        .await;
     assert_eq!(stats.iter().filter(|a| a.state == "online").count(), 2);
 
     // Stop the survivors gracefully so their journals are complete.
@@ -82,8 +104,15 @@ async fn no_acknowledged_packet_is_lost_when_an_analyzer_is_killed() {
         received.extend(journaled(journal));
     }
     let unique: HashSet<u64> = received.iter().copied().collect();
-    let missing: Vec<&u64> = acked.iter().filter(|s| !unique.contains(s)).take(10).collect();
-    assert!(missing.is_empty(), "acknowledged but never received: {missing:?}");
+    let missing: Vec<&u64> = acked
+        .iter()
+        .filter(|s| !unique.contains(s))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never received: {missing:?}"
+    );
     let duplicates = received.len() - unique.len();
     eprintln!(
         "acknowledged {} messages ({after_kill} after the kill), {refused} packets refused with 503, \

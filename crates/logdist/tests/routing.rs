@@ -12,7 +12,14 @@ use rand::{Rng, SeedableRng};
 
 /// Sends `packets` packets of random sizes in `1..=max` from `agents` concurrent agents;
 /// every one must be answered 200. Returns (messages, largest packet).
-async fn send_random(http: &Http, url: &str, packets: usize, max: u64, agents: usize, seed: u64) -> (u64, u64) {
+async fn send_random(
+    http: &Http,
+    url: &str,
+    packets: usize,
+    max: u64,
+    agents: usize,
+    seed: u64,
+) -> (u64, u64) {
     let next_seq = Arc::new(AtomicU64::new(seed * 1_000_000_000));
     let mut tasks = Vec::new();
     for agent in 0..agents {
@@ -23,7 +30,13 @@ async fn send_random(http: &Http, url: &str, packets: usize, max: u64, agents: u
             for _ in 0..packets / agents {
                 let size = rng.random_range(1..=max);
                 let first = next_seq.fetch_add(size, Ordering::Relaxed);
-                let answer = http.post(&format!("{url}/packets"), "application/x-ndjson", packet(first, size)).await;
+                let answer = http
+                    .post(
+                        &format!("{url}/packets"),
+                        "application/x-ndjson",
+                        packet(first, size),
+                    )
+                    .await;
                 assert_eq!(answer.status, 200, "{}", answer.text());
                 assert_eq!(answer.json()["messages"], size);
                 messages += size;
@@ -49,7 +62,10 @@ async fn three_weighted_analyzers_receive_their_share_of_messages() {
     for (id, weight) in [(1, 0.5), (2, 0.3), (3, 0.2)] {
         analyzers.push(analyzer(&dir, id, weight, &url, &[]));
     }
-    http.wait_stats(&url, "three analyzers", |s| online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])).await;
+    http.wait_stats(&url, "three analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
+    })
+    .await;
 
     let (messages, largest) = send_random(&http, &url, 600, 300, 6, 1).await;
     let stats = http.stats(&url).await;
@@ -60,10 +76,17 @@ async fn three_weighted_analyzers_receive_their_share_of_messages() {
     for (a, (_, analyzer_url)) in stats.iter().zip(&analyzers) {
         let own = http.get(&format!("{analyzer_url}/stats")).await.json();
         assert_eq!(own["id"], a.id.as_str());
-        assert_eq!(own["messages"], a.messages_total, "{} counted differently", a.id);
+        assert_eq!(
+            own["messages"], a.messages_total,
+            "{} counted differently",
+            a.id
+        );
         assert_eq!(own["source"]["test"], a.messages_total);
     }
-    let shares: Vec<String> = stats.iter().map(|a| format!("{} {:.4}", a.id, a.share)).collect();
+    let shares: Vec<String> = stats
+        .iter()
+        .map(|a| format!("{} {:.4}", a.id, a.share))
+        .collect();
     eprintln!("{messages} messages, largest packet {largest}: {shares:?}");
 }
 
@@ -74,7 +97,11 @@ async fn shares_renormalize_when_analyzers_join_and_leave() {
     let (_d, url) = distributor(&dir, &[]);
     let mut a1 = analyzer(&dir, 1, 0.5, &url, &[]);
     let _a2 = analyzer(&dir, 2, 0.3, &url, &[]);
-    let stats = http.wait_stats(&url, "two analyzers", |s| online(s, &["analyzer_1", "analyzer_2"])).await;
+    let stats = http
+        .wait_stats(&url, "two analyzers", |s| {
+            online(s, &["analyzer_1", "analyzer_2"])
+        })
+        .await;
     assert!((stats[0].target_share - 0.625).abs() < 1e-9, "{stats:?}");
 
     let (_, largest) = send_random(&http, &url, 200, 100, 4, 2).await;
@@ -83,11 +110,20 @@ async fn shares_renormalize_when_analyzers_join_and_leave() {
     // A third analyzer joins: targets re-normalize and the counting window restarts.
     let _a3 = analyzer(&dir, 3, 0.2, &url, &[]);
     let stats = http
-        .wait_stats(&url, "three analyzers", |s| online(s, &["analyzer_1", "analyzer_2", "analyzer_3"]))
+        .wait_stats(&url, "three analyzers", |s| {
+            online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
+        })
         .await;
     let targets: Vec<f64> = stats.iter().map(|a| a.target_share).collect();
-    assert!((targets[0] - 0.5).abs() < 1e-9 && (targets[1] - 0.3).abs() < 1e-9 && (targets[2] - 0.2).abs() < 1e-9);
-    assert!(stats.iter().all(|a| a.messages_sent == 0), "window did not restart: {stats:?}");
+    assert!(
+        (targets[0] - 0.5).abs() < 1e-9
+            && (targets[1] - 0.3).abs() < 1e-9
+            && (targets[2] - 0.2).abs() < 1e-9
+    );
+    assert!(
+        stats.iter().all(|a| a.messages_sent == 0),
+        "window did not restart: {stats:?}"
+    );
     let (messages, largest) = send_random(&http, &url, 300, 100, 4, 3).await;
     let stats = http.stats(&url).await;
     assert_shares_within(&stats, largest);
@@ -96,9 +132,19 @@ async fn shares_renormalize_when_analyzers_join_and_leave() {
 
     // Analyzer 1 leaves (SIGTERM: it deregisters itself): 0.3/0.2 become 0.6/0.4.
     a1.0.signal("TERM");
-    assert!(a1.0.wait_exit(Duration::from_secs(20)).success(), "{}", a1.0.log_text());
-    let stats = http.wait_stats(&url, "analyzer_1 gone", |s| online(s, &["analyzer_2", "analyzer_3"]) && s.len() == 2).await;
-    assert!((stats[0].target_share - 0.6).abs() < 1e-9 && (stats[1].target_share - 0.4).abs() < 1e-9);
+    assert!(
+        a1.0.wait_exit(Duration::from_secs(20)).success(),
+        "{}",
+        a1.0.log_text()
+    );
+    let stats = http
+        .wait_stats(&url, "analyzer_1 gone", |s| {
+            online(s, &["analyzer_2", "analyzer_3"]) && s.len() == 2
+        })
+        .await;
+    assert!(
+        (stats[0].target_share - 0.6).abs() < 1e-9 && (stats[1].target_share - 0.4).abs() < 1e-9
+    );
     let (_, largest) = send_random(&http, &url, 200, 100, 4, 4).await;
     assert_shares_within(&http.stats(&url).await, largest);
 }
@@ -109,8 +155,15 @@ async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
     let http = Http::new();
     let (_d, url) = distributor(&dir, &[]);
     let (mut a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
-    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"])).await;
-    let answer = http.post(&format!("{url}/packets"), "application/x-ndjson", packet(0, 10)).await;
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
+    let answer = http
+        .post(
+            &format!("{url}/packets"),
+            "application/x-ndjson",
+            packet(0, 10),
+        )
+        .await;
     assert_eq!(answer.status, 200);
 
     a1.signal("TERM");
@@ -118,9 +171,18 @@ async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
     assert!(status.success(), "exit {status}: {}", a1.log_text());
     assert!(a1.log_text().contains("Deregistered."), "{}", a1.log_text());
     assert!(http.stats(&url).await.is_empty());
-    assert!(http.try_get(&format!("{a1_url}/health")).await.is_none(), "analyzer still serving");
+    assert!(
+        http.try_get(&format!("{a1_url}/health")).await.is_none(),
+        "analyzer still serving"
+    );
     // Nobody left: the agent is told to come back later, and nothing is accepted.
-    let answer = http.post(&format!("{url}/packets"), "application/x-ndjson", packet(10, 1)).await;
+    let answer = http
+        .post(
+            &format!("{url}/packets"),
+            "application/x-ndjson",
+            packet(10, 1),
+        )
+        .await;
     assert_eq!(answer.status, 503);
     assert!(answer.headers.contains_key("retry-after"));
 }
@@ -132,8 +194,16 @@ async fn static_analyzers_and_weight_updates() {
     let (p1, p2) = (free_port(), free_port());
     let l1 = format!("127.0.0.1:{p1}");
     let l2 = format!("127.0.0.1:{p2}");
-    let _s1 = spawn(&dir, "a1", &["analyzer", "--id", "1", "--listen", &l1, "--no-register"]);
-    let _s2 = spawn(&dir, "a2", &["analyzer", "--id", "2", "--listen", &l2, "--no-register"]);
+    let _s1 = spawn(
+        &dir,
+        "a1",
+        &["analyzer", "--id", "1", "--listen", &l1, "--no-register"],
+    );
+    let _s2 = spawn(
+        &dir,
+        "a2",
+        &["analyzer", "--id", "2", "--listen", &l2, "--no-register"],
+    );
     let spec1 = format!("a=http://{l1}@3");
     let spec2 = format!("b=http://{l2}@1");
     let (_d, url) = distributor(&dir, &["--analyzer", &spec1, "--analyzer", &spec2]);
@@ -141,7 +211,13 @@ async fn static_analyzers_and_weight_updates() {
     http.wait_up(&format!("http://{l2}/health")).await;
     http.wait_up(&format!("{url}/health")).await;
     for i in 0..40 {
-        let answer = http.post(&format!("{url}/packets"), "application/x-ndjson", packet(i, 1)).await;
+        let answer = http
+            .post(
+                &format!("{url}/packets"),
+                "application/x-ndjson",
+                packet(i, 1),
+            )
+            .await;
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     let stats = http.stats(&url).await;
@@ -149,7 +225,11 @@ async fn static_analyzers_and_weight_updates() {
 
     // Registering an existing id with a new weight updates it and restarts the window.
     let answer = http
-        .post(&format!("{url}/analyzer/register"), "application/json", format!(r#"{{"id":"b","weight":3,"url":"http://{l2}"}}"#))
+        .post(
+            &format!("{url}/analyzer/register"),
+            "application/json",
+            format!(r#"{{"id":"b","weight":3,"url":"http://{l2}"}}"#),
+        )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.json()["registration"], "updated");

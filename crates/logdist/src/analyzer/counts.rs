@@ -31,7 +31,8 @@ pub fn tally(body: &[u8]) -> Result<Tally, String> {
         if line.trim_ascii().is_empty() {
             continue;
         }
-        let parsed: Line<'_> = serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", n + 1))?;
+        let parsed: Line<'_> =
+            serde_json::from_slice(line).map_err(|e| format!("line {}: {e}", n + 1))?;
         tally.messages += 1;
         bump(&mut tally.severity, &parsed.severity, 1);
         bump(&mut tally.source, &parsed.source, 1);
@@ -95,7 +96,11 @@ impl Counts {
         CountsSnapshot {
             messages: totals.messages,
             packets: totals.packets,
-            severity: totals.severity.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            severity: totals
+                .severity
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             source: totals.source.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
@@ -107,7 +112,8 @@ mod tests {
 
     #[test]
     fn counts_by_severity_and_source() {
-        let body = b"{\"timestamp\":1,\"severity\":\"WARN\",\"source\":\"app\",\"message\":\"a\"}\n\
+        let body =
+            b"{\"timestamp\":1,\"severity\":\"WARN\",\"source\":\"app\",\"message\":\"a\"}\n\
 {\"timestamp\":2,\"severity\":\"INFO\",\"source\":\"app\",\"message\":\"b\",\"x\":1}\n";
         let counts = Counts::default();
         counts.add(tally(body).unwrap());

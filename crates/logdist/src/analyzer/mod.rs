@@ -64,7 +64,7 @@ pub struct AnalyzerArgs {
     pub token: Option<String>,
 
     /// How often to renew the registration.
-    #[arg(long, env = "ANALYZER_HEARTBEAT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "ANALYZER_HEARTBEAT", default_value = "5s", value_parser = crate::parse_duration)]
     pub heartbeat: Duration,
 
     /// Append every packet received to this file (NDJSON) before acknowledging it: an
@@ -147,7 +147,11 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         let mut file = journal.lock().await;
         if let Err(e) = file.write_all(&body).await {
             warn!(error = %e, "Could not write the journal; refusing the packet.");
-            return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "journal write failed"}))).into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "journal write failed"})),
+            )
+                .into_response();
         }
     }
     let messages = tally.messages;
@@ -169,8 +173,14 @@ async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
 
 /// Runs an analyzer on `listener` until `shutdown` is cancelled, then deregisters,
 /// finishes the packets in flight and returns.
-pub async fn run(args: AnalyzerArgs, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let addr = listener.local_addr().context("reading the listening address")?;
+pub async fn run(
+    args: AnalyzerArgs,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
     let journal = match &args.journal {
         Some(path) => {
             let file = tokio::fs::OpenOptions::new()
@@ -205,7 +215,10 @@ pub async fn run(args: AnalyzerArgs, listener: TcpListener, shutdown: Cancellati
         port: args.advertise_url.is_none().then_some(addr.port()),
         url: args.advertise_url.clone(),
     };
-    let register_url = format!("{}/analyzer/register", args.distributor.trim_end_matches('/'));
+    let register_url = format!(
+        "{}/analyzer/register",
+        args.distributor.trim_end_matches('/')
+    );
     if !args.no_register {
         tokio::select! {
             () = keep_registered(&client, &register_url, &registration, args.heartbeat) => {}
@@ -217,9 +230,17 @@ pub async fn run(args: AnalyzerArgs, listener: TcpListener, shutdown: Cancellati
     }
 
     server_stop.cancel();
-    server.await.context("analyzer server task")?.context("analyzer server")?;
+    server
+        .await
+        .context("analyzer server task")?
+        .context("analyzer server")?;
     if let Some(journal) = &state.journal {
-        journal.lock().await.flush().await.context("flushing the journal")?;
+        journal
+            .lock()
+            .await
+            .flush()
+            .await
+            .context("flushing the journal")?;
     }
     info!(id = %state.name, messages = state.counts.snapshot().messages, "Analyzer stopped.");
     Ok(())
@@ -227,7 +248,12 @@ pub async fn run(args: AnalyzerArgs, listener: TcpListener, shutdown: Cancellati
 
 /// Registers, retrying with backoff until the distributor answers, then renews the
 /// registration every `heartbeat`. Runs until cancelled.
-async fn keep_registered(client: &JsonClient, url: &str, registration: &Registration, heartbeat: Duration) {
+async fn keep_registered(
+    client: &JsonClient,
+    url: &str,
+    registration: &Registration,
+    heartbeat: Duration,
+) {
     let mut registered = false;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -260,9 +286,19 @@ async fn keep_registered(client: &JsonClient, url: &str, registration: &Registra
 
 async fn deregister(client: &JsonClient, distributor: &str, name: &str) {
     let url = format!("{}/analyzer/deregister", distributor.trim_end_matches('/'));
-    match client.post(&url, &Deregistration { id: name.to_owned() }).await {
+    match client
+        .post(
+            &url,
+            &Deregistration {
+                id: name.to_owned(),
+            },
+        )
+        .await
+    {
         Ok((status, _)) if status.is_success() => info!(id = name, "Deregistered."),
-        Ok((status, body)) => warn!(%status, body = %String::from_utf8_lossy(&body), "Deregistration refused."),
+        Ok((status, body)) => {
+            warn!(%status, body = %String::from_utf8_lossy(&body), "Deregistration refused.")
+        }
         Err(e) => warn!(error = %format!("{e:#}"), "Deregistration failed."),
     }
 }

@@ -30,14 +30,23 @@ pub async fn register(
     let body = read_body(body, &headers, MAX_ADMIN_BODY).await?;
     let reg: Registration = parse(&body, "registration")?;
     check_id(&reg.id).map_err(ApiError::BadRequest)?;
-    logdist_core::routing::check_weight(reg.weight).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    logdist_core::routing::check_weight(reg.weight)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let url: AnalyzerUrl = match (&reg.url, reg.port) {
         (Some(url), None) => url.parse().map_err(ApiError::BadRequest)?,
-        (None, Some(0)) => return Err(ApiError::BadRequest("port 0 is not a port to send to".to_owned())),
+        (None, Some(0)) => {
+            return Err(ApiError::BadRequest(
+                "port 0 is not a port to send to".to_owned(),
+            ));
+        }
         (None, Some(port)) => format!("http://{}", SocketAddr::new(peer.ip(), port))
             .parse()
             .map_err(ApiError::BadRequest)?,
-        (Some(_), Some(_)) => return Err(ApiError::BadRequest("give `url` or `port`, not both".to_owned())),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::BadRequest(
+                "give `url` or `port`, not both".to_owned(),
+            ));
+        }
         (None, None) => {
             return Err(ApiError::BadRequest(
                 "give `url` (http://host:port) or `port` (on the caller's address)".to_owned(),
@@ -54,7 +63,10 @@ pub async fn register(
         Registered::Updated => "updated",
         Registered::Unchanged => "unchanged",
     };
-    Ok(Json(json!({"id": reg.id, "url": base, "weight": reg.weight, "registration": outcome})).into_response())
+    Ok(
+        Json(json!({"id": reg.id, "url": base, "weight": reg.weight, "registration": outcome}))
+            .into_response(),
+    )
 }
 
 /// `POST /analyzer/deregister`: stops routing to the analyzer at once, answers once its
@@ -97,22 +109,35 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> Response {
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     for (stats, member) in shared.registry.snapshot() {
         let id = stats.id;
-        metrics::gauge!("logdist_analyzer_target_share", "analyzer" => id.clone()).set(stats.target_share);
+        metrics::gauge!("logdist_analyzer_target_share", "analyzer" => id.clone())
+            .set(stats.target_share);
         metrics::gauge!("logdist_analyzer_share", "analyzer" => id.clone()).set(stats.share);
         metrics::gauge!("logdist_analyzer_weight", "analyzer" => id.clone()).set(stats.weight);
         for state in ["online", "unhealthy", "draining"] {
             let value = if stats.state == state { 1.0 } else { 0.0 };
-            metrics::gauge!("logdist_analyzer_state", "analyzer" => id.clone(), "state" => state).set(value);
+            metrics::gauge!("logdist_analyzer_state", "analyzer" => id.clone(), "state" => state)
+                .set(value);
         }
-        metrics::gauge!("logdist_lane_queued_packets", "analyzer" => id.clone()).set(member.queued_packets() as f64);
-        metrics::gauge!("logdist_lane_queued_bytes", "analyzer" => id)
-            .set(member.queued_bytes.load(std::sync::atomic::Ordering::Relaxed) as f64);
+        metrics::gauge!("logdist_lane_queued_packets", "analyzer" => id.clone())
+            .set(member.queued_packets() as f64);
+        metrics::gauge!("logdist_lane_queued_bytes", "analyzer" => id).set(
+            member
+                .queued_bytes
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        );
     }
     let text = shared.metrics.render();
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
 }
 
 /// Unknown paths.
 pub async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned())
+    ApiError::NotFound(
+        "no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned(),
+    )
 }

@@ -63,7 +63,7 @@ pub struct DistributorArgs {
 
     /// A delivery not acknowledged within this time has failed: the analyzer is marked
     /// unhealthy and the packets are routed again.
-    #[arg(long, env = "LOGDIST_DELIVERY_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LOGDIST_DELIVERY_TIMEOUT", default_value = "5s", value_parser = crate::parse_duration)]
     pub delivery_timeout: Duration,
 
     /// How many analyzers a packet may be tried at before the agent gets 503.
@@ -71,11 +71,11 @@ pub struct DistributorArgs {
     pub max_attempts: u8,
 
     /// Time between health probes (GET /health) of an online analyzer.
-    #[arg(long, env = "LOGDIST_PROBE_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LOGDIST_PROBE_INTERVAL", default_value = "2s", value_parser = crate::parse_duration)]
     pub probe_interval: Duration,
 
     /// A probe not answered within this time has failed.
-    #[arg(long, env = "LOGDIST_PROBE_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LOGDIST_PROBE_TIMEOUT", default_value = "1s", value_parser = crate::parse_duration)]
     pub probe_timeout: Duration,
 
     /// Consecutive failed probes that make an online analyzer unhealthy (one failed
@@ -89,7 +89,7 @@ pub struct DistributorArgs {
 
     /// On SIGTERM/SIGINT, how long to keep answering in-flight requests and draining
     /// queues before exiting.
-    #[arg(long, env = "LOGDIST_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "LOGDIST_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::parse_duration)]
     pub shutdown_grace: Duration,
 }
 
@@ -126,11 +126,17 @@ impl FromStr for AnalyzerUrl {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.split_once("://") {
             Some(("http", _)) => {}
-            Some((other, _)) => return Err(format!("URL scheme `{other}` is not supported; use http://host:port")),
+            Some((other, _)) => {
+                return Err(format!(
+                    "URL scheme `{other}` is not supported; use http://host:port"
+                ));
+            }
             None => return Err(format!("`{s}` has no scheme; use http://host:port")),
         }
         let uri: Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
-        let authority = uri.authority().ok_or_else(|| format!("`{s}` has no host"))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("`{s}` has no host"))?;
         if authority.host().is_empty() {
             return Err(format!("`{s}` has no host"));
         }
@@ -138,10 +144,16 @@ impl FromStr for AnalyzerUrl {
             return Err(format!("`{s}` carries credentials; analyzer URLs may not"));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
-            return Err(format!("`{s}` has a path or query; give the base URL http://host:port"));
+            return Err(format!(
+                "`{s}` has a path or query; give the base URL http://host:port"
+            ));
         }
         let base = format!("http://{authority}");
-        let join = |path: &str| format!("{base}{path}").parse::<Uri>().map_err(|e| e.to_string());
+        let join = |path: &str| {
+            format!("{base}{path}")
+                .parse::<Uri>()
+                .map_err(|e| e.to_string())
+        };
         Ok(Self {
             packets: join("/packets")?,
             health: join("/health")?,
@@ -165,10 +177,13 @@ impl FromStr for AnalyzerSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage = || format!("`{s}` is not ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5)");
+        let usage =
+            || format!("`{s}` is not ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5)");
         let (id, rest) = s.split_once('=').ok_or_else(usage)?;
         let (url, weight) = rest.rsplit_once('@').ok_or_else(usage)?;
-        let weight: f64 = weight.parse().map_err(|_| format!("weight `{weight}` is not a number"))?;
+        let weight: f64 = weight
+            .parse()
+            .map_err(|_| format!("weight `{weight}` is not a number"))?;
         Ok(Self {
             id: check_id(id)?.to_owned(),
             url: url.parse()?,
@@ -187,10 +202,15 @@ pub fn check_id(id: &str) -> Result<&str, String> {
         return Err("analyzer id is empty".to_owned());
     }
     if id.len() > MAX_ID_LEN {
-        return Err(format!("analyzer id is {} bytes long; the limit is {MAX_ID_LEN}", id.len()));
+        return Err(format!(
+            "analyzer id is {} bytes long; the limit is {MAX_ID_LEN}",
+            id.len()
+        ));
     }
     if let Some(c) = id.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!("analyzer id contains {c:?}; use visible ASCII characters"));
+        return Err(format!(
+            "analyzer id contains {c:?}; use visible ASCII characters"
+        ));
     }
     Ok(id)
 }

@@ -80,7 +80,13 @@ impl IntoResponse for ApiError {
             Self::Unavailable { retry_after, .. } => Some(retry_after.as_secs().max(1)),
             _ => None,
         };
-        let mut response = (status, Json(ErrorBody { error: self.to_string() })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: self.to_string(),
+            }),
+        )
+            .into_response();
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

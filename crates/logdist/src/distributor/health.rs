@@ -37,7 +37,9 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
             (State::Online, false) => {
                 failures += 1;
                 if failures >= cfg.unhealthy_after.max(1) {
-                    shared.registry.mark_unhealthy(&member, "health probes failed");
+                    shared
+                        .registry
+                        .mark_unhealthy(&member, "health probes failed");
                     (failures, successes, backoff) = (0, 0, MIN_BACKOFF);
                 }
             }
@@ -68,5 +70,8 @@ async fn probe(shared: &Shared, member: &Member) -> bool {
         response.into_body().collect().await.ok()?;
         Some(ok)
     };
-    matches!(tokio::time::timeout(shared.config.probe_timeout, exchange).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(shared.config.probe_timeout, exchange).await,
+        Ok(Some(true))
+    )
 }

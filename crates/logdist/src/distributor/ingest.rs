@@ -23,13 +23,18 @@ use super::member::{Job, Refusal};
 use crate::api::PacketAck;
 
 /// `POST /packets`: a JSON array of messages or NDJSON, optionally gzip or zstd.
-pub async fn packets(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn packets(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let result = async {
         let limit = shared.config.max_body.as_u64() as usize;
         let body = read_body(body, &headers, limit).await?;
         let body = decompress(&headers, body, limit)?;
         let format = packet_format(&headers, &body)?;
-        let packet = decode_packet(body, format).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let packet =
+            decode_packet(body, format).map_err(|e| ApiError::BadRequest(e.to_string()))?;
         let status = match shared.config.ack {
             AckMode::Delivered => StatusCode::OK,
             AckMode::Accepted => StatusCode::ACCEPTED,
@@ -40,7 +45,11 @@ pub async fn packets(State(shared): State<Arc<Shared>>, headers: HeaderMap, body
 }
 
 /// `POST /message/send`: one message object, as the original distributor took it.
-pub async fn message_send(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn message_send(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let result = async {
         let limit = shared.config.max_body.as_u64() as usize;
         match essence(&headers)? {
@@ -67,7 +76,11 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 }
 
 /// Routes the packet and waits for its outcome as the ack mode says.
-async fn accept(shared: &Arc<Shared>, packet: Packet, status: StatusCode) -> Result<Response, ApiError> {
+async fn accept(
+    shared: &Arc<Shared>,
+    packet: Packet,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
     if shared.shutting_down.is_cancelled() {
         return Err(unavailable(Refusal::ShuttingDown));
     }
@@ -80,8 +93,15 @@ async fn accept(shared: &Arc<Shared>, packet: Packet, status: StatusCode) -> Res
         }
         AckMode::Accepted => (None, None),
     };
-    let job = Job { packet, ack, attempts: 0 };
-    shared.registry.dispatch(job, queue_bytes).map_err(|(_, why)| unavailable(why))?;
+    let job = Job {
+        packet,
+        ack,
+        attempts: 0,
+    };
+    shared
+        .registry
+        .dispatch(job, queue_bytes)
+        .map_err(|(_, why)| unavailable(why))?;
     metrics::counter!("logdist_packets_received_total").increment(1);
     metrics::counter!("logdist_messages_received_total").increment(u64::from(messages));
     let analyzer = match outcome {
@@ -94,7 +114,12 @@ async fn accept(shared: &Arc<Shared>, packet: Packet, status: StatusCode) -> Res
     };
     let body = PacketAck {
         messages,
-        status: if analyzer.is_some() { "delivered" } else { "accepted" }.to_owned(),
+        status: if analyzer.is_some() {
+            "delivered"
+        } else {
+            "accepted"
+        }
+        .to_owned(),
         analyzer,
     };
     Ok((status, Json(body)).into_response())
@@ -125,7 +150,9 @@ pub async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(ApiError::BadRequest(format!("could not read the body: {e}"))),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "could not read the body: {e}"
+        ))),
     }
 }
 
@@ -177,11 +204,21 @@ fn essence(headers: &HeaderMap) -> Result<Option<&'static str>, ApiError> {
     let text = value
         .to_str()
         .map_err(|_| ApiError::UnsupportedMediaType("Content-Type is not ASCII".to_owned()))?;
-    let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     Ok(Some(match essence.as_str() {
         "application/json" => "application/json",
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" | "application/x-jsonl"
-        | "application/jsonlines" | "application/x-jsonlines" | "application/json-lines" => "application/x-ndjson",
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonl"
+        | "application/jsonlines"
+        | "application/x-jsonlines"
+        | "application/json-lines" => "application/x-ndjson",
         _ => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "Content-Type `{text}` is not supported; send application/json (an array of messages) or application/x-ndjson"

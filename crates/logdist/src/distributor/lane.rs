@@ -57,7 +57,11 @@ pub async fn run(shared: Arc<Shared>, member: Arc<Member>, mut queue: mpsc::Rece
             }
         };
         let Some(first) = first else { break };
-        let batch = collect(first, &mut queue, shared.config.batch_bytes.as_u64() as usize);
+        let batch = collect(
+            first,
+            &mut queue,
+            shared.config.batch_bytes.as_u64() as usize,
+        );
         tokio::spawn(deliver(shared.clone(), member.clone(), batch, permit));
     }
     // Wait for the deliveries still in flight.
@@ -83,7 +87,12 @@ fn collect(first: Job, queue: &mut mpsc::Receiver<Job>, max_bytes: usize) -> Vec
     batch
 }
 
-async fn deliver(shared: Arc<Shared>, member: Arc<Member>, batch: Vec<Job>, _permit: OwnedSemaphorePermit) {
+async fn deliver(
+    shared: Arc<Shared>,
+    member: Arc<Member>,
+    batch: Vec<Job>,
+    _permit: OwnedSemaphorePermit,
+) {
     let bytes: usize = batch.iter().map(|j| j.packet.ndjson.len()).sum();
     let outcome = if member.state() == State::Unhealthy {
         // Queued before the analyzer turned unhealthy: send it elsewhere instead.
@@ -100,11 +109,16 @@ async fn deliver(shared: Arc<Shared>, member: Arc<Member>, batch: Vec<Job>, _per
         Some((Ok(()), elapsed)) => {
             let messages: u64 = batch.iter().map(|j| u64::from(j.packet.messages)).sum();
             member.messages_total.fetch_add(messages, Ordering::Relaxed);
-            member.packets_total.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            metrics::counter!("logdist_messages_delivered_total", "analyzer" => label.clone()).increment(messages);
-            metrics::counter!("logdist_packets_delivered_total", "analyzer" => label.clone()).increment(batch.len() as u64);
+            member
+                .packets_total
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            metrics::counter!("logdist_messages_delivered_total", "analyzer" => label.clone())
+                .increment(messages);
+            metrics::counter!("logdist_packets_delivered_total", "analyzer" => label.clone())
+                .increment(batch.len() as u64);
             metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "ok").increment(1);
-            metrics::histogram!("logdist_delivery_duration_seconds", "analyzer" => label).record(elapsed);
+            metrics::histogram!("logdist_delivery_duration_seconds", "analyzer" => label)
+                .record(elapsed);
             for job in batch {
                 job.finish(Ok(member.id.clone()));
             }
@@ -150,7 +164,11 @@ async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), Deliv
             .collect()
             .await
             .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        if status.is_success() { Ok(()) } else { Err(DeliveryError::Status(status)) }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(DeliveryError::Status(status))
+        }
     };
     tokio::time::timeout(timeout, exchange)
         .await
@@ -178,7 +196,10 @@ pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>) {
             continue;
         }
         metrics::counter!("logdist_packets_rerouted_total").increment(1);
-        if let Err((job, why)) = shared.registry.dispatch(job, shared.config.queue_bytes.as_u64() as usize) {
+        if let Err((job, why)) = shared
+            .registry
+            .dispatch(job, shared.config.queue_bytes.as_u64() as usize)
+        {
             if job.ack.is_some() {
                 job.finish(Err(why));
             } else {
@@ -193,7 +214,10 @@ async fn retry_accepted(shared: Arc<Shared>, mut job: Job) {
     let deadline = Instant::now() + ACCEPTED_RETRY_FOR;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        match shared.registry.dispatch(job, shared.config.queue_bytes.as_u64() as usize) {
+        match shared
+            .registry
+            .dispatch(job, shared.config.queue_bytes.as_u64() as usize)
+        {
             Ok(()) => return,
             Err((back, _)) => job = back,
         }
@@ -203,8 +227,13 @@ async fn retry_accepted(shared: Arc<Shared>, mut job: Job) {
 
 fn fail(job: Job, why: Refusal) {
     if job.ack.is_none() {
-        error!(messages = job.packet.messages, reason = why.message(), "Dropping an accepted packet.");
-        metrics::counter!("logdist_messages_dropped_total").increment(u64::from(job.packet.messages));
+        error!(
+            messages = job.packet.messages,
+            reason = why.message(),
+            "Dropping an accepted packet."
+        );
+        metrics::counter!("logdist_messages_dropped_total")
+            .increment(u64::from(job.packet.messages));
     }
     job.finish(Err(why));
 }

@@ -107,7 +107,11 @@ pub struct Member {
 
 impl Member {
     /// A new online member and the receiving end of its queue.
-    pub fn new(id: Arc<str>, url: AnalyzerUrl, capacity: usize) -> (Arc<Self>, mpsc::Receiver<Job>) {
+    pub fn new(
+        id: Arc<str>,
+        url: AnalyzerUrl,
+        capacity: usize,
+    ) -> (Arc<Self>, mpsc::Receiver<Job>) {
         let (queue, rx) = mpsc::channel(capacity.max(1));
         let member = Self {
             id,

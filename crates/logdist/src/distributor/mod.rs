@@ -97,7 +97,10 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/message/send", post(ingest::message_send))
         .route("/analyzer/register", post(admin::register))
         .route("/analyzer/deregister", post(admin::deregister))
-        .route_layer(middleware::from_fn_with_state(shared.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ));
     Router::new()
         .merge(guarded)
         .route("/analyzer/stats", get(admin::stats))
@@ -107,7 +110,11 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Result<Response, ApiError> {
+async fn require_token(
+    State(shared): State<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if let Some(token) = &shared.config.token {
         let given = request
             .headers()
@@ -126,7 +133,11 @@ async fn require_token(State(shared): State<Arc<Shared>>, request: Request, next
 /// Runs a distributor on `listener` until `shutdown` is cancelled, then stops accepting,
 /// answers the requests in flight, drains every queue and returns, all within
 /// `--shutdown-grace`.
-pub async fn run(config: DistributorArgs, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    config: DistributorArgs,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let shared = Shared::new(config);
     for spec in shared.config.analyzers.clone() {
         shared
@@ -134,7 +145,9 @@ pub async fn run(config: DistributorArgs, listener: TcpListener, shutdown: Cance
             .register(&spec.id, spec.url, spec.weight, &shared)
             .map_err(anyhow::Error::msg)?;
     }
-    let addr = listener.local_addr().context("reading the listening address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
     if shared.config.token.is_none() {
         warn!(%addr, "No --token set: ingest and registration are open to anyone who can reach this address.");
     }
@@ -142,11 +155,17 @@ pub async fn run(config: DistributorArgs, listener: TcpListener, shutdown: Cance
 
     let grace = shared.config.shutdown_grace;
     let stopping = shutdown.clone();
-    let server = axum::serve(listener, app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move { stopping.cancelled().await });
+    let server = axum::serve(
+        listener,
+        app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stopping.cancelled().await });
     let server = tokio::spawn(server.into_future());
     shutdown.cancelled().await;
-    info!(?grace, "Shutting down: answering requests in flight, then draining queues.");
+    info!(
+        ?grace,
+        "Shutting down: answering requests in flight, then draining queues."
+    );
     shared.shutting_down.cancel();
     let deadline = tokio::time::Instant::now() + grace;
     match tokio::time::timeout_at(deadline, server).await {
@@ -160,7 +179,10 @@ pub async fn run(config: DistributorArgs, listener: TcpListener, shutdown: Cance
         member.retire.cancel();
     }
     for member in &members {
-        if tokio::time::timeout_at(deadline, member.drained.cancelled()).await.is_err() {
+        if tokio::time::timeout_at(deadline, member.drained.cancelled())
+            .await
+            .is_err()
+        {
             warn!(analyzer = %member.id, "Grace period over before this analyzer's queue drained.");
         }
     }

@@ -55,7 +55,10 @@ impl Inner {
         // Weights are checked at registration, so this cannot fail.
         self.router = Router::new(&weights).unwrap_or_else(|_| Router::new(&[]).expect("empty"));
         self.online = online;
-        info!(online = self.online.len(), "Targets re-normalized; the counting window restarts.");
+        info!(
+            online = self.online.len(),
+            "Targets re-normalized; the counting window restarts."
+        );
     }
 }
 
@@ -74,7 +77,9 @@ impl Registry {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-changed in a way that
         // matters more than stopping routing would; keep serving.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Routes a job to an analyzer and queues it there, or gives it back with the reason.
@@ -117,13 +122,20 @@ impl Registry {
         let mut inner = self.lock();
         if let Some((member, current)) = inner.members.get_mut(id) {
             if member.state() == State::Draining {
-                return Err(format!("analyzer `{id}` is deregistering; register again once it is gone"));
+                return Err(format!(
+                    "analyzer `{id}` is deregistering; register again once it is gone"
+                ));
             }
             if member.url == url {
                 if *current == weight {
                     return Ok(Registered::Unchanged);
                 }
-                info!(analyzer = id, from = *current, to = weight, "Analyzer weight changed.");
+                info!(
+                    analyzer = id,
+                    from = *current,
+                    to = weight,
+                    "Analyzer weight changed."
+                );
                 *current = weight;
                 inner.rebuild();
                 return Ok(Registered::Updated);
@@ -160,7 +172,11 @@ impl Registry {
     /// Forgets a member once drained (unless it was replaced meanwhile).
     pub fn remove(&self, member: &Arc<Member>) {
         let mut inner = self.lock();
-        if inner.members.get(&member.id).is_some_and(|(m, _)| Arc::ptr_eq(m, member)) {
+        if inner
+            .members
+            .get(&member.id)
+            .is_some_and(|(m, _)| Arc::ptr_eq(m, member))
+        {
             inner.members.remove(&member.id);
             info!(analyzer = %member.id, "Analyzer removed.");
         }
@@ -188,7 +204,11 @@ impl Registry {
 
     /// All members, for shutdown.
     pub fn members(&self) -> Vec<Arc<Member>> {
-        self.lock().members.values().map(|(m, _)| m.clone()).collect()
+        self.lock()
+            .members
+            .values()
+            .map(|(m, _)| m.clone())
+            .collect()
     }
 
     /// Online members.
@@ -198,7 +218,10 @@ impl Registry {
 
     /// The body of `GET /analyzer/stats`.
     pub fn stats(&self) -> Vec<AnalyzerStats> {
-        self.snapshot().into_iter().map(|(stats, _)| stats).collect()
+        self.snapshot()
+            .into_iter()
+            .map(|(stats, _)| stats)
+            .collect()
     }
 
     /// Each member's stats with the member itself, taken under one lock.
@@ -221,7 +244,11 @@ impl Registry {
                     state: member.state().as_str().to_owned(),
                     target_share,
                     messages_sent,
-                    share: if total == 0 { 0.0 } else { messages_sent as f64 / total as f64 },
+                    share: if total == 0 {
+                        0.0
+                    } else {
+                        messages_sent as f64 / total as f64
+                    },
                     messages_total: member.messages_total.load(Ordering::Relaxed),
                     packets_total: member.packets_total.load(Ordering::Relaxed),
                 };

@@ -1,1 +1,262 @@
-//! placeholder until merged
+//! The load generator (`logdist loadgen`): many simulated agents posting realistic log
+//! packets to a distributor, then a summary of what was acknowledged, how fast, and how
+//! the distributor shared the messages among its analyzers.
+//!
+//! This module owns the run as a whole: it builds the pool of bodies (`pool`, from
+//! `messages`), starts the agents (`agent`), stops them at the duration, the packet
+//! count or the caller's shutdown, drains what is in flight, reads the distributor's
+//! analyzer stats (`stats`) and assembles the [`Report`] (`report`). Live totals
+//! are in [`Counters`], which an in-process caller (the `demo` subcommand) can pass in
+//! and read while the run goes on.
+//!
+//! A stop never cuts requests off abruptly: agents stop starting new requests, those in
+//! flight get [`DRAIN_GRACE`] (at most `--timeout`) to be answered, and any left after
+//! that count as failed with the kind `aborted`, so sent = acked + failed always holds.
+
+mod agent;
+mod args;
+mod counters;
+mod messages;
+mod pool;
+mod progress;
+mod report;
+mod stats;
+mod templates;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use hdrhistogram::Histogram;
+use http::{HeaderValue, Uri};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{
+    DEFAULT_DURATION, Encoding, Endpoint, LoadgenArgs, MAX_PACKET_SIZE, PacketSize,
+    PacketSizeError, parse_duration,
+};
+pub use counters::{CounterSnapshot, Counters};
+pub use report::{Latency, Report, StopReason};
+
+use agent::{Budget, Pacer, Plan};
+use pool::PacketPool;
+use progress::{Goal, Progress};
+use report::Measured;
+
+/// Longest wait for in-flight requests once the run stops.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long to wait for `/analyzer/stats` at the end.
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the load generator until the duration or packet count is reached or `shutdown`
+/// is cancelled, then returns the report (also written to `--report` if given).
+pub async fn run(args: LoadgenArgs, shutdown: CancellationToken) -> anyhow::Result<Report> {
+    run_with_counters(args, shutdown, Arc::new(Counters::default())).await
+}
+
+/// [`run`], updating `counters` as it goes so the caller can show its own live view.
+/// The report covers only this run even if `counters` was used before.
+pub async fn run_with_counters(
+    args: LoadgenArgs,
+    shutdown: CancellationToken,
+    counters: Arc<Counters>,
+) -> anyhow::Result<Report> {
+    let base = base_url(&args.target)?;
+    if args.agents == 0 {
+        bail!("at least one agent is needed");
+    }
+    if args.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        bail!("--rate must be a positive number per second");
+    }
+    let duration = match (args.duration, args.packets) {
+        (None, None) => Some(DEFAULT_DURATION),
+        (duration, _) => duration,
+    };
+    let plan = Arc::new(plan(&args, &base, counters.clone(), shutdown.child_token()).await?);
+    let latency_template = Histogram::<u64>::new(3).context("creating a latency histogram")?;
+    tracing::info!(
+        target_url = %plan.uri,
+        agents = args.agents,
+        packet_size = %args.packet_size,
+        bodies = plan.pool.len(),
+        ?duration,
+        packets = ?args.packets,
+        rate = ?args.rate,
+        "Load generation starting."
+    );
+
+    let before = counters.snapshot();
+    let goal = match args.packets {
+        Some(n) => Goal::Packets(n),
+        None => Goal::Time(duration.unwrap_or(DEFAULT_DURATION)),
+    };
+    let progress = Progress::start(counters.clone(), goal, args.quiet);
+    let started = Instant::now();
+    let mut agents = JoinSet::new();
+    for index in 0..args.agents {
+        agents.spawn(agent::run_agent(
+            index,
+            plan.clone(),
+            latency_template.clone(),
+        ));
+    }
+    let grace = DRAIN_GRACE.min(args.timeout);
+    let timer = tokio::spawn(stop_timer(
+        duration,
+        grace,
+        plan.stop.clone(),
+        plan.abort.clone(),
+    ));
+
+    let mut latency_us = latency_template;
+    let mut failures = BTreeMap::new();
+    while let Some(joined) = agents.join_next().await {
+        match joined {
+            Ok(result) => {
+                if let Err(e) = latency_us.add(&result.latency_us) {
+                    tracing::warn!(%e, "Could not merge an agent's latencies.");
+                }
+                for (kind, n) in result.failures {
+                    *failures.entry(kind).or_insert(0) += n;
+                }
+            }
+            Err(e) => tracing::error!(%e, "An agent ended abnormally."),
+        }
+    }
+    let elapsed = started.elapsed();
+    let stopped_by = if shutdown.is_cancelled() {
+        StopReason::Shutdown
+    } else if plan.stop.is_cancelled() {
+        StopReason::Duration
+    } else {
+        StopReason::Packets
+    };
+    plan.stop.cancel();
+    timer.abort();
+    if let Some(progress) = progress {
+        progress.finish().await;
+    }
+
+    let stats = stats::fetch(&agent::client(STATS_TIMEOUT), &base, STATS_TIMEOUT).await;
+    if let Err(e) = &stats {
+        tracing::warn!(error = %e, "Analyzer stats unavailable; the report has none.");
+    }
+    let totals = counters.snapshot().since(&before);
+    let measured = Measured {
+        stopped_by,
+        totals,
+        elapsed,
+        latency_us,
+        failures,
+    };
+    let report = Report::new(&args, measured, stats);
+    tracing::info!(
+        packets_acked = report.packets_acked,
+        packets_failed = report.packets_failed,
+        messages_per_s = report.messages_per_s,
+        "Load generation finished."
+    );
+    if let Some(path) = &args.report {
+        report.write_json(path)?;
+        tracing::info!(path = %path.display(), "Report written.");
+    }
+    Ok(report)
+}
+
+/// Prepares what the agents share: the URL, the headers and the pool of bodies; `stop`
+/// is a child of the caller's shutdown token.
+async fn plan(
+    args: &LoadgenArgs,
+    base: &str,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) -> anyhow::Result<Plan> {
+    let (path, content_type) = match args.endpoint {
+        Endpoint::Packets => ("/packets", "application/x-ndjson"),
+        Endpoint::Message => ("/message/send", "application/json"),
+    };
+    let uri: Uri = format!("{base}{path}")
+        .parse()
+        .with_context(|| format!("invalid target URL {base:?}"))?;
+    let content_encoding = match (args.endpoint, args.encoding) {
+        (_, Encoding::Identity) => None,
+        (Endpoint::Message, _) => {
+            tracing::warn!("--encoding applies to packets only; messages are sent uncompressed.");
+            None
+        }
+        (Endpoint::Packets, Encoding::Gzip) => Some(HeaderValue::from_static("gzip")),
+        (Endpoint::Packets, Encoding::Zstd) => Some(HeaderValue::from_static("zstd")),
+    };
+    let authorization = match &args.token {
+        Some(token) => {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("--token holds characters not allowed in a header")?;
+            value.set_sensitive(true);
+            Some(value)
+        }
+        None => None,
+    };
+    let (endpoint, size, encoding) = (args.endpoint, args.packet_size, args.encoding);
+    let seed = args.seed.unwrap_or_else(rand::random);
+    let pool =
+        tokio::task::spawn_blocking(move || PacketPool::generate(endpoint, size, encoding, seed))
+            .await
+            .context("generating packets")?
+            .context("compressing packets")?;
+    Ok(Plan {
+        uri,
+        content_type: HeaderValue::from_static(content_type),
+        content_encoding,
+        authorization,
+        pool,
+        timeout: args.timeout,
+        counters,
+        budget: args.packets.map(Budget::new),
+        pacer: args.rate.map(Pacer::new),
+        stop,
+        abort: CancellationToken::new(),
+        logged: Mutex::default(),
+    })
+}
+
+/// Cancels `stop` when `duration` is over (unless something else stopped the run
+/// first), then `abort` once the drain grace is over too.
+async fn stop_timer(
+    duration: Option<Duration>,
+    grace: Duration,
+    stop: CancellationToken,
+    abort: CancellationToken,
+) {
+    match duration {
+        Some(duration) => tokio::select! {
+            _ = tokio::time::sleep(duration) => stop.cancel(),
+            _ = stop.cancelled() => {}
+        },
+        None => stop.cancelled().await,
+    }
+    tokio::time::sleep(grace).await;
+    abort.cancel();
+}
+
+/// Checks `--target` and returns it without a trailing slash, ready for a path.
+fn base_url(target: &str) -> anyhow::Result<String> {
+    let uri: Uri = target
+        .parse()
+        .with_context(|| format!("--target {target:?} is not a URL"))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(other) => bail!("--target {target:?}: scheme {other} is not supported, use http://"),
+        None => bail!("--target {target:?} needs a scheme, e.g. http://127.0.0.1:3000"),
+    }
+    if uri.authority().is_none() {
+        bail!("--target {target:?} has no host");
+    }
+    Ok(target.trim_end_matches('/').to_owned())
+}

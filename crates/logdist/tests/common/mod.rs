@@ -19,7 +19,11 @@ use logdist::api::AnalyzerStats;
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A scratch directory for logs and journals, kept after a failure for inspection.
@@ -44,7 +48,11 @@ impl Proc {
 
     /// Sends a signal to this process (and only this one).
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -{signal} {} failed", self.name);
     }
 
@@ -55,7 +63,12 @@ impl Proc {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "{} did not exit within {timeout:?}; log:\n{}", self.name, self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {timeout:?}; log:\n{}",
+                self.name,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -97,20 +110,41 @@ pub fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
 pub fn distributor(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let mut args = vec!["distributor", "--listen", &listen, "--probe-interval", "200ms"];
+    let mut args = vec![
+        "distributor",
+        "--listen",
+        &listen,
+        "--probe-interval",
+        "200ms",
+    ];
     args.extend_from_slice(extra);
     let proc = spawn(dir, "distributor", &args);
     (proc, format!("http://{listen}"))
 }
 
 /// An analyzer on a free port registering with `distributor`.
-pub fn analyzer(dir: &Path, id: u32, weight: f64, distributor: &str, extra: &[&str]) -> (Proc, String) {
+pub fn analyzer(
+    dir: &Path,
+    id: u32,
+    weight: f64,
+    distributor: &str,
+    extra: &[&str],
+) -> (Proc, String) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let (id_s, weight_s) = (id.to_string(), weight.to_string());
     let mut args = vec![
-        "analyzer", "--id", &id_s, "--weight", &weight_s, "--distributor", distributor, "--listen", &listen,
-        "--heartbeat", "500ms",
+        "analyzer",
+        "--id",
+        &id_s,
+        "--weight",
+        &weight_s,
+        "--distributor",
+        distributor,
+        "--listen",
+        &listen,
+        "--heartbeat",
+        "500ms",
     ];
     args.extend_from_slice(extra);
     let proc = spawn(dir, &format!("analyzer_{id}"), &args);
@@ -131,7 +165,8 @@ pub struct Answer {
 
 impl Answer {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -151,7 +186,13 @@ impl Http {
         }
     }
 
-    pub async fn request(&self, method: Method, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+    pub async fn request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
         let mut request = Request::builder().method(method).uri(url);
         for (k, v) in headers {
             request = request.header(*k, *v);
@@ -164,16 +205,27 @@ impl Http {
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.unwrap().to_bytes();
-        Answer { status, headers, body }
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn try_get(&self, url: &str) -> Option<Answer> {
         let request = Request::get(url).body(Full::new(Bytes::new())).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(request)).await.ok()?.ok()?;
+        let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(request))
+            .await
+            .ok()?
+            .ok()?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(Answer { status, headers, body })
+        Some(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&self, url: &str) -> Answer {
@@ -181,7 +233,8 @@ impl Http {
     }
 
     pub async fn post(&self, url: &str, content_type: &str, body: impl Into<Bytes>) -> Answer {
-        self.request(Method::POST, url, &[("content-type", content_type)], body).await
+        self.request(Method::POST, url, &[("content-type", content_type)], body)
+            .await
     }
 
     pub async fn stats(&self, distributor: &str) -> Vec<AnalyzerStats> {
@@ -196,7 +249,12 @@ impl Http {
     }
 
     /// Waits until the distributor's stats satisfy `ready` (at most 15 s).
-    pub async fn wait_stats(&self, distributor: &str, what: &str, ready: impl Fn(&[AnalyzerStats]) -> bool) -> Vec<AnalyzerStats> {
+    pub async fn wait_stats(
+        &self,
+        distributor: &str,
+        what: &str,
+        ready: impl Fn(&[AnalyzerStats]) -> bool,
+    ) -> Vec<AnalyzerStats> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(answer) = self.try_get(&format!("{distributor}/analyzer/stats")).await {
@@ -204,7 +262,10 @@ impl Http {
                     if ready(&stats) {
                         return stats;
                     }
-                    assert!(Instant::now() < deadline, "timed out waiting for {what}; stats: {stats:#?}");
+                    assert!(
+                        Instant::now() < deadline,
+                        "timed out waiting for {what}; stats: {stats:#?}"
+                    );
                 }
             }
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -220,7 +281,10 @@ impl Http {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "{url} did not come up within 15 s");
+            assert!(
+                Instant::now() < deadline,
+                "{url} did not come up within 15 s"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -228,7 +292,8 @@ impl Http {
 
 /// Online analyzers by id, for `wait_stats`.
 pub fn online(stats: &[AnalyzerStats], ids: &[&str]) -> bool {
-    ids.iter().all(|id| stats.iter().any(|a| a.id == *id && a.state == "online"))
+    ids.iter()
+        .all(|id| stats.iter().any(|a| a.id == *id && a.state == "online"))
         && stats.iter().filter(|a| a.state == "online").count() == ids.len()
 }
 
@@ -248,7 +313,11 @@ pub fn packet(first: u64, count: u64) -> String {
 /// The contract's bound: with nothing in flight, every online analyzer is within the
 /// largest packet of its target share of the window's messages.
 pub fn assert_shares_within(stats: &[AnalyzerStats], largest_packet: u64) {
-    let total: u64 = stats.iter().filter(|a| a.state == "online").map(|a| a.messages_sent).sum();
+    let total: u64 = stats
+        .iter()
+        .filter(|a| a.state == "online")
+        .map(|a| a.messages_sent)
+        .sum();
     for a in stats.iter().filter(|a| a.state == "online") {
         let deviation = (a.messages_sent as f64 - a.target_share * total as f64).abs();
         assert!(

@@ -1,0 +1,217 @@
+"""Driver of bench/demo-setup.sh: see that script. Standard library only."""
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "logdist"
+RESULTS = ROOT / "bench" / "results"
+RUNS = int(os.environ.get("RUNS", "3"))
+DURATION = os.environ.get("DURATION", "10s")
+AGENTS = os.environ.get("AGENTS", "64")
+SIZES = [int(s) for s in os.environ.get("SIZES", "1 100").split()]
+WEIGHTS = [0.5, 0.3, 0.2]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return json.load(r)
+
+
+def wait_up(url, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def peak_rss_kib(pids):
+    total = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def child_pids(pid):
+    try:
+        out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
+    except FileNotFoundError:
+        return []
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_logdist(port, analyzers, scratch):
+    args = [str(BIN), "distributor", "--listen", f"127.0.0.1:{port}"]
+    for i, (aport, w) in enumerate(zip(analyzers, WEIGHTS), 1):
+        args += ["--analyzer", f"analyzer_{i}=http://127.0.0.1:{aport}@{w}"]
+    log = open(scratch / "distributor.log", "ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"})
+    return proc, lambda: [proc.pid]
+
+
+def start_nginx(port, analyzers, scratch):
+    servers = "\n".join(
+        f"    server 127.0.0.1:{p} weight={int(w * 10)};" for p, w in zip(analyzers, WEIGHTS)
+    )
+    conf = scratch / "nginx.conf"
+    conf.write_text(f"""
+worker_processes auto;
+daemon off;
+pid {scratch}/nginx.pid;
+error_log {scratch}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_max_body_size 16m;
+  client_body_buffer_size 1m;
+  client_body_temp_path {scratch}/body;
+  proxy_temp_path {scratch}/proxy;
+  upstream analyzers {{
+{servers}
+    keepalive 64;
+  }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://analyzers;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+""")
+    log = open(scratch / "nginx.log", "ab")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(scratch)], stdout=log, stderr=log)
+    return proc, lambda: [proc.pid] + child_pids(proc.pid)
+
+
+def analyzer_counts(analyzers):
+    return [get_json(f"http://127.0.0.1:{p}/stats")["messages"] for p in analyzers]
+
+
+def run_case(peer, size, analyzers, scratch):
+    port = free_port()
+    start = start_logdist if peer == "logdist" else start_nginx
+    proc, pids = start(port, analyzers, scratch)
+    try:
+        wait_up(f"http://127.0.0.1:{port}/health")
+        before = analyzer_counts(analyzers)
+        report = scratch / f"report-{peer}-{size}.json"
+        subprocess.run(
+            [str(BIN), "loadgen", "--target", f"http://127.0.0.1:{port}", "--agents", AGENTS,
+             "--packet-size", str(size), "--duration", DURATION, "--report", str(report), "--quiet"],
+            check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"},
+        )
+        time.sleep(0.3)
+        after = analyzer_counts(analyzers)
+        rss = peak_rss_kib(pids())
+        loadgen = json.loads(report.read_text())
+    finally:
+        stop(proc)
+    delivered = [a - b for a, b in zip(after, before)]
+    total = sum(delivered)
+    return {
+        "peer": peer,
+        "packet_size": size,
+        "messages_delivered": total,
+        "messages_per_s": total / loadgen["duration_s"],
+        "acked_per_s": loadgen["messages_per_s"],
+        "failed_packets": loadgen["packets_failed"],
+        "p50_ms": loadgen["latency_ms"]["p50"],
+        "p99_ms": loadgen["latency_ms"]["p99"],
+        "peak_rss_mib": rss / 1024,
+        "shares": [d / total if total else 0 for d in delivered],
+    }
+
+
+def main():
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="logdist-bench-"))
+    analyzers = [free_port() for _ in WEIGHTS]
+    sinks = [
+        subprocess.Popen(
+            [str(BIN), "analyzer", "--id", str(i), "--listen", f"127.0.0.1:{p}", "--no-register"],
+            stdout=subprocess.DEVNULL, stderr=open(scratch / f"analyzer{i}.log", "ab"),
+            env={**os.environ, "RUST_LOG": "warn"},
+        )
+        for i, p in enumerate(analyzers, 1)
+    ]
+    results = []
+    try:
+        for p in analyzers:
+            wait_up(f"http://127.0.0.1:{p}/health")
+        for run in range(RUNS):
+            for size in SIZES:
+                for peer in ("logdist", "nginx"):
+                    r = run_case(peer, size, analyzers, scratch)
+                    r["run"] = run
+                    results.append(r)
+                    print(f"run {run + 1}/{RUNS} {peer:8} {size:>4} msg/packet: "
+                          f"{r['messages_per_s']:>12,.0f} msg/s delivered, p99 {r['p99_ms']:.2f} ms, "
+                          f"peak RSS {r['peak_rss_mib']:.1f} MiB, failed {r['failed_packets']}",
+                          file=sys.stderr, flush=True)
+    finally:
+        for s in sinks:
+            stop(s)
+
+    rows = []
+    for size in SIZES:
+        for peer in ("logdist", "nginx"):
+            rs = [r for r in results if r["peer"] == peer and r["packet_size"] == size]
+            med = lambda k: statistics.median(r[k] for r in rs)
+            shares = [statistics.median(r["shares"][i] for r in rs) for i in range(len(WEIGHTS))]
+            rows.append({"peer": peer, "packet_size": size, "messages_per_s": med("messages_per_s"),
+                         "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
+                         "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "shares": shares,
+                         "failed_packets": sum(r["failed_packets"] for r in rs)})
+    header = (f"Demo setup on {os.cpu_count()} cores: `logdist loadgen --agents {AGENTS}` -> peer -> "
+              f"3 x `logdist analyzer` (weights 0.5/0.3/0.2), {DURATION} per case, median of {RUNS} "
+              f"interleaved runs; messages counted at the analyzers.\n\n")
+    table = ["| peer | msg/packet | msg/s delivered | p50 ms | p99 ms | peak RSS MiB | message shares | failed |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for r in rows:
+        shares = " / ".join(f"{s:.3f}" for s in r["shares"])
+        table.append(f"| {r['peer']} | {r['packet_size']} | {r['messages_per_s']:,.0f} | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {r['peak_rss_mib']:.1f} | {shares} | {r['failed_packets']} |")
+    md = header + "\n".join(table) + "\n"
+    (RESULTS / "demo-setup.md").write_text(md)
+    (RESULTS / "demo-setup.json").write_text(json.dumps({"summary": rows, "runs": results}, indent=2))
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
