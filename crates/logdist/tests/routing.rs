@@ -191,25 +191,18 @@ async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
 async fn static_analyzers_and_weight_updates() {
     let dir = scratch("static");
     let http = Http::new();
-    let (p1, p2) = (free_port(), free_port());
-    let l1 = format!("127.0.0.1:{p1}");
-    let l2 = format!("127.0.0.1:{p2}");
-    let _s1 = spawn(
-        &dir,
-        "a1",
-        &["analyzer", "--id", "1", "--listen", &l1, "--no-register"],
-    );
-    let _s2 = spawn(
-        &dir,
-        "a2",
-        &["analyzer", "--id", "2", "--listen", &l2, "--no-register"],
-    );
+    let sink = |id: &'static str| {
+        move |listen: &str| {
+            ["analyzer", "--id", id, "--listen", listen, "--no-register"]
+                .map(String::from)
+                .to_vec()
+        }
+    };
+    let (_s1, l1) = spawn_server(&dir, "a1", sink("1"));
+    let (_s2, l2) = spawn_server(&dir, "a2", sink("2"));
     let spec1 = format!("a=http://{l1}@3");
     let spec2 = format!("b=http://{l2}@1");
     let (_d, url) = distributor(&dir, &["--analyzer", &spec1, "--analyzer", &spec2]);
-    http.wait_up(&format!("http://{l1}/health")).await;
-    http.wait_up(&format!("http://{l2}/health")).await;
-    http.wait_up(&format!("{url}/health")).await;
     for i in 0..40 {
         let answer = http
             .post(

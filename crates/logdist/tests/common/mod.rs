@@ -106,19 +106,52 @@ pub fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
     }
 }
 
+/// Starts a server on a free port and waits until it logs that it is listening. A port
+/// picked by `free_port` can be taken by someone else before the child binds it; then
+/// the child exits and we try another port.
+pub fn spawn_server(dir: &Path, name: &str, args: impl Fn(&str) -> Vec<String>) -> (Proc, String) {
+    for _ in 0..10 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let args = args(&listen);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut proc = spawn(dir, name, &args);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if proc.log_text().contains(" listening.") {
+                return (proc, listen);
+            }
+            if proc.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not start; log:\n{}",
+                proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            proc.log_text().contains("Address already in use"),
+            "{name} failed: {}",
+            proc.log_text()
+        );
+    }
+    panic!("{name}: no free port after 10 tries");
+}
+
 /// A distributor on a free port; returns it with its base URL.
 pub fn distributor(dir: &Path, extra: &[&str]) -> (Proc, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut args = vec![
-        "distributor",
-        "--listen",
-        &listen,
-        "--probe-interval",
-        "200ms",
-    ];
-    args.extend_from_slice(extra);
-    let proc = spawn(dir, "distributor", &args);
+    let (proc, listen) = spawn_server(dir, "distributor", |listen| {
+        let mut args = vec![
+            "distributor",
+            "--listen",
+            listen,
+            "--probe-interval",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    });
     (proc, format!("http://{listen}"))
 }
 
@@ -130,24 +163,24 @@ pub fn analyzer(
     distributor: &str,
     extra: &[&str],
 ) -> (Proc, String) {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
     let (id_s, weight_s) = (id.to_string(), weight.to_string());
-    let mut args = vec![
-        "analyzer",
-        "--id",
-        &id_s,
-        "--weight",
-        &weight_s,
-        "--distributor",
-        distributor,
-        "--listen",
-        &listen,
-        "--heartbeat",
-        "500ms",
-    ];
-    args.extend_from_slice(extra);
-    let proc = spawn(dir, &format!("analyzer_{id}"), &args);
+    let (proc, listen) = spawn_server(dir, &format!("analyzer_{id}"), |listen| {
+        let mut args = vec![
+            "analyzer",
+            "--id",
+            &id_s,
+            "--weight",
+            &weight_s,
+            "--distributor",
+            distributor,
+            "--listen",
+            listen,
+            "--heartbeat",
+            "500ms",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    });
     (proc, format!("http://{listen}"))
 }
 
