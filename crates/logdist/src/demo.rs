@@ -175,8 +175,8 @@ fn line(
     let mut out = format!(
         "{:>4.0}s {:>12} msgs acked {:>10} msg/s |",
         elapsed.as_secs_f64(),
-        group(acked),
-        group(rate as u64)
+        crate::thousands(acked),
+        crate::thousands(rate as u64)
     );
     let mut worst: f64 = 0.0;
     for a in stats {
@@ -196,29 +196,4 @@ fn line(
         " | max off {worst:.0} msgs (bound {largest_packet})"
     ));
     out
-}
-
-/// 1234567 -> "1,234,567".
-fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn groups_thousands() {
-        assert_eq!(group(0), "0");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1_234_567), "1,234,567");
-    }
 }

@@ -121,3 +121,72 @@ async fn no_acknowledged_packet_is_lost_when_an_analyzer_is_killed() {
         received.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
+    let dir = scratch("queue-full");
+    let http = Http::new();
+    let (_d, url) = distributor(
+        &dir,
+        &[
+            "--queue-packets",
+            "1",
+            "--lane-concurrency",
+            "1",
+            "--delivery-timeout",
+            "20s",
+            "--probe-interval",
+            "30s",
+        ],
+    );
+    let (a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
+
+    // A hung analyzer: the lane's one delivery waits on it, and the queue holds one more.
+    a1.signal("STOP");
+    let send = |first: u64| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            http.post(
+                &format!("{url}/packets"),
+                "application/x-ndjson",
+                packet(first, 1),
+            )
+            .await
+        })
+    };
+    let in_flight = send(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let queued = send(1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = http
+        .post(
+            &format!("{url}/packets"),
+            "application/x-ndjson",
+            packet(2, 1),
+        )
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert!(
+        refused.json()["error"].as_str().unwrap().contains("queue"),
+        "{}",
+        refused.text()
+    );
+
+    // The analyzer resumes: both waiting agents get 200, and the refused packet was never sent.
+    a1.signal("CONT");
+    assert_eq!(in_flight.await.unwrap().status, 200);
+    assert_eq!(queued.await.unwrap().status, 200);
+    let own = http.get(&format!("{a1_url}/stats")).await.json();
+    assert_eq!(own["messages"], 2);
+    let answer = http
+        .post(
+            &format!("{url}/packets"),
+            "application/x-ndjson",
+            packet(3, 1),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "throughput returns without a restart");
+}

@@ -31,7 +31,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use hdrhistogram::Histogram;
 use http::{HeaderValue, Uri};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -80,7 +79,7 @@ pub async fn run_with_counters(
         (duration, _) => duration,
     };
     let plan = Arc::new(plan(&args, &base, counters.clone(), shutdown.child_token()).await?);
-    let latency_template = Histogram::<u64>::new(3).context("creating a latency histogram")?;
+    let latency_template = report::latency_histogram();
     tracing::info!(
         target_url = %plan.uri,
         agents = args.agents,

@@ -196,23 +196,23 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  {label:<10}{:>14} {:>14}",
-                group(packets),
-                group(messages)
+                crate::thousands(packets),
+                crate::thousands(messages)
             );
         }
         if !self.failures.is_empty() {
             let kinds: Vec<String> = self
                 .failures
                 .iter()
-                .map(|(kind, n)| format!("{kind} {}", group(*n)))
+                .map(|(kind, n)| format!("{kind} {}", crate::thousands(*n)))
                 .collect();
             let _ = writeln!(out, "  failures: {}", kinds.join(", "));
         }
         let _ = writeln!(
             out,
             "\n  throughput  {} msg/s acked ({} packets/s)",
-            group(self.messages_per_s.round() as u64),
-            group(self.packets_per_s.round() as u64)
+            crate::thousands(self.messages_per_s.round() as u64),
+            crate::thousands(self.packets_per_s.round() as u64)
         );
         let l = &self.latency_ms;
         let _ = writeln!(
@@ -228,17 +228,11 @@ impl Report {
     }
 }
 
-/// `1234567` as `1,234,567`.
-pub(super) fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+/// An empty latency histogram, in microseconds. Fixed bounds (1 µs to 10 min): an
+/// auto-resizing histogram starts at 2 ms, and `saturating_record` would clamp slower
+/// answers to 2 ms instead of growing it.
+pub(super) fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("the bounds are valid")
 }
 
 #[cfg(test)]
@@ -246,7 +240,7 @@ mod tests {
     use super::*;
 
     fn sample(analyzers: Result<serde_json::Value, String>) -> Report {
-        let mut histogram = Histogram::new(3).expect("histogram");
+        let mut histogram = latency_histogram();
         for us in [900, 1000, 1100, 5000] {
             histogram.saturating_record(us);
         }
@@ -317,10 +311,17 @@ mod tests {
     }
 
     #[test]
-    fn groups_thousands() {
-        assert_eq!(group(0), "0");
-        assert_eq!(group(999), "999");
-        assert_eq!(group(1000), "1,000");
-        assert_eq!(group(1234567), "1,234,567");
+    fn slow_answers_are_measured_not_clamped() {
+        let mut histogram = latency_histogram();
+        for _ in 0..60 {
+            histogram.saturating_record(3_000); // 3 ms
+        }
+        for _ in 0..40 {
+            histogram.saturating_record(5_000_000); // 5 s
+        }
+        let latency = Latency::from_micros(&histogram);
+        assert!((latency.p50 - 3.0).abs() < 0.01, "{latency:?}");
+        assert!((latency.p99 - 5000.0).abs() < 5.0, "{latency:?}");
+        assert!(latency.max >= 5000.0, "{latency:?}");
     }
 }

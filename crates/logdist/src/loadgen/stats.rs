@@ -11,7 +11,7 @@ use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
 use super::agent::{HttpClient, error_chain};
-use super::report::group;
+use crate::thousands as group;
 
 /// Fetches `GET {base}/analyzer/stats`; the error says why it could not be read.
 pub(crate) async fn fetch(

@@ -142,13 +142,10 @@ pub fn spawn_server(dir: &Path, name: &str, args: impl Fn(&str) -> Vec<String>) 
 /// A distributor on a free port; returns it with its base URL.
 pub fn distributor(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let (proc, listen) = spawn_server(dir, "distributor", |listen| {
-        let mut args = vec![
-            "distributor",
-            "--listen",
-            listen,
-            "--probe-interval",
-            "200ms",
-        ];
+        let mut args = vec!["distributor", "--listen", listen];
+        if !extra.contains(&"--probe-interval") {
+            args.extend(["--probe-interval", "200ms"]);
+        }
         args.extend_from_slice(extra);
         args.into_iter().map(String::from).collect()
     });
