@@ -145,7 +145,14 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     };
     if let Some(journal) = &state.journal {
         let mut file = journal.lock().await;
-        if let Err(e) = file.write_all(&body).await {
+        // `write_all` on a tokio file only hands the bytes to a background thread; `flush`
+        // waits until they are in the kernel, where they survive this process being killed.
+        if let Err(e) = async {
+            file.write_all(&body).await?;
+            file.flush().await
+        }
+        .await
+        {
             warn!(error = %e, "Could not write the journal; refusing the packet.");
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -55,8 +55,7 @@ pub async fn register(
     };
     let base = url.base.clone();
     let outcome = shared
-        .registry
-        .register(&reg.id, url, reg.weight, &shared)
+        .register(&reg.id, url, reg.weight)
         .map_err(ApiError::Conflict)?;
     let outcome = match outcome {
         Registered::Added => "added",

@@ -85,7 +85,6 @@ async fn accept(
         return Err(unavailable(Refusal::ShuttingDown));
     }
     let messages = packet.messages;
-    let queue_bytes = shared.config.queue_bytes.as_u64() as usize;
     let (ack, outcome) = match shared.config.ack {
         AckMode::Delivered => {
             let (tx, rx) = oneshot::channel();
@@ -100,7 +99,7 @@ async fn accept(
     };
     shared
         .registry
-        .dispatch(job, queue_bytes)
+        .dispatch(job)
         .map_err(|(_, why)| unavailable(why))?;
     metrics::counter!("logdist_packets_received_total").increment(1);
     metrics::counter!("logdist_messages_received_total").increment(u64::from(messages));

@@ -196,10 +196,7 @@ pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>) {
             continue;
         }
         metrics::counter!("logdist_packets_rerouted_total").increment(1);
-        if let Err((job, why)) = shared
-            .registry
-            .dispatch(job, shared.config.queue_bytes.as_u64() as usize)
-        {
+        if let Err((job, why)) = shared.registry.dispatch(job) {
             if job.ack.is_some() {
                 job.finish(Err(why));
             } else {
@@ -214,10 +211,7 @@ async fn retry_accepted(shared: Arc<Shared>, mut job: Job) {
     let deadline = Instant::now() + ACCEPTED_RETRY_FOR;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        match shared
-            .registry
-            .dispatch(job, shared.config.queue_bytes.as_u64() as usize)
-        {
+        match shared.registry.dispatch(job) {
             Ok(()) => return,
             Err((back, _)) => job = back,
         }

@@ -34,13 +34,11 @@ use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use config::{AckMode, AnalyzerSpec, DistributorArgs};
 pub use error::ApiError;
-use member::{Job, Member};
 use registry::Registry;
 
 /// The HTTP client used for deliveries and probes: one keep-alive pool for all analyzers.
@@ -64,17 +62,27 @@ impl Shared {
     fn new(config: DistributorArgs) -> Arc<Self> {
         Arc::new(Self {
             client: http_client(config.probe_timeout),
+            registry: Registry::new(config.queue_packets, config.queue_bytes.as_u64() as usize),
             config,
-            registry: Registry::default(),
             shutting_down: CancellationToken::new(),
             metrics: crate::telemetry::metrics().clone(),
         })
     }
 
-    /// Starts the lane and the health watcher of a new member.
-    fn start_member(self: &Arc<Self>, member: Arc<Member>, queue: mpsc::Receiver<Job>) {
-        tokio::spawn(lane::run(self.clone(), member.clone(), queue));
-        tokio::spawn(health::watch(self.clone(), member));
+    /// Registers an analyzer (see [`Registry::register`]) and starts the lane and the
+    /// health watcher of a new member.
+    fn register(
+        self: &Arc<Self>,
+        id: &str,
+        url: config::AnalyzerUrl,
+        weight: f64,
+    ) -> Result<registry::Registered, String> {
+        let (outcome, new) = self.registry.register(id, url, weight)?;
+        if let Some((member, queue)) = new {
+            tokio::spawn(lane::run(self.clone(), member.clone(), queue));
+            tokio::spawn(health::watch(self.clone(), member));
+        }
+        Ok(outcome)
     }
 }
 
@@ -141,8 +149,7 @@ pub async fn run(
     let shared = Shared::new(config);
     for spec in shared.config.analyzers.clone() {
         shared
-            .registry
-            .register(&spec.id, spec.url, spec.weight, &shared)
+            .register(&spec.id, spec.url, spec.weight)
             .map_err(anyhow::Error::msg)?;
     }
     let addr = listener

@@ -10,18 +10,25 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use logdist_core::Router;
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::Shared;
 use super::config::AnalyzerUrl;
 use super::member::{Job, Member, Refusal, State};
 use crate::api::AnalyzerStats;
 
 /// All members and the current counting window.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
+    /// Capacity of each member's queue, in packets.
+    queue_packets: usize,
+    /// Bytes that may wait in one member's queue.
+    queue_bytes: usize,
 }
+
+/// A member just created, with the receiving end of its queue: the caller starts its lane.
+pub type NewMember = (Arc<Member>, mpsc::Receiver<Job>);
 
 #[derive(Debug)]
 struct Inner {
@@ -74,6 +81,15 @@ pub enum Registered {
 }
 
 impl Registry {
+    /// An empty registry whose queues hold `queue_packets` packets and `queue_bytes` bytes.
+    pub fn new(queue_packets: usize, queue_bytes: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            queue_packets,
+            queue_bytes,
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave `Inner` half-changed in a way that
         // matters more than stopping routing would; keep serving.
@@ -84,7 +100,7 @@ impl Registry {
 
     /// Routes a job to an analyzer and queues it there, or gives it back with the reason.
     /// The window counts the packet only if it was queued.
-    pub fn dispatch(&self, job: Job, queue_bytes: usize) -> Result<(), (Job, Refusal)> {
+    pub fn dispatch(&self, job: Job) -> Result<(), (Job, Refusal)> {
         let mut inner = self.lock();
         let messages = u64::from(job.packet.messages);
         let Some(index) = inner.router.pick(messages) else {
@@ -93,7 +109,7 @@ impl Registry {
         let member = &inner.online[index];
         let len = job.packet.ndjson.len();
         let queued = member.queued_bytes.load(Ordering::Relaxed);
-        if queued > 0 && queued + len > queue_bytes {
+        if queued > 0 && queued + len > self.queue_bytes {
             return Err((job, Refusal::QueueFull));
         }
         member.queued_bytes.fetch_add(len, Ordering::Relaxed);
@@ -117,8 +133,7 @@ impl Registry {
         id: &str,
         url: AnalyzerUrl,
         weight: f64,
-        shared: &Arc<Shared>,
-    ) -> Result<Registered, String> {
+    ) -> Result<(Registered, Option<NewMember>), String> {
         let mut inner = self.lock();
         if let Some((member, current)) = inner.members.get_mut(id) {
             if member.state() == State::Draining {
@@ -128,7 +143,7 @@ impl Registry {
             }
             if member.url == url {
                 if *current == weight {
-                    return Ok(Registered::Unchanged);
+                    return Ok((Registered::Unchanged, None));
                 }
                 info!(
                     analyzer = id,
@@ -138,7 +153,7 @@ impl Registry {
                 );
                 *current = weight;
                 inner.rebuild();
-                return Ok(Registered::Updated);
+                return Ok((Registered::Updated, None));
             }
             let old = member.clone();
             info!(analyzer = id, from = %old.url.base, to = %url.base, "Analyzer moved; draining the old address.");
@@ -146,13 +161,11 @@ impl Registry {
             old.retire.cancel();
         }
         let id: Arc<str> = Arc::from(id);
-        let (member, queue) = Member::new(id.clone(), url, shared.config.queue_packets);
+        let (member, queue) = Member::new(id.clone(), url, self.queue_packets);
         info!(analyzer = %id, url = %member.url.base, weight, "Analyzer registered.");
         inner.members.insert(id, (member.clone(), weight));
         inner.rebuild();
-        drop(inner);
-        shared.start_member(member, queue);
-        Ok(Registered::Added)
+        Ok((Registered::Added, Some((member, queue))))
     }
 
     /// Stops routing to an analyzer and returns it so the caller can wait for its queue to
