@@ -20,6 +20,9 @@ DURATION = os.environ.get("DURATION", "10s")
 AGENTS = os.environ.get("AGENTS", "64")
 SIZES = [int(s) for s in os.environ.get("SIZES", "1 100").split()]
 WEIGHTS = [0.5, 0.3, 0.2]
+# logdist and nginx driven by `logdist loadgen`; then logdist driven by wrk, which shows
+# whether the load generator is what limits the numbers.
+PEERS = ("logdist", "nginx", "logdist, wrk as client")
 
 
 def free_port():
@@ -123,23 +126,58 @@ def analyzer_counts(analyzers):
     return [get_json(f"http://127.0.0.1:{p}/stats")["messages"] for p in analyzers]
 
 
+def run_loadgen(port, size, report):
+    subprocess.run(
+        [str(BIN), "loadgen", "--target", f"http://127.0.0.1:{port}", "--agents", AGENTS,
+         "--packet-size", str(size), "--duration", DURATION, "--report", str(report), "--quiet"],
+        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"},
+    )
+    return json.loads(report.read_text())
+
+
+def run_wrk(port, size, scratch):
+    """wrk -t2 with the same connections and duration, posting one fixed packet."""
+    line = ('{"timestamp":1700000000000,"severity":"INFO","source":"api",'
+            '"message":"GET /v1/users/42 200 in 12ms","host":"web-1"}\n')
+    script = scratch / f"post-{size}.lua"
+    script.write_text('wrk.method = "POST"\n'
+                      'wrk.headers["Content-Type"] = "application/x-ndjson"\n'
+                      f"wrk.body = [[{line * size}]]\n")
+    secs = DURATION.rstrip("s")
+    out = subprocess.run(["wrk", "-t2", f"-c{AGENTS}", f"-d{secs}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/packets"], check=True, capture_output=True, text=True).stdout
+    def ms(label):
+        for l in out.splitlines():
+            parts = l.split()
+            if parts and parts[0] == label:
+                v = parts[1]
+                scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+                for unit in ("us", "ms", "s"):
+                    if v.endswith(unit):
+                        return float(v[: -len(unit)]) * scale[unit]
+        return float("nan")
+    failed = 0
+    for l in out.splitlines():
+        if "Non-2xx" in l or "Socket errors" in l:
+            failed += sum(int(x) for x in l.replace(",", " ").split() if x.isdigit())
+    return {"duration_s": float(secs), "messages_per_s": float("nan"), "packets_failed": failed,
+            "latency_ms": {"p50": ms("50%"), "p99": ms("99%")}}
+
+
 def run_case(peer, size, analyzers, scratch):
     port = free_port()
-    start = start_logdist if peer == "logdist" else start_nginx
+    start = start_nginx if peer == "nginx" else start_logdist
     proc, pids = start(port, analyzers, scratch)
     try:
         wait_up(f"http://127.0.0.1:{port}/health")
         before = analyzer_counts(analyzers)
-        report = scratch / f"report-{peer}-{size}.json"
-        subprocess.run(
-            [str(BIN), "loadgen", "--target", f"http://127.0.0.1:{port}", "--agents", AGENTS,
-             "--packet-size", str(size), "--duration", DURATION, "--report", str(report), "--quiet"],
-            check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"},
-        )
+        if peer == "logdist, wrk as client":
+            loadgen = run_wrk(port, size, scratch)
+        else:
+            loadgen = run_loadgen(port, size, scratch / f"report-{peer}-{size}.json")
         time.sleep(0.3)
         after = analyzer_counts(analyzers)
         rss = peak_rss_kib(pids())
-        loadgen = json.loads(report.read_text())
     finally:
         stop(proc)
     delivered = [a - b for a, b in zip(after, before)]
@@ -176,7 +214,7 @@ def main():
             wait_up(f"http://127.0.0.1:{p}/health")
         for run in range(RUNS):
             for size in SIZES:
-                for peer in ("logdist", "nginx"):
+                for peer in PEERS:
                     r = run_case(peer, size, analyzers, scratch)
                     r["run"] = run
                     results.append(r)
@@ -190,7 +228,7 @@ def main():
 
     rows = []
     for size in SIZES:
-        for peer in ("logdist", "nginx"):
+        for peer in PEERS:
             rs = [r for r in results if r["peer"] == peer and r["packet_size"] == size]
             med = lambda k: statistics.median(r[k] for r in rs)
             shares = [statistics.median(r["shares"][i] for r in rs) for i in range(len(WEIGHTS))]
@@ -198,9 +236,9 @@ def main():
                          "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"),
                          "peak_rss_mib": max(r["peak_rss_mib"] for r in rs), "shares": shares,
                          "failed_packets": sum(r["failed_packets"] for r in rs)})
-    header = (f"Demo setup on {os.cpu_count()} cores: `logdist loadgen --agents {AGENTS}` -> peer -> "
-              f"3 x `logdist analyzer` (weights 0.5/0.3/0.2), {DURATION} per case, median of {RUNS} "
-              f"interleaved runs; messages counted at the analyzers.\n\n")
+    header = (f"Demo setup on {os.cpu_count()} cores: `logdist loadgen --agents {AGENTS}` (or `wrk -t2 "
+              f"-c{AGENTS}`) -> peer -> 3 x `logdist analyzer` (weights 0.5/0.3/0.2), {DURATION} per "
+              f"case, median of {RUNS} interleaved runs; messages counted at the analyzers.\n\n")
     table = ["| peer | msg/packet | msg/s delivered | p50 ms | p99 ms | peak RSS MiB | message shares | failed |",
              "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for r in rows:

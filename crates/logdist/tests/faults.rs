@@ -190,3 +190,81 @@ async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
         .await;
     assert_eq!(answer.status, 200, "throughput returns without a restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unhealthy_analyzer_returns_online_after_consecutive_good_probes() {
+    let dir = scratch("recovery");
+    let http = Http::new();
+    let (distributor_proc, url) = distributor(&dir, &["--healthy-after", "3"]);
+    let (_a1, _) = analyzer(&dir, 1, 1.0, &url, &[]);
+    let (mut a2, a2_url) = analyzer(&dir, 2, 1.0, &url, &[]);
+    http.wait_stats(&url, "two analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2"])
+    })
+    .await;
+
+    // Killed without a word: packets keep being answered 200 (re-routed to analyzer_1)
+    // and analyzer_2 turns unhealthy.
+    a2.child.kill().unwrap();
+    a2.child.wait().unwrap();
+    for i in 0..20 {
+        let answer = http
+            .post(
+                &format!("{url}/packets"),
+                "application/x-ndjson",
+                packet(i, 1),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    http.wait_stats(&url, "analyzer_2 unhealthy", |s| {
+        s.iter()
+            .any(|a| a.id == "analyzer_2" && a.state == "unhealthy")
+    })
+    .await;
+
+    // Back at the same address: probes bring it online again and it gets its share.
+    let listen = a2_url.trim_start_matches("http://").to_owned();
+    let (_a2_again, _) = spawn_server(&dir, "analyzer_2_again", |_| {
+        [
+            "analyzer",
+            "--id",
+            "2",
+            "--distributor",
+            &url,
+            "--listen",
+            &listen,
+            "--heartbeat",
+            "500ms",
+        ]
+        .map(String::from)
+        .to_vec()
+    });
+    http.wait_stats(&url, "analyzer_2 online again", |s| {
+        online(s, &["analyzer_1", "analyzer_2"])
+    })
+    .await;
+    assert!(
+        distributor_proc
+            .log_text()
+            .contains("Analyzer recovered; routing to it again.")
+    );
+    for i in 0..100 {
+        let answer = http
+            .post(
+                &format!("{url}/packets"),
+                "application/x-ndjson",
+                packet(100 + i, 1),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let stats = http.stats(&url).await;
+    assert_eq!(
+        (stats[0].messages_sent, stats[1].messages_sent),
+        (50, 50),
+        "{stats:?}"
+    );
+    let own = http.get(&format!("{a2_url}/stats")).await.json();
+    assert_eq!(own["messages"], 50);
+}
