@@ -24,6 +24,10 @@ pub struct AnalyzerStats {
     pub messages_total: u64,
     /// Packets delivered to it since the distributor started.
     pub packets_total: u64,
+    /// Cluster mode: each distributor's view of its state (distributor -> state). Only the
+    /// distributor's own view decides where it routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_states: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The body of `POST /analyzer/register`. `port` is the form the original Python analyzer

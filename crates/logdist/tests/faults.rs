@@ -156,10 +156,31 @@ async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
             .await
         })
     };
+    // Wait on the lane itself, not on time: the first packet is out for delivery (its bytes
+    // are counted, the queue is empty), then the second waits in the queue.
     let in_flight = send(0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_metric(
+        &http,
+        &url,
+        "logdist_lane_queued_bytes{analyzer=\"analyzer_1\"}",
+        |v| v > 0.0,
+    )
+    .await;
+    wait_metric(
+        &http,
+        &url,
+        "logdist_lane_queued_packets{analyzer=\"analyzer_1\"}",
+        |v| v == 0.0,
+    )
+    .await;
     let queued = send(1);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_metric(
+        &http,
+        &url,
+        "logdist_lane_queued_packets{analyzer=\"analyzer_1\"}",
+        |v| v == 1.0,
+    )
+    .await;
     let refused = http
         .post(
             &format!("{url}/packets"),
@@ -267,4 +288,24 @@ async fn an_unhealthy_analyzer_returns_online_after_consecutive_good_probes() {
     );
     let own = http.get(&format!("{a2_url}/stats")).await.json();
     assert_eq!(own["messages"], 50);
+}
+
+/// Polls `/metrics` until the sample `name` (with its labels) satisfies `ok`.
+async fn wait_metric(http: &Http, url: &str, name: &str, ok: impl Fn(f64) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = http.get(&format!("{url}/metrics")).await.text();
+        let value = text.lines().find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        });
+        if value.is_some_and(&ok) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} stayed at {value:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -55,8 +55,11 @@ pub async fn register(
     };
     let base = url.base.clone();
     let outcome = shared
-        .register(&reg.id, url, reg.weight)
+        .register(&reg.id, url, reg.weight, false)
         .map_err(ApiError::Conflict)?;
+    if let Some(cluster) = &shared.cluster {
+        cluster.announce(&reg.id, &base, reg.weight).await;
+    }
     let outcome = match outcome {
         Registered::Added => "added",
         Registered::Updated => "updated",
@@ -82,6 +85,9 @@ pub async fn deregister(
         .registry
         .begin_deregister(&req.id)
         .ok_or_else(|| ApiError::NotFound(format!("no analyzer is registered as `{}`", req.id)))?;
+    if let Some(cluster) = &shared.cluster {
+        cluster.withdraw(&req.id).await;
+    }
     let drained = tokio::time::timeout(shared.config.shutdown_grace, member.drained.cancelled())
         .await
         .is_ok();
@@ -95,13 +101,21 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, A
 
 /// `GET /analyzer/stats`.
 pub async fn stats(State(shared): State<Arc<Shared>>) -> Json<Vec<AnalyzerStats>> {
-    Json(shared.registry.stats())
+    let local = shared.registry.stats();
+    match &shared.cluster {
+        Some(cluster) => Json(cluster.fleet_stats(local).await),
+        None => Json(local),
+    }
 }
 
 /// `GET /health`: 200 while serving.
 pub async fn health(State(shared): State<Arc<Shared>>) -> Response {
     let online = shared.registry.online_count();
-    Json(json!({"status": "ok", "analyzers_online": online})).into_response()
+    let mut body = json!({"status": "ok", "analyzers_online": online});
+    if let Some(cluster) = &shared.cluster {
+        body["redis"] = json!(if cluster.is_up() { "up" } else { "down" });
+    }
+    Json(body).into_response()
 }
 
 /// `GET /metrics`: Prometheus text. Shares and queue depths are sampled now.

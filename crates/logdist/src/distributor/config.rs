@@ -87,6 +87,29 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_HEALTHY_AFTER", default_value_t = 2)]
     pub healthy_after: u32,
 
+    /// Share analyzers, weights and counts with every distributor on this Redis
+    /// (redis://HOST:PORT/DB). Without it all state is in this process.
+    #[arg(long, env = "LOGDIST_REDIS")]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis key and channel, so that several fleets can share a Redis.
+    #[arg(long, env = "LOGDIST_REDIS_PREFIX", default_value = "logdist:")]
+    pub redis_prefix: String,
+
+    /// In cluster mode, how long a registration lives without being renewed; analyzers
+    /// renew it with their keep-alive, so one that vanishes drops out after this.
+    #[arg(long, env = "LOGDIST_LEASE_TTL", default_value = "15s", value_parser = crate::parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// In cluster mode, how often membership is re-read in full (on top of the pushed
+    /// changes) and counters are flushed to Redis.
+    #[arg(long, env = "LOGDIST_SYNC_INTERVAL", default_value = "1s", value_parser = crate::parse_duration)]
+    pub sync_interval: Duration,
+
+    /// This distributor's name in the fleet's health view [default: its listen address].
+    #[arg(long, env = "LOGDIST_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
     /// On SIGTERM/SIGINT, how long to keep answering in-flight requests and draining
     /// queues before exiting.
     #[arg(long, env = "LOGDIST_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::parse_duration)]

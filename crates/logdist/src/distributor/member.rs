@@ -89,6 +89,9 @@ pub struct Member {
     pub id: Arc<str>,
     /// Where it listens.
     pub url: AnalyzerUrl,
+    /// Given with `--analyzer` at start: stays until deregistered, whatever the cluster's
+    /// shared membership says.
+    pub pinned: bool,
     /// A [`State`] as `u8`: the lane reads it without the registry lock.
     state: AtomicU8,
     /// The lane's queue. Bounded in packets by its capacity and in bytes by `queued_bytes`.
@@ -110,12 +113,14 @@ impl Member {
     pub fn new(
         id: Arc<str>,
         url: AnalyzerUrl,
+        pinned: bool,
         capacity: usize,
     ) -> (Arc<Self>, mpsc::Receiver<Job>) {
         let (queue, rx) = mpsc::channel(capacity.max(1));
         let member = Self {
             id,
             url,
+            pinned,
             state: AtomicU8::new(State::Online as u8),
             queue,
             queued_bytes: AtomicUsize::new(0),

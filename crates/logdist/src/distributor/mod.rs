@@ -7,6 +7,7 @@
 //! analyzer; [`admin`] serves membership, stats and metrics.
 
 mod admin;
+mod cluster;
 pub mod config;
 mod error;
 mod health;
@@ -56,17 +57,33 @@ pub struct Shared {
     shutting_down: CancellationToken,
     /// Renders `/metrics`.
     metrics: PrometheusHandle,
+    /// The fleet on Redis, in cluster mode.
+    cluster: Option<Arc<cluster::Cluster>>,
 }
 
 impl Shared {
-    fn new(config: DistributorArgs) -> Arc<Self> {
-        Arc::new(Self {
+    fn new(config: DistributorArgs, listen: SocketAddr) -> anyhow::Result<Arc<Self>> {
+        let cluster = match &config.redis {
+            Some(url) => Some(cluster::Cluster::new(
+                url,
+                &config.redis_prefix,
+                config
+                    .instance_id
+                    .clone()
+                    .unwrap_or_else(|| listen.to_string()),
+                config.lease_ttl,
+                config.sync_interval,
+            )?),
+            None => None,
+        };
+        Ok(Arc::new(Self {
+            cluster,
             client: http_client(config.probe_timeout),
             registry: Registry::new(config.queue_packets, config.queue_bytes.as_u64() as usize),
             config,
             shutting_down: CancellationToken::new(),
             metrics: crate::telemetry::metrics().clone(),
-        })
+        }))
     }
 
     /// Registers an analyzer (see [`Registry::register`]) and starts the lane and the
@@ -76,13 +93,46 @@ impl Shared {
         id: &str,
         url: config::AnalyzerUrl,
         weight: f64,
+        pinned: bool,
     ) -> Result<registry::Registered, String> {
-        let (outcome, new) = self.registry.register(id, url, weight)?;
+        let (outcome, new) = self.registry.register(id, url, weight, pinned)?;
         if let Some((member, queue)) = new {
             tokio::spawn(lane::run(self.clone(), member.clone(), queue));
             tokio::spawn(health::watch(self.clone(), member));
         }
         Ok(outcome)
+    }
+
+    /// Makes the local membership match the fleet's (cluster mode): adds and updates what
+    /// the fleet has, drains and removes what it no longer has. Pinned members stay.
+    fn reconcile(
+        self: &Arc<Self>,
+        desired: &std::collections::BTreeMap<String, (config::AnalyzerUrl, f64)>,
+    ) {
+        for (id, (url, weight)) in desired {
+            if let Err(e) = self.register(id, url.clone(), *weight, false) {
+                tracing::debug!(analyzer = %id, error = %e, "Not taking the fleet's registration yet.");
+            }
+        }
+        for member in self.registry.members() {
+            let gone = !desired.contains_key(member.id.as_ref());
+            if gone && !member.pinned && member.state() != member::State::Draining {
+                self.remove_in_background(&member.id);
+            }
+        }
+    }
+
+    /// Stops routing to an analyzer, and removes it once its queue is delivered.
+    fn remove_in_background(self: &Arc<Self>, id: &str) {
+        if let Some(member) = self.registry.begin_deregister(id) {
+            let shared = self.clone();
+            tokio::spawn(async move {
+                let _ =
+                    tokio::time::timeout(shared.config.shutdown_grace, member.drained.cancelled())
+                        .await;
+                shared.registry.remove(&member);
+            });
+        }
     }
 }
 
@@ -146,20 +196,25 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shared = Shared::new(config);
-    for spec in shared.config.analyzers.clone() {
-        shared
-            .register(&spec.id, spec.url, spec.weight)
-            .map_err(anyhow::Error::msg)?;
-    }
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    let shared = Shared::new(config, addr)?;
+    for spec in shared.config.analyzers.clone() {
+        shared
+            .register(&spec.id, spec.url, spec.weight, true)
+            .map_err(anyhow::Error::msg)?;
+    }
     if shared.config.token.is_none() {
         warn!(%addr, "No --token set: ingest and registration are open to anyone who can reach this address.");
     }
     info!(%addr, ack = ?shared.config.ack, "Distributor listening.");
 
+    let stop_cluster = CancellationToken::new();
+    let cluster_task = shared.cluster.clone().map(|cluster| {
+        info!(redis = ?shared.config.redis, prefix = %shared.config.redis_prefix, "Cluster mode: sharing membership and counts on Redis.");
+        tokio::spawn(cluster.run(shared.clone(), stop_cluster.clone()))
+    });
     let grace = shared.config.shutdown_grace;
     let stopping = shutdown.clone();
     let server = axum::serve(
@@ -192,6 +247,10 @@ pub async fn run(
         {
             warn!(analyzer = %member.id, "Grace period over before this analyzer's queue drained.");
         }
+    }
+    stop_cluster.cancel();
+    if let Some(task) = cluster_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     info!("Distributor stopped.");
     Ok(())

@@ -38,6 +38,8 @@ struct Inner {
     router: Router,
     /// The online members, in the router's index order.
     online: Vec<Arc<Member>>,
+    /// Counts rebuilds, so that a reader of window counts can tell a new window apart.
+    window: u64,
 }
 
 impl Default for Inner {
@@ -46,6 +48,7 @@ impl Default for Inner {
             members: BTreeMap::new(),
             router: Router::new(&[]).expect("no weights is valid"),
             online: Vec::new(),
+            window: 0,
         }
     }
 }
@@ -62,6 +65,7 @@ impl Inner {
         // Weights are checked at registration, so this cannot fail.
         self.router = Router::new(&weights).unwrap_or_else(|_| Router::new(&[]).expect("empty"));
         self.online = online;
+        self.window += 1;
         info!(
             online = self.online.len(),
             "Targets re-normalized; the counting window restarts."
@@ -133,6 +137,7 @@ impl Registry {
         id: &str,
         url: AnalyzerUrl,
         weight: f64,
+        pinned: bool,
     ) -> Result<(Registered, Option<NewMember>), String> {
         let mut inner = self.lock();
         if let Some((member, current)) = inner.members.get_mut(id) {
@@ -161,7 +166,7 @@ impl Registry {
             old.retire.cancel();
         }
         let id: Arc<str> = Arc::from(id);
-        let (member, queue) = Member::new(id.clone(), url, self.queue_packets);
+        let (member, queue) = Member::new(id.clone(), url, pinned, self.queue_packets);
         info!(analyzer = %id, url = %member.url.base, weight, "Analyzer registered.");
         inner.members.insert(id, (member.clone(), weight));
         inner.rebuild();
@@ -224,6 +229,23 @@ impl Registry {
             .collect()
     }
 
+    /// The current window's id and the messages routed to each online member in it.
+    pub fn window(&self) -> (u64, Vec<(Arc<str>, u64)>) {
+        let inner = self.lock();
+        let sent = inner
+            .online
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.id.clone(), inner.router.sent(i)))
+            .collect();
+        (inner.window, sent)
+    }
+
+    /// Members with their weights.
+    pub fn weighted(&self) -> Vec<(Arc<Member>, f64)> {
+        self.lock().members.values().cloned().collect()
+    }
+
     /// Online members.
     pub fn online_count(&self) -> usize {
         self.lock().online.len()
@@ -264,6 +286,7 @@ impl Registry {
                     },
                     messages_total: member.messages_total.load(Ordering::Relaxed),
                     packets_total: member.packets_total.load(Ordering::Relaxed),
+                    fleet_states: None,
                 };
                 (stats, member.clone())
             })

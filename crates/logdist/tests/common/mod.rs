@@ -89,9 +89,53 @@ impl Drop for Proc {
 
 /// Starts `logdist ARGS...`, logging to `dir/name.log`.
 pub fn spawn(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    spawn_program(env!("CARGO_BIN_EXE_logdist"), dir, name, args)
+}
+
+/// A `redis-server` of the test's own on `port` (a free one if `None`), keeping nothing
+/// on disk. Returns it with its URL.
+pub fn redis_server(dir: &Path, port: Option<u16>) -> (Proc, String) {
+    for _ in 0..10 {
+        let port = port.unwrap_or_else(free_port).to_string();
+        let mut proc = spawn_program(
+            "redis-server",
+            dir,
+            &format!("redis-{port}"),
+            &[
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if proc.log_text().contains("Ready to accept connections") {
+                return (proc, format!("redis://127.0.0.1:{port}/"));
+            }
+            if proc.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            proc.log_text().contains("Address already in use"),
+            "redis-server failed: {}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("redis-server did not start");
+}
+
+fn spawn_program(program: &str, dir: &Path, name: &str, args: &[&str]) -> Proc {
     let log = dir.join(format!("{name}.log"));
     let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_logdist"))
+    let child = Command::new(program)
         .args(args)
         .env("RUST_LOG", "logdist=debug")
         .stdin(Stdio::null())

@@ -1,0 +1,326 @@
+//! Cluster mode end to end: real `redis-server` processes started by the tests on free
+//! ports, two distributors sharing them, real analyzers.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::{Rng, SeedableRng};
+
+/// Agents that post random packets (1..=max messages) to `urls` in turn until `stop`.
+/// Returns (messages acknowledged, largest packet, failures).
+fn load(
+    http: &Http,
+    urls: &[String],
+    agents: u64,
+    max: u64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+    let (http, urls) = (http.clone(), urls.to_vec());
+    tokio::spawn(async move {
+        let seq = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for agent in 0..agents {
+            let (http, urls, stop, seq) = (http.clone(), urls.clone(), stop.clone(), seq.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut rng = rand::rngs::SmallRng::seed_from_u64(agent);
+                let (mut acked, mut largest, mut failures) = (0, 0, Vec::new());
+                let mut n = agent as usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let size = rng.random_range(1..=max);
+                    let first = seq.fetch_add(size, Ordering::Relaxed);
+                    let url = &urls[n % urls.len()];
+                    n += 1;
+                    let answer = http
+                        .post(
+                            &format!("{url}/packets"),
+                            "application/x-ndjson",
+                            packet(first, size),
+                        )
+                        .await;
+                    if answer.status == 200 {
+                        acked += size;
+                        largest = largest.max(size);
+                    } else {
+                        failures.push(format!("{} {}", answer.status, answer.text()));
+                    }
+                }
+                (acked, largest, failures)
+            }));
+        }
+        let mut total = (0, 0, Vec::new());
+        for task in tasks {
+            let (a, l, f) = task.await.unwrap();
+            total.0 += a;
+            total.1 = total.1.max(l);
+            total.2.extend(f);
+        }
+        total
+    })
+}
+
+fn cluster_args<'a>(redis: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--redis", redis, "--lease-ttl", "3s"];
+    args.extend_from_slice(extra);
+    args
+}
+
+async fn analyzer_counts(http: &Http, urls: &[String]) -> Vec<u64> {
+    let mut counts = Vec::new();
+    for url in urls {
+        counts.push(
+            http.get(&format!("{url}/stats")).await.json()["messages"]
+                .as_u64()
+                .unwrap(),
+        );
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_distributors_route_as_one_fleet() {
+    let dir = scratch("cluster-fleet");
+    let http = Http::new();
+    let (_redis, redis) = redis_server(&dir, None);
+    let (_a, a) = distributor(&dir, &cluster_args(&redis, &[]));
+    let (_b, b) = spawn_distributor_named(&dir, "distributor_b", &cluster_args(&redis, &[]));
+
+    // Analyzers register at A only; B must route to them within a second.
+    let mut analyzers = Vec::new();
+    for (id, weight) in [(1, 0.5), (2, 0.3), (3, 0.2)] {
+        analyzers.push(analyzer(&dir, id, weight, &a, &[]));
+    }
+    let all = ["analyzer_1", "analyzer_2", "analyzer_3"];
+    http.wait_stats(&a, "three analyzers at A", |s| online(s, &all))
+        .await;
+    let seen_at_a = Instant::now();
+    http.wait_stats(&b, "three analyzers at B", |s| online(s, &all))
+        .await;
+    let lag = seen_at_a.elapsed();
+    assert!(
+        lag < Duration::from_secs(1),
+        "B saw the registrations {lag:?} after A"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(&http, &[a.clone(), b.clone()], 6, 200, stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, largest, failures) = running.await.unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(acked > 0);
+
+    // Once flushed, either distributor shows the fleet's counts: the shares are within
+    // K = 2 times the single-distributor bound, and the totals are the analyzers' own.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let own: Vec<String> = analyzers.iter().map(|(_, url)| url.clone()).collect();
+    let counted = analyzer_counts(&http, &own).await;
+    for url in [&a, &b] {
+        let stats = http.stats(url).await;
+        let sent: u64 = stats.iter().map(|s| s.messages_sent).sum();
+        assert_eq!(sent, acked, "fleet window at {url}");
+        for s in &stats {
+            let off = (s.messages_sent as f64 - s.target_share * sent as f64).abs();
+            assert!(
+                off <= 2.0 * largest as f64,
+                "{} off by {off} > 2 x {largest}",
+                s.id
+            );
+            let views = s
+                .fleet_states
+                .as_ref()
+                .expect("fleet states in cluster mode");
+            assert_eq!(views.len(), 2, "{views:?}");
+        }
+        let totals: Vec<u64> = stats.iter().map(|s| s.messages_total).collect();
+        assert_eq!(
+            totals, counted,
+            "fleet totals at {url} vs the analyzers' own counts"
+        );
+    }
+    eprintln!(
+        "fleet: {acked} messages acknowledged, largest packet {largest}, per analyzer {counted:?}, B lagged A by {lag:?}"
+    );
+}
+
+/// A second distributor, logging to its own file.
+fn spawn_distributor_named(dir: &std::path::Path, name: &str, extra: &[&str]) -> (Proc, String) {
+    let (proc, listen) = spawn_server(dir, name, |listen| {
+        let mut args = vec![
+            "distributor",
+            "--listen",
+            listen,
+            "--probe-interval",
+            "200ms",
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(String::from).collect()
+    });
+    (proc, format!("http://{listen}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyzer_that_vanishes_leaves_every_distributor_within_its_lease() {
+    let dir = scratch("cluster-lease");
+    let http = Http::new();
+    let (_redis, redis) = redis_server(&dir, None);
+    let (_a, a) = distributor(&dir, &cluster_args(&redis, &[]));
+    let (_b, b) = spawn_distributor_named(&dir, "distributor_b", &cluster_args(&redis, &[]));
+    let (_a1, _) = analyzer(&dir, 1, 1.0, &a, &[]);
+    let (mut a2, _) = analyzer(&dir, 2, 1.0, &b, &[]);
+    for url in [&a, &b] {
+        http.wait_stats(url, "two analyzers", |s| {
+            online(s, &["analyzer_1", "analyzer_2"])
+        })
+        .await;
+    }
+
+    a2.child.kill().unwrap(); // no deregistration: only the lease can tell
+    let killed = Instant::now();
+    for url in [&a, &b] {
+        http.wait_stats(url, "analyzer_2 gone", |s| {
+            s.len() == 1 && s[0].id == "analyzer_1"
+        })
+        .await;
+    }
+    let gone = killed.elapsed();
+    assert!(
+        gone <= Duration::from_millis(3300),
+        "analyzer_2 left after {gone:?}, lease is 3 s"
+    );
+    eprintln!("vanished analyzer left both distributors {gone:?} after the kill (lease 3 s)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_fails_no_packet_and_the_fleet_reconverges() {
+    let dir = scratch("cluster-outage");
+    let http = Http::new();
+    let (mut redis_proc, redis) = redis_server(&dir, None);
+    let port: u16 = redis
+        .trim_start_matches("redis://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let (_a, a) = distributor(&dir, &cluster_args(&redis, &[]));
+    let (_b, b) = spawn_distributor_named(&dir, "distributor_b", &cluster_args(&redis, &[]));
+    let mut analyzers = vec![
+        analyzer(&dir, 1, 1.0, &a, &[]),
+        analyzer(&dir, 2, 1.0, &a, &[]),
+    ];
+    for url in [&a, &b] {
+        http.wait_stats(url, "two analyzers", |s| {
+            online(s, &["analyzer_1", "analyzer_2"])
+        })
+        .await;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = load(&http, &[a.clone(), b.clone()], 4, 50, stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    redis_proc.child.kill().unwrap();
+    redis_proc.child.wait().unwrap();
+    for url in [&a, &b] {
+        wait_health(&http, url, "down").await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // Redis returns empty (nothing was persisted); the fleet heals by itself.
+    let (_redis_again, _) = redis_server(&dir, Some(port));
+    for url in [&a, &b] {
+        wait_health(&http, url, "up").await;
+    }
+    analyzers.push(analyzer(&dir, 3, 1.0, &a, &[]));
+    let all = ["analyzer_1", "analyzer_2", "analyzer_3"];
+    let registered = Instant::now();
+    for url in [&a, &b] {
+        http.wait_stats(url, "analyzer_3 after the restart", |s| online(s, &all))
+            .await;
+    }
+    let lag = registered.elapsed();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (acked, _, failures) = running.await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "packets failed during the outage: {failures:?}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let own: Vec<String> = analyzers.iter().map(|(_, url)| url.clone()).collect();
+    let counted = analyzer_counts(&http, &own).await;
+    assert_eq!(counted.iter().sum::<u64>(), acked);
+    for url in [&a, &b] {
+        let totals: Vec<u64> = http
+            .stats(url)
+            .await
+            .iter()
+            .map(|s| s.messages_total)
+            .collect();
+        assert_eq!(totals, counted, "counters did not catch up at {url}");
+    }
+    eprintln!(
+        "outage: {acked} messages acknowledged, 0 failed; analyzer_3 reached both {lag:?} after registering"
+    );
+}
+
+async fn wait_health(http: &Http, url: &str, redis: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let health = http.get(&format!("{url}/health")).await.json();
+        if health["redis"] == redis {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url}/health never said redis {redis}: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_fleets_with_different_prefixes_do_not_see_each_other() {
+    let dir = scratch("cluster-prefix");
+    let http = Http::new();
+    let (_redis, redis) = redis_server(&dir, None);
+    let (_x, x) = distributor(&dir, &cluster_args(&redis, &["--redis-prefix", "fleet-x:"]));
+    let (_y, y) = spawn_distributor_named(
+        &dir,
+        "distributor_y",
+        &cluster_args(&redis, &["--redis-prefix", "fleet-y:"]),
+    );
+    let (_a1, _) = analyzer(&dir, 1, 1.0, &x, &[]);
+    let (_a2, _) = analyzer(&dir, 2, 1.0, &y, &[]);
+    http.wait_stats(&x, "analyzer_1 at x", |s| online(s, &["analyzer_1"]))
+        .await;
+    http.wait_stats(&y, "analyzer_2 at y", |s| online(s, &["analyzer_2"]))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (sx, sy) = (http.stats(&x).await, http.stats(&y).await);
+    assert_eq!(
+        sx.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["analyzer_1"]
+    );
+    assert_eq!(
+        sy.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["analyzer_2"]
+    );
+
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    for key in &keys {
+        assert!(
+            key.starts_with("fleet-x:") || key.starts_with("fleet-y:"),
+            "un-prefixed key {key}"
+        );
+    }
+}
