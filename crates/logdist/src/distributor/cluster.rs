@@ -133,9 +133,12 @@ pub struct Cluster {
     pending: Mutex<BTreeMap<String, Pending>>,
     flushed: Mutex<Flushed>,
     /// Woken by pushed events: sync now rather than at the next tick.
-    poke: Arc<Notify>,
+    poke: Notify,
     /// The generation last seen; a different one means Redis lost its data meanwhile.
     generation: Mutex<Option<String>>,
+    /// When the next lease lapses: the sync loop wakes then, so an analyzer that stopped
+    /// renewing leaves within its TTL even without keyspace notifications.
+    next_lapse: Mutex<Option<tokio::time::Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -178,8 +181,9 @@ impl Cluster {
             epoch: AtomicU64::new(0),
             pending: Mutex::new(BTreeMap::new()),
             flushed: Mutex::new(Flushed::default()),
-            poke: Arc::new(Notify::new()),
+            poke: Notify::new(),
             generation: Mutex::new(None),
+            next_lapse: Mutex::new(None),
         }))
     }
 
@@ -291,17 +295,16 @@ impl Cluster {
         self.bump_epoch().await
     }
 
-    /// Marks a membership change: a new epoch, announced to every distributor.
+    /// Marks a membership change: a new epoch, announced to every distributor (the
+    /// message only wakes them; each reads the new state itself).
     async fn bump_epoch(&self) -> RedisResult<()> {
         let mut pipe = redis::pipe();
-        pipe.cmd("INCR").arg(self.keys.epoch());
-        let (epoch,): (u64,) = self.query(&pipe, 1).await?;
-        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(self.keys.epoch()).ignore();
         pipe.cmd("PUBLISH")
             .arg(self.keys.events())
-            .arg(epoch)
+            .arg("changed")
             .ignore();
-        self.query::<()>(&pipe, 1).await
+        self.query::<()>(&pipe, 2).await
     }
 
     /// Runs the sync loop until `shutdown`, then flushes the counters one last time.
@@ -310,9 +313,12 @@ impl Cluster {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let lapse = lock(&self.next_lapse).take();
+            let far = tokio::time::Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 _ = tick.tick() => {}
                 () = self.poke.notified() => {}
+                () = tokio::time::sleep_until(lapse.unwrap_or(far)) => {}
                 () = shutdown.cancelled() => break,
             }
             let result = async {
@@ -453,15 +459,9 @@ impl Cluster {
                     None => lapsed.push(id),
                 }
             }
-            // Wake up right when the next lease lapses, so that an analyzer that stopped
-            // renewing leaves within its TTL even without keyspace notifications.
-            if let Some(ms) = ttls.into_iter().filter(|t| *t >= 0).min() {
-                let poke = self.poke.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(ms as u64 + 2)).await;
-                    poke.notify_one();
-                });
-            }
+            let soonest = ttls.into_iter().filter(|t| *t >= 0).min();
+            *lock(&self.next_lapse) = soonest
+                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms as u64 + 2));
             if !lapsed.is_empty() {
                 let mut pipe = redis::pipe();
                 pipe.cmd("SREM")

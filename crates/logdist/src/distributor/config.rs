@@ -249,6 +249,9 @@ mod tests {
         assert_eq!(spec.url.base, "http://127.0.0.1:3001");
         assert_eq!(spec.url.packets, "http://127.0.0.1:3001/packets");
         assert_eq!(spec.weight, 0.5);
+        // Container names as in the original run instructions and docker-compose.yml.
+        let url: AnalyzerUrl = "http://analyzer_1:3001".parse().unwrap();
+        assert_eq!(url.packets, "http://analyzer_1:3001/packets");
         for bad in [
             "a=http://h:1",
             "=http://h:1@1",
