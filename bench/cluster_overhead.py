@@ -65,9 +65,10 @@ def run_case(mode, size, redis_port, scratch):
         after = [get_json(f"http://127.0.0.1:{p}/stats")["messages"] for _, p in analyzers]
         rss = peak_rss_kib([dist.pid])
     finally:
-        stop(dist)
+        # Analyzers first, so that they deregister and leave no lease behind.
         for a, _ in analyzers:
             stop(a)
+        stop(dist)
     delivered = sum(after) - sum(before)
     return {"mode": mode, "packet_size": size, "messages_per_s": delivered / report["duration_s"],
             "p99_ms": report["latency_ms"]["p99"], "failed_packets": report["packets_failed"],

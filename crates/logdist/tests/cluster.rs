@@ -144,6 +144,43 @@ async fn two_distributors_route_as_one_fleet() {
     eprintln!(
         "fleet: {acked} messages acknowledged, largest packet {largest}, per analyzer {counted:?}, B lagged A by {lag:?}"
     );
+
+    // A registration, a weight change and a deregistration made at B each reach A within
+    // a second (an extra id, so that no analyzer's keep-alive interferes).
+    let target = &own[0];
+    let extra = |weight: f64| format!(r#"{{"id":"extra","weight":{weight},"url":"{target}"}}"#);
+    type Reached = Box<dyn Fn(&[logdist::api::AnalyzerStats]) -> bool>;
+    let changes: [(&str, String, Reached); 3] = [
+        (
+            "register",
+            extra(1.0),
+            Box::new(|s| s.iter().any(|a| a.id == "extra" && a.weight == 1.0)),
+        ),
+        (
+            "register",
+            extra(2.0),
+            Box::new(|s| s.iter().any(|a| a.id == "extra" && a.weight == 2.0)),
+        ),
+        (
+            "deregister",
+            r#"{"id":"extra"}"#.to_owned(),
+            Box::new(|s| !s.iter().any(|a| a.id == "extra")),
+        ),
+    ];
+    for (verb, body, reached) in changes {
+        let answer = http
+            .post(&format!("{b}/analyzer/{verb}"), "application/json", body)
+            .await;
+        assert_eq!(answer.status, 200, "{verb}: {}", answer.text());
+        let made = Instant::now();
+        http.wait_stats(&a, verb, |s| reached(s)).await;
+        let took = made.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{verb} at B reached A after {took:?}"
+        );
+        eprintln!("{verb} at B reached A after {took:?}");
+    }
 }
 
 /// A second distributor, logging to its own file.

@@ -54,12 +54,14 @@ pub async fn register(
         }
     };
     let base = url.base.clone();
-    let outcome = shared
-        .register(&reg.id, url, reg.weight, false)
-        .map_err(ApiError::Conflict)?;
+    // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
+    // put back what Redis held before.
     if let Some(cluster) = &shared.cluster {
         cluster.announce(&reg.id, &base, reg.weight).await;
     }
+    let outcome = shared
+        .register(&reg.id, url, reg.weight, false)
+        .map_err(ApiError::Conflict)?;
     let outcome = match outcome {
         Registered::Added => "added",
         Registered::Updated => "updated",

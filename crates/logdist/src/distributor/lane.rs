@@ -32,7 +32,10 @@ pub enum DeliveryError {
     /// No answer within `--delivery-timeout`.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Could not connect, or the connection broke.
+    /// Could not connect: nothing was sent, so nothing can have been delivered.
+    #[error("{0}")]
+    Refused(String),
+    /// The connection broke: the analyzer may or may not have the packets.
     #[error("{0}")]
     Transport(String),
     /// The analyzer answered with an error status.
@@ -127,9 +130,12 @@ async fn deliver(
             metrics::counter!("logdist_deliveries_total", "analyzer" => label, "outcome" => "failed").increment(1);
             warn!(analyzer = %member.id, error = %e, packets = batch.len(), "Delivery failed; re-routing its packets.");
             shared.registry.mark_unhealthy(&member, &e.to_string());
-            reroute(&shared, batch);
+            // A refused connection delivered nothing for sure: trying elsewhere costs no
+            // attempt (each refusal takes an analyzer out, so this ends).
+            let in_doubt = !matches!(e, DeliveryError::Refused(_));
+            reroute(&shared, batch, in_doubt);
         }
-        None => reroute(&shared, batch),
+        None => reroute(&shared, batch, false),
     }
 }
 
@@ -152,11 +158,13 @@ async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), Deliv
         .map_err(|e| DeliveryError::Transport(e.to_string()))?;
     let timeout = shared.config.delivery_timeout;
     let exchange = async {
-        let response = shared
-            .client
-            .request(request)
-            .await
-            .map_err(|e| DeliveryError::Transport(error_chain(&e)))?;
+        let response = shared.client.request(request).await.map_err(|e| {
+            if e.is_connect() {
+                DeliveryError::Refused(error_chain(&e))
+            } else {
+                DeliveryError::Transport(error_chain(&e))
+            }
+        })?;
         let status = response.status();
         // Read the answer to the end so the connection goes back to the pool.
         response
@@ -187,10 +195,13 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Routes the packets of a failed or abandoned delivery again.
-pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>) {
+/// Routes the packets of a failed or abandoned delivery again. Only a delivery whose
+/// outcome is in doubt counts against `--max-attempts`.
+pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>, in_doubt: bool) {
     for mut job in batch {
-        job.attempts = job.attempts.saturating_add(1);
+        if in_doubt {
+            job.attempts = job.attempts.saturating_add(1);
+        }
         if job.attempts >= shared.config.max_attempts.max(1) {
             fail(job, Refusal::DeliveryFailed);
             continue;
