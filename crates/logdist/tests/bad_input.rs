@@ -466,13 +466,7 @@ async fn ack_accepted_answers_202_and_still_delivers() {
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
     for i in 0..20 {
-        let answer = http
-            .post(
-                &format!("{url}/packets"),
-                "application/x-ndjson",
-                packet(i * 5, 5),
-            )
-            .await;
+        let answer = http.send_packet(&url, i * 5, 5).await;
         assert_eq!(answer.status, 202, "{}", answer.text());
         assert_eq!(answer.json()["status"], "accepted");
     }

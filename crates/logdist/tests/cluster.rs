@@ -34,13 +34,7 @@ fn load(
                     let first = seq.fetch_add(size, Ordering::Relaxed);
                     let url = &urls[n % urls.len()];
                     n += 1;
-                    let answer = http
-                        .post(
-                            &format!("{url}/packets"),
-                            "application/x-ndjson",
-                            packet(first, size),
-                        )
-                        .await;
+                    let answer = http.send_packet(url, first, size).await;
                     if answer.status == 200 {
                         acked += size;
                         largest = largest.max(size);

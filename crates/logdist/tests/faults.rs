@@ -53,13 +53,7 @@ async fn no_acknowledged_packet_is_lost_when_an_analyzer_is_killed() {
             while !stop.load(Ordering::Relaxed) {
                 let size = 1 + (agent * 7 + acked.len() as u64) % 40;
                 let first = next_seq.fetch_add(size, Ordering::Relaxed);
-                let answer = http
-                    .post(
-                        &format!("{url}/packets"),
-                        "application/x-ndjson",
-                        packet(first, size),
-                    )
-                    .await;
+                let answer = http.send_packet(&url, first, size).await;
                 match answer.status.as_u16() {
                     200 => acked.extend(first..first + size),
                     503 => refused += 1,
@@ -147,14 +141,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
     a1.signal("STOP");
     let send = |first: u64| {
         let (http, url) = (http.clone(), url.clone());
-        tokio::spawn(async move {
-            http.post(
-                &format!("{url}/packets"),
-                "application/x-ndjson",
-                packet(first, 1),
-            )
-            .await
-        })
+        tokio::spawn(async move { http.send_packet(&url, first, 1).await })
     };
     // Wait on the lane itself, not on time: the first packet is out for delivery (its bytes
     // are counted, the queue is empty), then the second waits in the queue.
@@ -181,13 +168,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
         |v| v == 1.0,
     )
     .await;
-    let refused = http
-        .post(
-            &format!("{url}/packets"),
-            "application/x-ndjson",
-            packet(2, 1),
-        )
-        .await;
+    let refused = http.send_packet(&url, 2, 1).await;
     assert_eq!(refused.status, 503, "{}", refused.text());
     assert_eq!(refused.headers["retry-after"], "1");
     assert!(
@@ -202,13 +183,7 @@ async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
     assert_eq!(queued.await.unwrap().status, 200);
     let own = http.get(&format!("{a1_url}/stats")).await.json();
     assert_eq!(own["messages"], 2);
-    let answer = http
-        .post(
-            &format!("{url}/packets"),
-            "application/x-ndjson",
-            packet(3, 1),
-        )
-        .await;
+    let answer = http.send_packet(&url, 3, 1).await;
     assert_eq!(answer.status, 200, "throughput returns without a restart");
 }
 
@@ -229,13 +204,7 @@ async fn an_unhealthy_analyzer_returns_online_after_consecutive_good_probes() {
     a2.child.kill().unwrap();
     a2.child.wait().unwrap();
     for i in 0..20 {
-        let answer = http
-            .post(
-                &format!("{url}/packets"),
-                "application/x-ndjson",
-                packet(i, 1),
-            )
-            .await;
+        let answer = http.send_packet(&url, i, 1).await;
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     http.wait_stats(&url, "analyzer_2 unhealthy", |s| {
@@ -271,13 +240,7 @@ async fn an_unhealthy_analyzer_returns_online_after_consecutive_good_probes() {
             .contains("Analyzer recovered; routing to it again.")
     );
     for i in 0..100 {
-        let answer = http
-            .post(
-                &format!("{url}/packets"),
-                "application/x-ndjson",
-                packet(100 + i, 1),
-            )
-            .await;
+        let answer = http.send_packet(&url, 100 + i, 1).await;
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     let stats = http.stats(&url).await;

@@ -30,13 +30,7 @@ async fn send_random(
             for _ in 0..packets / agents {
                 let size = rng.random_range(1..=max);
                 let first = next_seq.fetch_add(size, Ordering::Relaxed);
-                let answer = http
-                    .post(
-                        &format!("{url}/packets"),
-                        "application/x-ndjson",
-                        packet(first, size),
-                    )
-                    .await;
+                let answer = http.send_packet(&url, first, size).await;
                 assert_eq!(answer.status, 200, "{}", answer.text());
                 assert_eq!(answer.json()["messages"], size);
                 messages += size;
@@ -157,13 +151,7 @@ async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
     let (mut a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
-    let answer = http
-        .post(
-            &format!("{url}/packets"),
-            "application/x-ndjson",
-            packet(0, 10),
-        )
-        .await;
+    let answer = http.send_packet(&url, 0, 10).await;
     assert_eq!(answer.status, 200);
 
     a1.signal("TERM");
@@ -176,13 +164,7 @@ async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
         "analyzer still serving"
     );
     // Nobody left: the agent is told to come back later, and nothing is accepted.
-    let answer = http
-        .post(
-            &format!("{url}/packets"),
-            "application/x-ndjson",
-            packet(10, 1),
-        )
-        .await;
+    let answer = http.send_packet(&url, 10, 1).await;
     assert_eq!(answer.status, 503);
     assert!(answer.headers.contains_key("retry-after"));
 }
@@ -204,13 +186,7 @@ async fn static_analyzers_and_weight_updates() {
     let spec2 = format!("b=http://{l2}@1");
     let (_d, url) = distributor(&dir, &["--analyzer", &spec1, "--analyzer", &spec2]);
     for i in 0..40 {
-        let answer = http
-            .post(
-                &format!("{url}/packets"),
-                "application/x-ndjson",
-                packet(i, 1),
-            )
-            .await;
+        let answer = http.send_packet(&url, i, 1).await;
         assert_eq!(answer.status, 200, "{}", answer.text());
     }
     let stats = http.stats(&url).await;

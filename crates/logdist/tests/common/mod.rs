@@ -311,6 +311,16 @@ impl Http {
             .await
     }
 
+    /// Posts messages `first..first+count` as one NDJSON packet to `{distributor}/packets`.
+    pub async fn send_packet(&self, distributor: &str, first: u64, count: u64) -> Answer {
+        self.post(
+            &format!("{distributor}/packets"),
+            "application/x-ndjson",
+            packet(first, count),
+        )
+        .await
+    }
+
     pub async fn stats(&self, distributor: &str) -> Vec<AnalyzerStats> {
         let answer = self.get(&format!("{distributor}/analyzer/stats")).await;
         assert_eq!(answer.status, StatusCode::OK);
