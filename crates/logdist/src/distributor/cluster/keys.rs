@@ -1,0 +1,44 @@
+//! The names of every Redis key and channel of a fleet, and the lease's value. The layout
+//! is documented in the module above.
+
+use serde::{Deserialize, Serialize};
+
+/// The names of every key and channel, under one prefix.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    pub(super) prefix: String,
+}
+
+impl Keys {
+    pub(super) fn generation(&self) -> String {
+        format!("{}generation", self.prefix)
+    }
+    pub(super) fn analyzers(&self) -> String {
+        format!("{}analyzers", self.prefix)
+    }
+    pub(super) fn lease(&self, id: &str) -> String {
+        format!("{}analyzer:{id}", self.prefix)
+    }
+    pub(super) fn epoch(&self) -> String {
+        format!("{}epoch", self.prefix)
+    }
+    pub(super) fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+    pub(super) fn counts(&self, id: &str) -> String {
+        format!("{}counts:{id}", self.prefix)
+    }
+    pub(super) fn window(&self, epoch: u64) -> String {
+        format!("{}window:{epoch}", self.prefix)
+    }
+    pub(super) fn health(&self, id: &str) -> String {
+        format!("{}health:{id}", self.prefix)
+    }
+}
+
+/// A lease's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Lease {
+    pub(super) url: String,
+    pub(super) weight: f64,
+}

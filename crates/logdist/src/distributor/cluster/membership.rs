@@ -1,0 +1,219 @@
+//! Shared membership: leases written on registration, removed on deregistration, an epoch
+//! bumped and announced on every change, and the full resync that makes the local registry
+//! match what Redis holds (and notices a Redis that lost its data).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::RedisResult;
+use tracing::{debug, warn};
+
+use super::keys::Lease;
+use super::{Cluster, Flushed, lock};
+use crate::distributor::Shared;
+use crate::distributor::config::AnalyzerUrl;
+use crate::distributor::member::State;
+
+/// A change made while Redis could not be reached, published when it can.
+#[derive(Debug, Clone)]
+pub(super) enum Pending {
+    Announce(Lease),
+    Withdraw,
+}
+
+impl Cluster {
+    /// Publishes a registration made at this distributor. If Redis cannot be reached it is
+    /// published later; the local registration stands meanwhile.
+    pub async fn announce(&self, id: &str, url: &str, weight: f64) {
+        let lease = Lease {
+            url: url.to_owned(),
+            weight,
+        };
+        if let Err(e) = self.write_lease(id, &lease).await {
+            debug!(analyzer = id, error = %e, "Registration kept for Redis.");
+            lock(&self.pending).insert(id.to_owned(), Pending::Announce(lease));
+            self.set_up(false, Some(&e));
+        }
+    }
+
+    /// Publishes a deregistration made at this distributor (later if Redis is down).
+    pub async fn withdraw(&self, id: &str) {
+        if let Err(e) = self.delete_lease(id).await {
+            lock(&self.pending).insert(id.to_owned(), Pending::Withdraw);
+            self.set_up(false, Some(&e));
+        }
+    }
+
+    async fn write_lease(&self, id: &str, lease: &Lease) -> RedisResult<()> {
+        let value = serde_json::to_string(lease).expect("a lease serializes");
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.lease(id))
+            .arg(&value)
+            .arg("PX")
+            .arg(self.lease_ttl.as_millis() as u64)
+            .arg("GET")
+            .cmd("SADD")
+            .arg(self.keys.analyzers())
+            .arg(id)
+            .ignore();
+        let (previous,): (Option<String>,) = self.query(&pipe, 2).await?;
+        let changed = previous
+            .and_then(|p| serde_json::from_str::<Lease>(&p).ok())
+            .as_ref()
+            != Some(lease);
+        if changed {
+            self.bump_epoch().await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_lease(&self, id: &str) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(self.keys.lease(id))
+            .ignore()
+            .cmd("SREM")
+            .arg(self.keys.analyzers())
+            .arg(id)
+            .ignore();
+        self.query::<()>(&pipe, 2).await?;
+        self.bump_epoch().await
+    }
+
+    /// Marks a membership change: a new epoch, announced to every distributor (the
+    /// message only wakes them; each reads the new state itself).
+    async fn bump_epoch(&self) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("INCR").arg(self.keys.epoch()).ignore();
+        pipe.cmd("PUBLISH")
+            .arg(self.keys.events())
+            .arg("changed")
+            .ignore();
+        self.query::<()>(&pipe, 2).await
+    }
+
+    pub(super) async fn publish_pending(&self) -> RedisResult<()> {
+        let pending = std::mem::take(&mut *lock(&self.pending));
+        let mut iter = pending.into_iter();
+        while let Some((id, change)) = iter.next() {
+            let result = match &change {
+                Pending::Announce(lease) => self.write_lease(&id, lease).await,
+                Pending::Withdraw => self.delete_lease(&id).await,
+            };
+            if let Err(e) = result {
+                let mut left = lock(&self.pending);
+                left.insert(id, change);
+                for (id, change) in iter {
+                    left.entry(id).or_insert(change);
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the whole membership and makes the local registry match it.
+    pub(super) async fn sync_membership(&self, shared: &Arc<Shared>) -> RedisResult<()> {
+        self.check_generation(shared).await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMEMBERS")
+            .arg(self.keys.analyzers())
+            .cmd("GET")
+            .arg(self.keys.epoch());
+        let (ids, epoch): (Vec<String>, Option<u64>) = self.query(&pipe, 2).await?;
+        self.epoch.store(epoch.unwrap_or(0), Ordering::Relaxed);
+        let mut desired = BTreeMap::new();
+        if !ids.is_empty() {
+            let mut pipe = redis::pipe();
+            pipe.cmd("MGET");
+            for id in &ids {
+                pipe.arg(self.keys.lease(id));
+            }
+            for id in &ids {
+                pipe.cmd("PTTL").arg(self.keys.lease(id));
+            }
+            let mut replies: Vec<redis::Value> = self.query(&pipe, 1 + ids.len()).await?;
+            let ttls: Vec<i64> = replies
+                .split_off(1)
+                .into_iter()
+                .map(|v| redis::from_redis_value(v).unwrap_or(-2))
+                .collect();
+            let leases: Vec<Option<String>> =
+                redis::from_redis_value(replies.pop().unwrap_or(redis::Value::Nil))
+                    .unwrap_or_default();
+            let mut lapsed = Vec::new();
+            for (id, lease) in ids.into_iter().zip(leases) {
+                let parsed = lease
+                    .as_deref()
+                    .and_then(|l| serde_json::from_str::<Lease>(l).ok());
+                match parsed.and_then(|l| Some((l.url.parse::<AnalyzerUrl>().ok()?, l.weight))) {
+                    Some(entry) => {
+                        desired.insert(id, entry);
+                    }
+                    None => lapsed.push(id),
+                }
+            }
+            let soonest = ttls.into_iter().filter(|t| *t >= 0).min();
+            *lock(&self.next_lapse) = soonest
+                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms as u64 + 2));
+            if !lapsed.is_empty() {
+                let mut pipe = redis::pipe();
+                pipe.cmd("SREM")
+                    .arg(self.keys.analyzers())
+                    .arg(&lapsed)
+                    .ignore();
+                self.query::<()>(&pipe, 1).await?;
+                self.bump_epoch().await?;
+            }
+        }
+        shared.reconcile(&desired);
+        Ok(())
+    }
+
+    /// Notices a Redis that lost its data (restarted without persistence, or flushed): its
+    /// generation key is gone or was made anew. Then publish what this distributor knows
+    /// instead of forgetting it (analyzers' keep-alives correct the rest within a lease),
+    /// and count its totals from zero again, since what was added to the old Redis is gone.
+    async fn check_generation(&self, shared: &Arc<Shared>) -> RedisResult<()> {
+        let fresh = format!("{:016x}", rand::random::<u64>());
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.generation())
+            .arg(&fresh)
+            .arg("NX")
+            .ignore();
+        pipe.cmd("GET").arg(self.keys.generation());
+        let (current,): (String,) = self.query(&pipe, 2).await?;
+        let seen = lock(&self.generation).clone();
+        if seen.as_deref() == Some(current.as_str()) {
+            return Ok(());
+        }
+        if seen.is_some() {
+            warn!("Redis lost the fleet's state; publishing the membership and counts known here.");
+            *lock(&self.flushed) = Flushed::default();
+        }
+        let known: Vec<_> = shared
+            .registry
+            .weighted()
+            .into_iter()
+            .filter(|(m, _)| !m.pinned)
+            .collect();
+        for (member, weight) in known {
+            if member.state() != State::Draining {
+                self.write_lease(
+                    &member.id,
+                    &Lease {
+                        url: member.url.base.clone(),
+                        weight,
+                    },
+                )
+                .await?;
+            }
+        }
+        *lock(&self.generation) = Some(current);
+        Ok(())
+    }
+}
