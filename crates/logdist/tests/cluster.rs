@@ -135,6 +135,21 @@ async fn two_distributors_route_as_one_fleet() {
             "fleet totals at {url} vs the analyzers' own counts"
         );
     }
+    // And in Redis itself, where the distributors flushed them.
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for (id, own) in ["analyzer_1", "analyzer_2", "analyzer_3"]
+        .iter()
+        .zip(&counted)
+    {
+        let in_redis: Option<u64> = redis::cmd("HGET")
+            .arg(format!("logdist:counts:{id}"))
+            .arg("messages")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(in_redis, Some(*own), "logdist:counts:{id} in Redis");
+    }
     eprintln!(
         "fleet: {acked} messages acknowledged, largest packet {largest}, per analyzer {counted:?}, B lagged A by {lag:?}"
     );
