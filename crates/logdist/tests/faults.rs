@@ -272,3 +272,61 @@ async fn wait_metric(http: &Http, url: &str, name: &str, ok: impl Fn(f64) -> boo
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_at_one_analyzer_sends_packets_to_another_not_503() {
+    let dir = scratch("one-queue-full");
+    let http = Http::new();
+    let (_d, url) = distributor(
+        &dir,
+        &[
+            "--queue-packets",
+            "1",
+            "--lane-concurrency",
+            "1",
+            "--delivery-timeout",
+            "20s",
+            "--probe-interval",
+            "30s",
+        ],
+    );
+    let (a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
+    let (_a2, a2_url) = analyzer(&dir, 2, 1.0, &url, &[]);
+    http.wait_stats(&url, "two analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2"])
+    })
+    .await;
+
+    // analyzer_1 hangs: it holds one packet in flight and one in its queue of 1; every
+    // other packet must go to analyzer_2 rather than be refused.
+    a1.signal("STOP");
+    let mut sends = Vec::new();
+    for i in 0..12 {
+        let (http, url) = (http.clone(), url.clone());
+        sends.push(tokio::spawn(
+            async move { http.send_packet(&url, i, 1).await },
+        ));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sends.iter().filter(|s| s.is_finished()).count() < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "packets stuck behind the hung analyzer"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let own = http.get(&format!("{a2_url}/stats")).await.json();
+    assert_eq!(
+        own["messages"], 10,
+        "analyzer_2 took every packet analyzer_1 could not"
+    );
+
+    a1.signal("CONT");
+    for send in sends {
+        let answer = send.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let own = http.get(&format!("{a1_url}/stats")).await.json();
+    assert_eq!(own["messages"], 2);
+}

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// Content-Type or Content-Encoding is not one the distributor reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A fault of the distributor's own (never the client's input).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// Nothing was accepted; the agent should retry after the given delay.
     #[error("{reason}")]
     Unavailable {
@@ -55,6 +58,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -68,6 +72,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Internal(_) => "internal",
             Self::Unavailable { .. } => "unavailable",
         }
     }

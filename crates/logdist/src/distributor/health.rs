@@ -22,6 +22,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
     let cfg = &shared.config;
     let (mut failures, mut successes, mut backoff) = (0u32, 0u32, MIN_BACKOFF);
+    let mut last_state = member.state();
     loop {
         let wait = match member.state() {
             State::Unhealthy => backoff,
@@ -32,7 +33,13 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
             () = member.retire.cancelled() => return,
         }
         let healthy = probe(&shared, &member).await;
-        match (member.state(), healthy) {
+        let state = member.state();
+        if state != last_state {
+            // The state changed under us (a failed delivery, a recovery): count afresh.
+            (failures, successes, backoff) = (0, 0, MIN_BACKOFF);
+            last_state = state;
+        }
+        match (state, healthy) {
             (State::Online, true) => failures = 0,
             (State::Online, false) => {
                 failures += 1;
@@ -41,6 +48,7 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
                         .registry
                         .mark_unhealthy(&member, "health probes failed");
                     (failures, successes, backoff) = (0, 0, MIN_BACKOFF);
+                    last_state = member.state();
                 }
             }
             (State::Unhealthy, true) => {
@@ -48,7 +56,8 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
                 backoff = MIN_BACKOFF;
                 if successes >= cfg.healthy_after.max(1) {
                     shared.registry.mark_online(&member);
-                    successes = 0;
+                    (failures, successes) = (0, 0);
+                    last_state = member.state();
                 }
             }
             (State::Unhealthy, false) => {

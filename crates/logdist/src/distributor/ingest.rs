@@ -31,10 +31,18 @@ pub async fn packets(
     let result = async {
         let limit = shared.config.max_body.as_u64() as usize;
         let body = read_body(body, &headers, limit).await?;
-        let body = decompress(&headers, body, limit)?;
-        let format = packet_format(&headers, &body)?;
-        let packet =
-            decode_packet(body, format).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let packet = if body.len() <= INLINE_DECODE_BYTES
+            && !headers.contains_key(header::CONTENT_ENCODING)
+        {
+            decode(&headers, body, limit)?
+        } else {
+            // Decompressing and validating megabytes takes milliseconds of CPU: do it off
+            // the async workers, which also run every lane and probe.
+            let headers = headers.clone();
+            tokio::task::spawn_blocking(move || decode(&headers, body, limit))
+                .await
+                .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))??
+        };
         let status = match shared.config.ack {
             AckMode::Delivered => StatusCode::OK,
             AckMode::Accepted => StatusCode::ACCEPTED,
@@ -66,6 +74,17 @@ pub async fn message_send(
         accept(&shared, packet, StatusCode::OK).await
     };
     respond(result.await)
+}
+
+/// Bodies up to this size (and not compressed) are decoded on the async worker: below it,
+/// handing the work to the blocking pool costs more than it saves.
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+/// Undoes the Content-Encoding, then decodes and validates every message.
+fn decode(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Packet, ApiError> {
+    let body = decompress(headers, body, limit)?;
+    let format = packet_format(headers, &body)?;
+    decode_packet(body, format).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {

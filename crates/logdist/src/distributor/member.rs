@@ -39,7 +39,7 @@ impl State {
 pub enum Refusal {
     /// No analyzer is online.
     NoAnalyzer,
-    /// The analyzer chosen for the packet has a full queue.
+    /// Every online analyzer's queue is full.
     QueueFull,
     /// Delivery failed at every analyzer tried.
     DeliveryFailed,
@@ -52,7 +52,7 @@ impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
             Self::NoAnalyzer => "no analyzer is online",
-            Self::QueueFull => "the queue of the analyzer this packet is due to is full",
+            Self::QueueFull => "every analyzer's queue is full",
             Self::DeliveryFailed => "delivery failed at every analyzer tried",
             Self::ShuttingDown => "the distributor is shutting down",
         }

@@ -70,7 +70,7 @@ impl Shared {
                 config
                     .instance_id
                     .clone()
-                    .unwrap_or_else(|| listen.to_string()),
+                    .unwrap_or_else(|| default_instance_id(listen)),
                 config.lease_ttl,
                 config.sync_interval,
             )?),
@@ -134,6 +134,18 @@ impl Shared {
             });
         }
     }
+}
+
+/// The host name and port: unique per distributor even in containers, where every
+/// distributor listens on the same 0.0.0.0:3000.
+fn default_instance_id(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}", listen.port())
 }
 
 /// A client with `TCP_NODELAY` (deliveries are single writes that must not wait for

@@ -103,28 +103,40 @@ impl Registry {
     }
 
     /// Routes a job to an analyzer and queues it there, or gives it back with the reason.
-    /// The window counts the packet only if it was queued.
-    pub fn dispatch(&self, job: Job) -> Result<(), (Job, Refusal)> {
+    /// An analyzer whose queue is full is passed over for this packet only; the job is
+    /// refused when no analyzer is online or every queue is full. The window counts the
+    /// packet only where it was queued.
+    pub fn dispatch(&self, mut job: Job) -> Result<(), (Job, Refusal)> {
         let mut inner = self.lock();
         let messages = u64::from(job.packet.messages);
-        let Some(index) = inner.router.pick(messages) else {
-            return Err((job, Refusal::NoAnalyzer));
-        };
-        let member = &inner.online[index];
         let len = job.packet.ndjson.len();
-        let queued = member.queued_bytes.load(Ordering::Relaxed);
-        if queued > 0 && queued + len > self.queue_bytes {
-            return Err((job, Refusal::QueueFull));
-        }
-        member.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        match member.queue.try_send(job) {
-            Ok(()) => {
-                inner.router.record(index, messages);
-                Ok(())
+        let mut full: Vec<usize> = Vec::new();
+        loop {
+            let Some(index) = inner.router.pick_where(messages, |j| !full.contains(&j)) else {
+                let why = if full.is_empty() {
+                    Refusal::NoAnalyzer
+                } else {
+                    Refusal::QueueFull
+                };
+                return Err((job, why));
+            };
+            let member = &inner.online[index];
+            let queued = member.queued_bytes.load(Ordering::Relaxed);
+            if queued > 0 && queued + len > self.queue_bytes {
+                full.push(index);
+                continue;
             }
-            Err(e) => {
-                member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                Err((e.into_inner(), Refusal::QueueFull))
+            member.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            match member.queue.try_send(job) {
+                Ok(()) => {
+                    inner.router.record(index, messages);
+                    return Ok(());
+                }
+                Err(e) => {
+                    member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                    job = e.into_inner();
+                    full.push(index);
+                }
             }
         }
     }
@@ -139,6 +151,9 @@ impl Registry {
         weight: f64,
         pinned: bool,
     ) -> Result<(Registered, Option<NewMember>), String> {
+        // Checked here too, whatever the caller checked: one bad weight (from a lease in
+        // Redis, say) would otherwise leave the router unable to route at all.
+        logdist_core::routing::check_weight(weight).map_err(|e| e.to_string())?;
         let mut inner = self.lock();
         if let Some((member, current)) = inner.members.get_mut(id) {
             if member.state() == State::Draining {
