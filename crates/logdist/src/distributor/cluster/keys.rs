@@ -31,6 +31,9 @@ impl Keys {
     pub(super) fn window(&self, epoch: u64) -> String {
         format!("{}window:{epoch}", self.prefix)
     }
+    pub(super) fn flush_seq(&self, instance: &str, run: u64) -> String {
+        format!("{}flushed:{instance}:{run:016x}", self.prefix)
+    }
     pub(super) fn health(&self, id: &str) -> String {
         format!("{}health:{id}", self.prefix)
     }

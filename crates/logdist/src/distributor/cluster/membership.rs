@@ -11,7 +11,7 @@ use redis::RedisResult;
 use tracing::{debug, warn};
 
 use super::keys::Lease;
-use super::{Cluster, Flushed, lock};
+use super::{Cluster, lock};
 use crate::distributor::Shared;
 use crate::distributor::config::AnalyzerUrl;
 use crate::distributor::member::State;
@@ -193,7 +193,7 @@ impl Cluster {
         }
         if seen.is_some() {
             warn!("Redis lost the fleet's state; publishing the membership and counts known here.");
-            *lock(&self.flushed) = Flushed::default();
+            lock(&self.flushed).forget_counts();
         }
         let known: Vec<_> = shared
             .registry

@@ -31,6 +31,7 @@
 //! | `{p}counts:{id}` | hash | `messages`, `packets` delivered to the analyzer, fleet-wide |
 //! | `{p}window:{epoch}` | hash, TTL 1 day | id -> messages routed to it in that epoch's window |
 //! | `{p}health:{id}` | hash | distributor -> `state@unix_ms` |
+//! | `{p}flushed:{instance}:{run}` | string, TTL 1 day | number of the last counter flush applied, so a retried flush is applied once |
 
 mod counts;
 mod keys;
@@ -62,6 +63,8 @@ pub struct Cluster {
     keys: Keys,
     /// This distributor's name in the health view.
     instance: String,
+    /// Random per process: numbers this run's flushes apart from an earlier run's.
+    run: u64,
     lease_ttl: Duration,
     interval: Duration,
     /// The channel Redis announces expired keys on (keyspace notifications).
@@ -116,6 +119,7 @@ impl Cluster {
                 prefix: prefix.to_owned(),
             },
             instance,
+            run: rand::random(),
             lease_ttl,
             interval,
             expired_channel: format!("__keyevent@{db}__:expired"),
