@@ -116,23 +116,24 @@ async fn no_acknowledged_packet_is_lost_when_an_analyzer_is_killed() {
     );
 }
 
+/// One delivery in flight and one packet queued per analyzer, and a hung analyzer is
+/// waited for (not declared dead) for the length of a test: a queue fills deterministically.
+const SMALL_QUEUE_PATIENT_DELIVERY: &[&str] = &[
+    "--queue-packets",
+    "1",
+    "--lane-concurrency",
+    "1",
+    "--delivery-timeout",
+    "20s",
+    "--probe-interval",
+    "30s",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_with_retry_after_and_accepts_nothing() {
     let dir = scratch("queue-full");
     let http = Http::new();
-    let (_d, url) = distributor(
-        &dir,
-        &[
-            "--queue-packets",
-            "1",
-            "--lane-concurrency",
-            "1",
-            "--delivery-timeout",
-            "20s",
-            "--probe-interval",
-            "30s",
-        ],
-    );
+    let (_d, url) = distributor(&dir, SMALL_QUEUE_PATIENT_DELIVERY);
     let (a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
@@ -277,19 +278,7 @@ async fn wait_metric(http: &Http, url: &str, name: &str, ok: impl Fn(f64) -> boo
 async fn a_full_queue_at_one_analyzer_sends_packets_to_another_not_503() {
     let dir = scratch("one-queue-full");
     let http = Http::new();
-    let (_d, url) = distributor(
-        &dir,
-        &[
-            "--queue-packets",
-            "1",
-            "--lane-concurrency",
-            "1",
-            "--delivery-timeout",
-            "20s",
-            "--probe-interval",
-            "30s",
-        ],
-    );
+    let (_d, url) = distributor(&dir, SMALL_QUEUE_PATIENT_DELIVERY);
     let (a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
     let (_a2, a2_url) = analyzer(&dir, 2, 1.0, &url, &[]);
     http.wait_stats(&url, "two analyzers", |s| {
