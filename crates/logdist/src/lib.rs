@@ -33,6 +33,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// An error and its sources on one line, e.g. "client error (Connect): tcp connect error:
+/// Connection refused": hyper's errors say little without their causes.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// `1234567` as `1,234,567`, for human summaries.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();

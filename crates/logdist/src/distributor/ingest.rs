@@ -120,8 +120,8 @@ async fn accept(
         .registry
         .dispatch(job)
         .map_err(|(_, why)| unavailable(why))?;
-    metrics::counter!("logdist_packets_received_total").increment(1);
-    metrics::counter!("logdist_messages_received_total").increment(u64::from(messages));
+    shared.packets_received.increment(1);
+    shared.messages_received.increment(u64::from(messages));
     let analyzer = match outcome {
         None => None,
         Some(rx) => match rx.await {

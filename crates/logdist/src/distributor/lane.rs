@@ -22,6 +22,7 @@ use tracing::{debug, error, warn};
 
 use super::Shared;
 use super::member::{Job, Member, Refusal, State};
+use crate::error_chain;
 
 /// How long a packet already answered 202 is retried when no analyzer can take it.
 const ACCEPTED_RETRY_FOR: Duration = Duration::from_secs(30);
@@ -107,7 +108,6 @@ async fn deliver(
         Some((result, started.elapsed()))
     };
     member.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-    let label = member.id.to_string();
     match outcome {
         Some((Ok(()), elapsed)) => {
             let messages: u64 = batch.iter().map(|j| u64::from(j.packet.messages)).sum();
@@ -115,19 +115,17 @@ async fn deliver(
             member
                 .packets_total
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            metrics::counter!("logdist_messages_delivered_total", "analyzer" => label.clone())
-                .increment(messages);
-            metrics::counter!("logdist_packets_delivered_total", "analyzer" => label.clone())
-                .increment(batch.len() as u64);
-            metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "ok").increment(1);
-            metrics::histogram!("logdist_delivery_duration_seconds", "analyzer" => label)
-                .record(elapsed);
+            let m = &member.metrics;
+            m.messages.increment(messages);
+            m.packets.increment(batch.len() as u64);
+            m.ok.increment(1);
+            m.duration.record(elapsed);
             for job in batch {
                 job.finish(Ok(member.id.clone()));
             }
         }
         Some((Err(e), _)) => {
-            metrics::counter!("logdist_deliveries_total", "analyzer" => label, "outcome" => "failed").increment(1);
+            member.metrics.failed.increment(1);
             warn!(analyzer = %member.id, error = %e, packets = batch.len(), "Delivery failed; re-routing its packets.");
             shared.registry.mark_unhealthy(&member, &e.to_string());
             // A refused connection delivered nothing for sure: trying elsewhere costs no
@@ -181,18 +179,6 @@ async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), Deliv
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(DeliveryError::Timeout(timeout)))
-}
-
-/// The error and its causes on one line ("client error (Connect): tcp connect error: ...").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Routes the packets of a failed or abandoned delivery again. Only a delivery whose

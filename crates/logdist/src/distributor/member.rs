@@ -106,6 +106,37 @@ pub struct Member {
     pub retire: CancellationToken,
     /// Cancelled by its lane once the queue is empty and nothing is in flight.
     pub drained: CancellationToken,
+    /// Its metrics, registered once so that a delivery neither allocates labels nor
+    /// looks metrics up by name.
+    pub metrics: LaneMetrics,
+}
+
+/// The per-analyzer metrics a lane updates on every delivery.
+#[derive(Debug)]
+pub struct LaneMetrics {
+    /// `logdist_messages_delivered_total{analyzer}`.
+    pub messages: metrics::Counter,
+    /// `logdist_packets_delivered_total{analyzer}`.
+    pub packets: metrics::Counter,
+    /// `logdist_deliveries_total{analyzer, outcome="ok"}`.
+    pub ok: metrics::Counter,
+    /// `logdist_deliveries_total{analyzer, outcome="failed"}`.
+    pub failed: metrics::Counter,
+    /// `logdist_delivery_duration_seconds{analyzer}`.
+    pub duration: metrics::Histogram,
+}
+
+impl LaneMetrics {
+    fn new(id: &str) -> Self {
+        let label = id.to_owned();
+        Self {
+            messages: metrics::counter!("logdist_messages_delivered_total", "analyzer" => label.clone()),
+            packets: metrics::counter!("logdist_packets_delivered_total", "analyzer" => label.clone()),
+            ok: metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "ok"),
+            failed: metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "failed"),
+            duration: metrics::histogram!("logdist_delivery_duration_seconds", "analyzer" => label),
+        }
+    }
 }
 
 impl Member {
@@ -118,6 +149,7 @@ impl Member {
     ) -> (Arc<Self>, mpsc::Receiver<Job>) {
         let (queue, rx) = mpsc::channel(capacity.max(1));
         let member = Self {
+            metrics: LaneMetrics::new(&id),
             id,
             url,
             pinned,

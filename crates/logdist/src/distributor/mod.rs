@@ -59,6 +59,10 @@ pub struct Shared {
     metrics: PrometheusHandle,
     /// The fleet on Redis, in cluster mode.
     cluster: Option<Arc<cluster::Cluster>>,
+    /// `logdist_packets_received_total`, registered once: ingest counts every packet.
+    packets_received: metrics::Counter,
+    /// `logdist_messages_received_total`.
+    messages_received: metrics::Counter,
 }
 
 impl Shared {
@@ -83,6 +87,8 @@ impl Shared {
             config,
             shutting_down: CancellationToken::new(),
             metrics: crate::telemetry::metrics().clone(),
+            packets_received: metrics::counter!("logdist_packets_received_total"),
+            messages_received: metrics::counter!("logdist_messages_received_total"),
         }))
     }
 

@@ -5,6 +5,7 @@
 //! the packet budget and the pacer. Latencies and failure kinds are kept per agent and
 //! merged at the end, so the hot loop takes no lock.
 
+use crate::error_chain;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -292,18 +293,6 @@ fn log_failure(plan: &Plan, kind: FailureKind, detail: &str) {
     } else {
         tracing::debug!(kind = %key, detail, "Request failed.");
     }
-}
-
-/// An error and its sources on one line, e.g. "client error (Connect): connection refused".
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
-use super::agent::{HttpClient, error_chain};
+use super::agent::HttpClient;
+use crate::error_chain;
 use crate::thousands as group;
 
 /// Fetches `GET {base}/analyzer/stats`; the error says why it could not be read.
