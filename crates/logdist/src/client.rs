@@ -21,10 +21,10 @@ pub struct JsonClient {
 }
 
 impl JsonClient {
-    /// A client whose requests fail after `timeout`.
-    pub fn new(timeout: Duration, token: Option<String>) -> Self {
+    /// A client whose requests fail after `timeout`, speaking HTTPS with `tls`.
+    pub fn new(timeout: Duration, token: Option<String>, tls: rustls::ClientConfig) -> Self {
         Self {
-            inner: http_client(timeout),
+            inner: http_client(timeout, tls),
             timeout,
             token,
         }

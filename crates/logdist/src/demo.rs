@@ -73,7 +73,11 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
         analyzers.push((stop.clone(), tokio::spawn(analyzer::run(a, listener, stop))));
     }
 
-    let client = JsonClient::new(Duration::from_secs(5), None);
+    let client = JsonClient::new(
+        Duration::from_secs(5),
+        None,
+        crate::tls::client_config(None)?,
+    );
     let stats_url = format!("{url}/analyzer/stats");
     wait_for_analyzers(&client, &stats_url, &shutdown).await?;
     println!("logdist demo: distributor at {url}, analyzers analyzer_1/2/3 weighted 0.5/0.3/0.2.");

@@ -12,7 +12,9 @@ pub mod client;
 pub mod demo;
 pub mod distributor;
 pub mod loadgen;
+pub mod serve;
 pub mod telemetry;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -19,6 +19,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 struct Case {
     name: &'static str,
+    method: Method,
     path: &'static str,
     headers: Vec<(&'static str, &'static str)>,
     body: Vec<u8>,
@@ -36,6 +37,7 @@ fn case(
 ) -> Case {
     Case {
         name,
+        method: Method::POST,
         path,
         headers: vec![("content-type", ct)],
         body: body.into(),
@@ -44,7 +46,8 @@ fn case(
     }
 }
 
-fn cases() -> Vec<Case> {
+/// Every malformed request, for a distributor listening on `port`.
+fn cases(port: &str) -> Vec<Case> {
     let nd = "application/x-ndjson";
     let js = "application/json";
     let mut bomb_input = vec![b' '; 2 * 1024 * 1024];
@@ -313,8 +316,173 @@ fn cases() -> Vec<Case> {
         "Content-Encoding `br` is not supported",
     );
     brotli.headers.push(("content-encoding", "br"));
-    cases.extend([gz, bad_gz, bad_zstd, brotli]);
+    let mut bad_key = case(
+        "Idempotency-Key with a space",
+        "/packets",
+        nd,
+        GOOD,
+        400,
+        "Idempotency-Key must be 1 to 255 visible ASCII",
+    );
+    bad_key.headers.push(("idempotency-key", "agent 1"));
+    let mut long_key = case(
+        "Idempotency-Key of 256 characters",
+        "/packets",
+        nd,
+        GOOD,
+        400,
+        "Idempotency-Key must be 1 to 255 visible ASCII",
+    );
+    long_key.headers.push(("idempotency-key", long_key_value()));
+    let mut truncated_gz = case(
+        "truncated gzip",
+        "/packets",
+        nd,
+        gzip(GOOD.as_bytes())[..12].to_vec(),
+        400,
+        "not valid gzip",
+    );
+    truncated_gz.headers.push(("content-encoding", "gzip"));
+    let mut get_packets = case(
+        "GET on /packets",
+        "/packets",
+        nd,
+        "",
+        405,
+        "GET is not allowed on /packets; use POST",
+    );
+    get_packets.method = Method::GET;
+    let mut delete_stats = case(
+        "DELETE on /analyzer/stats",
+        "/analyzer/stats",
+        js,
+        "",
+        405,
+        "use GET",
+    );
+    delete_stats.method = Method::DELETE;
+    cases.extend([
+        gz,
+        bad_gz,
+        bad_zstd,
+        brotli,
+        bad_key,
+        long_key,
+        truncated_gz,
+        get_packets,
+        delete_stats,
+    ]);
+    cases.extend([
+        case(
+            "register: the distributor itself",
+            "/analyzer/register",
+            js,
+            format!(r#"{{"id":"x","weight":1,"url":"http://127.0.0.1:{port}"}}"#),
+            400,
+            "this distributor itself",
+        ),
+        case(
+            "register: cloud metadata address",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"http://169.254.169.254:80"}"#,
+            400,
+            "link-local",
+        ),
+        case(
+            "register: unspecified address",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"http://0.0.0.0:3001"}"#,
+            400,
+            "unspecified",
+        ),
+        case(
+            "register: gopher URL",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"gopher://127.0.0.1:70"}"#,
+            400,
+            "scheme `gopher` is not supported",
+        ),
+        case(
+            "register: URL with credentials",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"url":"http://user:pw@127.0.0.1:3001"}"#,
+            400,
+            "carries credentials",
+        ),
+        case(
+            "register: port 0",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"port":0}"#,
+            400,
+            "port 0",
+        ),
+        case(
+            "register: port out of range",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1,"port":70000}"#,
+            400,
+            "invalid registration",
+        ),
+        case(
+            "register: weight overflows",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":1e400,"port":3001}"#,
+            400,
+            "invalid registration",
+        ),
+        case(
+            "register: weight as a string",
+            "/analyzer/register",
+            js,
+            r#"{"id":"x","weight":"0.5","port":3001}"#,
+            400,
+            "invalid registration",
+        ),
+        case(
+            "register: id with a newline",
+            "/analyzer/register",
+            js,
+            r#"{"id":"a\nb","weight":1,"port":3001}"#,
+            400,
+            "analyzer id contains",
+        ),
+        case(
+            "deregister: not JSON",
+            "/analyzer/deregister",
+            js,
+            "analyzer_1",
+            400,
+            "invalid deregistration",
+        ),
+        case(
+            "message/send: an array",
+            "/message/send",
+            js,
+            format!("[{GOOD}]"),
+            400,
+            "",
+        ),
+        case(
+            "JSON array with trailing garbage",
+            "/packets",
+            js,
+            format!("[{GOOD}] x"),
+            400,
+            "",
+        ),
+    ]);
     cases
+}
+
+fn long_key_value() -> &'static str {
+    Box::leak("k".repeat(256).into_boxed_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,10 +495,13 @@ async fn every_kind_of_bad_input_gets_its_4xx_and_nothing_is_delivered() {
         .await;
 
     let mut delivered = 0;
-    for c in cases() {
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let cases = cases(&port);
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+    for c in cases {
         let answer = http
             .request(
-                Method::POST,
+                c.method.clone(),
                 &format!("{url}{}", c.path),
                 &c.headers,
                 c.body.clone(),

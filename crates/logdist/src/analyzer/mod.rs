@@ -7,6 +7,7 @@
 //! in flight and exit.
 
 mod counts;
+mod faults;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ use tracing::{debug, info, warn};
 use crate::api::{Deregistration, Registration};
 use crate::client::JsonClient;
 use crate::distributor::ApiError;
+use crate::serve::{ServeOptions, serve};
 pub use counts::{Counts, CountsSnapshot};
 
 /// `logdist analyzer`: an analyzer that registers itself with a distributor.
@@ -79,6 +81,24 @@ pub struct AnalyzerArgs {
     /// Do not register: serve only (for a distributor started with --analyzer).
     #[arg(long)]
     pub no_register: bool,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); register with
+    /// --advertise-url https://HOST:PORT naming a host the certificate is for.
+    #[arg(long, env = "ANALYZER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "ANALYZER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Also trust these PEM certificates when registering with an https:// distributor.
+    #[arg(long, env = "LOGDIST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Accept `PUT /faults` to make this analyzer answer errors or answer slowly on
+    /// purpose: for fault-injection tests, never in production.
+    #[arg(long, env = "ANALYZER_FAULTS")]
+    pub faults: bool,
 }
 
 fn parse_weight(s: &str) -> Result<f64, String> {
@@ -113,6 +133,10 @@ impl AnalyzerArgs {
             journal: None,
             max_body: ByteSize::mib(64),
             no_register: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            faults: false,
         }
     }
 }
@@ -123,22 +147,48 @@ struct AppState {
     counts: Counts,
     journal: Option<Mutex<tokio::fs::File>>,
     max_body: usize,
+    /// Injected faults, when `--faults` allows them.
+    faults: Option<faults::Faults>,
 }
+
+/// A request body must arrive within this time.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request's headers must arrive within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The analyzer's routes.
 fn app(state: Arc<AppState>) -> Router {
-    Router::new()
+    let mut router = Router::new()
         .route("/packets", post(receive))
         .route("/stats", get(stats))
-        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
-        .with_state(state)
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
+    if state.faults.is_some() {
+        router = router.route("/faults", get(faults::show).put(faults::set));
+    }
+    router.with_state(state)
 }
 
 async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let body = match crate::distributor::read_body(body, &headers, state.max_body).await {
-        Ok(body) => body,
-        Err(e) => return e.into_response(),
-    };
+    let body =
+        match crate::distributor::read_body(body, &headers, state.max_body, BODY_TIMEOUT).await {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
+    if let Some(faults) = &state.faults
+        && let Some(injected) = faults.apply().await
+    {
+        return injected;
+    }
+    if let Some(late) = past_deadline(&headers) {
+        // The distributor has given up on this delivery and sent it elsewhere: keeping
+        // it would count it twice.
+        debug!(late_ms = late.as_millis() as u64, "Dropping a delivery past its deadline.");
+        return (
+            StatusCode::GATEWAY_TIMEOUT,
+            Json(json!({"error": "the delivery's deadline has passed; the distributor re-routed it"})),
+        )
+            .into_response();
+    }
     let tally = match counts::tally(&body) {
         Ok(tally) => tally,
         Err(e) => return ApiError::BadRequest(e).into_response(),
@@ -164,6 +214,22 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     let messages = tally.messages;
     state.counts.add(tally);
     Json(json!({"messages": messages})).into_response()
+}
+
+/// How late this delivery is, if the distributor's deadline header says it has passed.
+fn past_deadline(headers: &HeaderMap) -> Option<Duration> {
+    let deadline: u64 = headers
+        .get(crate::distributor::DEADLINE_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_millis();
+    let late = now.checked_sub(u128::from(deadline))?;
+    (late > 0).then(|| Duration::from_millis(late as u64))
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -206,16 +272,40 @@ pub async fn run(
         counts: Counts::default(),
         journal,
         max_body: args.max_body.as_u64() as usize,
+        faults: args.faults.then(faults::Faults::default),
     });
-    info!(id = %state.name, %addr, weight = args.weight, "Analyzer listening.");
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            anyhow::ensure!(
+                args.advertise_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+                "with --tls-cert, give --advertise-url https://HOST:PORT naming a host the certificate is for"
+            );
+            Some(crate::tls::server_config(cert, key)?)
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(id = %state.name, %addr, scheme, weight = args.weight, "Analyzer listening.");
 
     let server_stop = CancellationToken::new();
-    let stopping = server_stop.clone();
-    let server = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move { stopping.cancelled().await });
-    let server = tokio::spawn(server.into_future());
+    let options = ServeOptions {
+        tls,
+        ..ServeOptions::plain(HEADER_TIMEOUT)
+    };
+    let server = tokio::spawn(serve(
+        listener,
+        app(state.clone()),
+        options,
+        server_stop.clone(),
+    ));
 
-    let client = JsonClient::new(Duration::from_secs(30), args.token.clone());
+    let client = JsonClient::new(
+        Duration::from_secs(30),
+        args.token.clone(),
+        crate::tls::client_config(args.tls_ca.as_deref())?,
+    );
     let registration = Registration {
         id: state.name.clone(),
         weight: args.weight,
@@ -237,10 +327,7 @@ pub async fn run(
     }
 
     server_stop.cancel();
-    server
-        .await
-        .context("analyzer server task")?
-        .context("analyzer server")?;
+    server.await.context("analyzer server task")?;
     if let Some(journal) = &state.journal {
         journal
             .lock()

@@ -27,7 +27,7 @@ pub async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, MAX_ADMIN_BODY).await?;
+    let body = read_body(body, &headers, MAX_ADMIN_BODY, shared.config.body_timeout).await?;
     let reg: Registration = parse(&body, "registration")?;
     check_id(&reg.id).map_err(ApiError::BadRequest)?;
     logdist_core::routing::check_weight(reg.weight)
@@ -53,6 +53,12 @@ pub async fn register(
             ));
         }
     };
+    if url.is_loop_to(shared.listen) {
+        return Err(ApiError::BadRequest(format!(
+            "{} is this distributor itself; packets routed there would come back forever",
+            url.base
+        )));
+    }
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.
@@ -81,7 +87,7 @@ pub async fn deregister(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, MAX_ADMIN_BODY).await?;
+    let body = read_body(body, &headers, MAX_ADMIN_BODY, shared.config.body_timeout).await?;
     let req: Deregistration = parse(&body, "deregistration")?;
     let member = shared
         .registry
@@ -141,6 +147,7 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
                 .load(std::sync::atomic::Ordering::Relaxed) as f64,
         );
     }
+    metrics::gauge!("logdist_idempotency_keys").set(shared.idempotency.len() as f64);
     let text = shared.metrics.render();
     (
         StatusCode::OK,
@@ -155,4 +162,17 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound(
         "no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned(),
     )
+}
+
+/// A known path with the wrong method.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let allow = match uri.path() {
+        "/analyzer/stats" | "/health" | "/metrics" => "GET",
+        _ => "POST",
+    };
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        allow,
+    }
 }

@@ -1,7 +1,8 @@
 //! The distributor's flags (each with an environment fallback) and the analyzer address
 //! type shared by `--analyzer` and `POST /analyzer/register`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -35,9 +36,54 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_ACK", value_enum, default_value = "delivered")]
     pub ack: AckMode,
 
-    /// Require `Authorization: Bearer TOKEN` on ingest and registration.
+    /// Require `Authorization: Bearer TOKEN` on ingest and registration (both; see
+    /// --ingest-token and --admin-token to give them different tokens).
     #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// The token agents must send to POST /packets and /message/send [default: --token].
+    #[arg(long, env = "LOGDIST_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+
+    /// The token analyzers and operators must send to POST /analyzer/register and
+    /// /analyzer/deregister [default: --token].
+    #[arg(long, env = "LOGDIST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "LOGDIST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "LOGDIST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Also trust these PEM certificates when delivering to https:// analyzers (on top of
+    /// the system's roots): an internal CA, or an analyzer's self-signed certificate.
+    #[arg(long, env = "LOGDIST_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// A client must send a request's headers within this time (slow clients are cut
+    /// off); it is also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "LOGDIST_HEADER_TIMEOUT", default_value = "10s", value_parser = crate::parse_duration)]
+    pub header_timeout: Duration,
+
+    /// A client must send a request's whole body within this time (408 beyond).
+    #[arg(long, env = "LOGDIST_BODY_TIMEOUT", default_value = "30s", value_parser = crate::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Connections served at once; more wait in the accept queue.
+    #[arg(long, env = "LOGDIST_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// How long a packet's `Idempotency-Key` is remembered: a retry with the same key
+    /// within this window gets the first answer and is not delivered again.
+    #[arg(long, env = "LOGDIST_IDEMPOTENCY_WINDOW", default_value = "10m", value_parser = crate::parse_duration)]
+    pub idempotency_window: Duration,
+
+    /// Idempotency keys remembered at most (the oldest are forgotten first).
+    #[arg(long, env = "LOGDIST_IDEMPOTENCY_KEYS", default_value_t = 1_000_000)]
+    pub idempotency_keys: usize,
 
     /// Largest request body accepted, as sent and once decompressed (413 beyond).
     #[arg(long, env = "LOGDIST_MAX_BODY", default_value = "8MiB")]
@@ -51,6 +97,12 @@ pub struct DistributorArgs {
     /// Bytes that may wait in one analyzer's queue (same policy as --queue-packets).
     #[arg(long, env = "LOGDIST_QUEUE_BYTES", default_value = "32MiB")]
     pub queue_bytes: ByteSize,
+
+    /// Longest expected wait in one analyzer's queue: a queue holding more than this
+    /// analyzer delivers in this time (measured) counts as full, so agents of a slow
+    /// analyzer get 503 with Retry-After at once instead of waiting toward a timeout.
+    #[arg(long, env = "LOGDIST_QUEUE_WAIT", default_value = "2s", value_parser = crate::parse_duration)]
+    pub queue_wait: Duration,
 
     /// Largest delivery: queued packets bound for one analyzer are sent together, as one
     /// NDJSON request, up to this size.
@@ -117,6 +169,16 @@ pub struct DistributorArgs {
 }
 
 impl DistributorArgs {
+    /// The token ingest requires, if any.
+    pub fn ingest_token(&self) -> Option<&str> {
+        self.ingest_token.as_deref().or(self.token.as_deref())
+    }
+
+    /// The token registration and deregistration require, if any.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref().or(self.token.as_deref())
+    }
+
     /// The defaults, listening on `listen`; what the demo and tests start from.
     pub fn with_listen(listen: SocketAddr) -> Self {
         use clap::Parser;
@@ -131,47 +193,80 @@ impl DistributorArgs {
     }
 }
 
-/// Where an analyzer receives packets: an `http://host:port` base URL, checked so that
-/// registration cannot point the distributor at other schemes or at paths.
+/// Where an analyzer receives packets: an `http://host:port` or `https://host:port` base
+/// URL, checked so that registration cannot point the distributor at other schemes, at
+/// paths, or at addresses no analyzer lives at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnalyzerUrl {
     /// The base URL as shown in stats, without a trailing slash.
     pub base: String,
+    /// The host as written (a name, an IPv4 address, or an IPv6 address in brackets).
+    pub host: String,
+    /// The port, explicit or the scheme's default.
+    pub port: u16,
     /// `{base}/packets`.
     pub packets: Uri,
     /// `{base}/health`.
     pub health: Uri,
 }
 
+impl AnalyzerUrl {
+    /// Whether this URL reaches the distributor listening on `listen` itself: registering
+    /// it would send every packet routed there back in, forever.
+    pub fn is_loop_to(&self, listen: SocketAddr) -> bool {
+        if self.port != listen.port() {
+            return false;
+        }
+        match self.ip() {
+            Some(ip) => ip.is_loopback() || ip == listen.ip(),
+            None => self.host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
+    /// The host as an IP address, when it is one.
+    fn ip(&self) -> Option<IpAddr> {
+        self.host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .ok()
+    }
+}
+
 impl FromStr for AnalyzerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.split_once("://") {
-            Some(("http", _)) => {}
+        let (scheme, default_port) = match s.split_once("://") {
+            Some(("http", _)) => ("http", 80),
+            Some(("https", _)) => ("https", 443),
             Some((other, _)) => {
                 return Err(format!(
-                    "URL scheme `{other}` is not supported; use http://host:port"
+                    "URL scheme `{other}` is not supported; use http://host:port or https://host:port"
                 ));
             }
             None => return Err(format!("`{s}` has no scheme; use http://host:port")),
-        }
+        };
         let uri: Uri = s.parse().map_err(|e| format!("`{s}` is not a URL: {e}"))?;
         let authority = uri
             .authority()
             .ok_or_else(|| format!("`{s}` has no host"))?;
-        if authority.host().is_empty() {
-            return Err(format!("`{s}` has no host"));
-        }
         if authority.as_str().contains('@') {
             return Err(format!("`{s}` carries credentials; analyzer URLs may not"));
         }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!(
-                "`{s}` has a path or query; give the base URL http://host:port"
+                "`{s}` has a path or query; give the base URL {scheme}://host:port"
             ));
         }
-        let base = format!("http://{authority}");
+        let port = match authority.port_u16() {
+            Some(0) => return Err(format!("`{s}` has port 0, which nothing listens on")),
+            Some(port) => port,
+            None => default_port,
+        };
+        let host = authority.host().to_owned();
+        check_host(&host).map_err(|why| format!("`{s}`: {why}"))?;
+        let base = format!("{scheme}://{authority}");
         let join = |path: &str| {
             format!("{base}{path}")
                 .parse::<Uri>()
@@ -180,9 +275,52 @@ impl FromStr for AnalyzerUrl {
         Ok(Self {
             packets: join("/packets")?,
             health: join("/health")?,
+            host,
+            port,
             base,
         })
     }
+}
+
+/// A host an analyzer can live at: a DNS name, or an IP address that is not unspecified,
+/// multicast, broadcast or link-local (where cloud metadata services answer).
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("no host".to_owned());
+    }
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = literal.parse::<IpAddr>() {
+        let odd = match ip {
+            IpAddr::V4(v4) => {
+                v4.is_unspecified() || v4.is_multicast() || v4.is_broadcast() || v4.is_link_local()
+            }
+            IpAddr::V6(v6) => {
+                v6.is_unspecified() || v6.is_multicast() || v6.is_unicast_link_local()
+            }
+        };
+        if odd {
+            return Err(format!(
+                "{ip} is an unspecified, multicast, broadcast or link-local address, not an analyzer's"
+            ));
+        }
+        return Ok(());
+    }
+    if host.len() > 253 {
+        return Err("the host name is longer than 253 characters".to_owned());
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if !host.trim_end_matches('.').split('.').all(label_ok) {
+        return Err(format!("`{host}` is not a valid host name"));
+    }
+    Ok(())
 }
 
 /// `ID=URL@WEIGHT`, as given to `--analyzer`.
@@ -263,9 +401,44 @@ mod tests {
             "a=http://u:p@h:1@1",
             "a=http://h:1/x@1",
             "a=h:1@1",
+            "a=http://h:0@1",
+            "a=http://0.0.0.0:3001@1",
+            "a=http://169.254.169.254:80@1",
+            "a=http://[fe80::1]:3001@1",
+            "a=http://224.0.0.1:3001@1",
+            "a=http://bad_host!:3001@1",
+            "a=gopher://h:70@1",
+            "a=http://h:99999@1",
         ] {
             assert!(bad.parse::<AnalyzerSpec>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn https_and_loops() {
+        let url: AnalyzerUrl = "https://analyzer.internal:8443".parse().unwrap();
+        assert_eq!(url.packets, "https://analyzer.internal:8443/packets");
+        assert_eq!(url.port, 8443);
+        let url: AnalyzerUrl = "https://analyzer.internal".parse().unwrap();
+        assert_eq!(url.port, 443);
+        let url: AnalyzerUrl = "http://[::1]:3001".parse().unwrap();
+        assert_eq!(url.ip(), Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])));
+        let listen: SocketAddr = "127.0.0.1:3000".parse().unwrap();
+        for looping in [
+            "http://127.0.0.1:3000",
+            "http://localhost:3000",
+            "http://[::1]:3000",
+        ] {
+            let url: AnalyzerUrl = looping.parse().unwrap();
+            assert!(url.is_loop_to(listen), "{looping}");
+        }
+        let url: AnalyzerUrl = "http://127.0.0.1:3001".parse().unwrap();
+        assert!(!url.is_loop_to(listen));
+        let url: AnalyzerUrl = "http://10.0.0.5:3000".parse().unwrap();
+        assert!(!url.is_loop_to(listen));
+        assert!(!url.is_loop_to("0.0.0.0:3000".parse().unwrap()));
+        let url: AnalyzerUrl = "http://10.0.0.5:3000".parse().unwrap();
+        assert!(url.is_loop_to("10.0.0.5:3000".parse().unwrap()));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use super::Shared;
 use super::config::AckMode;
 use super::error::ApiError;
+use super::idempotency::{self, Answer, Claim};
 use super::member::{Job, Refusal};
 use crate::api::PacketAck;
 
@@ -28,28 +29,7 @@ pub async fn packets(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = async {
-        let limit = shared.config.max_body.as_u64() as usize;
-        let body = read_body(body, &headers, limit).await?;
-        let packet = if body.len() <= INLINE_DECODE_BYTES
-            && !headers.contains_key(header::CONTENT_ENCODING)
-        {
-            decode(&headers, body, limit)?
-        } else {
-            // Decompressing and validating megabytes takes milliseconds of CPU: do it off
-            // the async workers, which also run every lane and probe.
-            let headers = headers.clone();
-            tokio::task::spawn_blocking(move || decode(&headers, body, limit))
-                .await
-                .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))??
-        };
-        let status = match shared.config.ack {
-            AckMode::Delivered => StatusCode::OK,
-            AckMode::Accepted => StatusCode::ACCEPTED,
-        };
-        accept(&shared, packet, status).await
-    };
-    respond(result.await)
+    respond(receive(&shared, &headers, body, Endpoint::Packets).await)
 }
 
 /// `POST /message/send`: one message object, as the original distributor took it.
@@ -58,9 +38,35 @@ pub async fn message_send(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = async {
-        let limit = shared.config.max_body.as_u64() as usize;
-        match essence(&headers)? {
+    respond(receive(&shared, &headers, body, Endpoint::MessageSend).await)
+}
+
+/// The two ingest endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Packets,
+    MessageSend,
+}
+
+impl Endpoint {
+    fn path(self) -> &'static str {
+        match self {
+            Self::Packets => "/packets",
+            Self::MessageSend => "/message/send",
+        }
+    }
+}
+
+/// Reads the body, answers a retry of an answered packet from memory (its
+/// `Idempotency-Key`), and otherwise decodes, routes and answers the packet.
+async fn receive(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Body,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
+    if endpoint == Endpoint::MessageSend {
+        match essence(headers)? {
             None | Some("application/json") => {}
             Some(other) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
@@ -68,12 +74,80 @@ pub async fn message_send(
                 )));
             }
         }
-        let body = read_body(body, &headers, limit).await?;
-        let body = decompress(&headers, body, limit)?;
-        let packet = decode_message(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        accept(&shared, packet, StatusCode::OK).await
+    }
+    let key = idempotency::key_of(headers)?;
+    let limit = shared.config.max_body.as_u64() as usize;
+    let body = read_body(body, headers, limit, shared.config.body_timeout).await?;
+    let Some(key) = key else {
+        return Ok(process(shared, headers, body, endpoint).await?.into_response());
     };
-    respond(result.await)
+    let fingerprint = idempotency::fingerprint(endpoint.path(), headers, &body);
+    let pending = loop {
+        match shared.idempotency.claim(key, fingerprint) {
+            Claim::First(pending) => break pending,
+            Claim::Replay(answer) => {
+                metrics::counter!("logdist_packets_replayed_total").increment(1);
+                let mut response = answer.into_response();
+                response
+                    .headers_mut()
+                    .insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            Claim::Mismatch => {
+                return Err(ApiError::Unprocessable(format!(
+                    "Idempotency-Key `{key}` was already used for a different packet; use a new key per packet"
+                )));
+            }
+            // The first attempt is in flight: its answer (or its failure) decides.
+            Claim::Wait(mut done) => {
+                let _ = done.wait_for(Option::is_some).await;
+            }
+        }
+    };
+    let answer = process(shared, headers, body, endpoint).await?;
+    pending.complete(&answer);
+    Ok(answer.into_response())
+}
+
+/// Decodes and validates the body, then routes the packet.
+async fn process(
+    shared: &Arc<Shared>,
+    headers: &HeaderMap,
+    body: Bytes,
+    endpoint: Endpoint,
+) -> Result<Answer, ApiError> {
+    let limit = shared.config.max_body.as_u64() as usize;
+    let packet = match endpoint {
+        Endpoint::MessageSend => {
+            let body = decompress(headers, body, limit)?;
+            decode_message(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
+        }
+        Endpoint::Packets
+            if body.len() <= INLINE_DECODE_BYTES
+                && !headers.contains_key(header::CONTENT_ENCODING) =>
+        {
+            decode(headers, body, limit)?
+        }
+        Endpoint::Packets => {
+            // Decompressing and validating megabytes takes milliseconds of CPU: do it off
+            // the async workers, which also run every lane and probe.
+            let headers = headers.clone();
+            tokio::task::spawn_blocking(move || decode(&headers, body, limit))
+                .await
+                .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))??
+        }
+    };
+    let status = match (endpoint, shared.config.ack) {
+        (Endpoint::MessageSend, _) | (_, AckMode::Delivered) => StatusCode::OK,
+        (_, AckMode::Accepted) => StatusCode::ACCEPTED,
+    };
+    accept(shared, packet, status).await
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.ack)).into_response()
+    }
 }
 
 /// Bodies up to this size (and not compressed) are decoded on the async worker: below it,
@@ -99,7 +173,7 @@ async fn accept(
     shared: &Arc<Shared>,
     packet: Packet,
     status: StatusCode,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     if shared.shutting_down.is_cancelled() {
         return Err(unavailable(Refusal::ShuttingDown));
     }
@@ -130,7 +204,7 @@ async fn accept(
             Err(_) => return Err(unavailable(Refusal::ShuttingDown)),
         },
     };
-    let body = PacketAck {
+    let ack = PacketAck {
         messages,
         status: if analyzer.is_some() {
             "delivered"
@@ -140,7 +214,7 @@ async fn accept(
         .to_owned(),
         analyzer,
     };
-    Ok((status, Json(body)).into_response())
+    Ok(Answer { status, ack })
 }
 
 fn unavailable(why: Refusal) -> ApiError {
@@ -161,13 +235,26 @@ const DRAIN_BYTES: usize = 64 * 1024 * 1024;
 /// See [`DRAIN_BYTES`].
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// Reads the whole body, refusing more than `limit` bytes. An oversize body is drained
-/// (bounded) before the 413 is sent, and the connection is then closed.
+/// Reads the whole body within `timeout` (408 beyond: a slow client is cut off), refusing
+/// more than `limit` bytes. An oversize body is drained (bounded) before the 413 is sent,
+/// and the connection is then closed.
 pub async fn read_body(
-    mut body: Body,
+    body: Body,
     headers: &HeaderMap,
     limit: usize,
+    timeout: Duration,
 ) -> Result<Bytes, ApiError> {
+    tokio::time::timeout(timeout, read_within(body, headers, limit))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::Timeout(format!(
+                "the request body was not received within {}",
+                humantime::format_duration(timeout)
+            )))
+        })
+}
+
+async fn read_within(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

@@ -120,6 +120,7 @@ async fn deliver(
             m.packets.increment(batch.len() as u64);
             m.ok.increment(1);
             m.duration.record(elapsed);
+            member.record_delivery(bytes, elapsed, shared.config.lane_concurrency);
             for job in batch {
                 job.finish(Ok(member.id.clone()));
             }
@@ -150,11 +151,12 @@ fn concat(batch: &[Job], bytes: usize) -> Bytes {
 }
 
 async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), DeliveryError> {
+    let timeout = shared.config.delivery_timeout;
     let request = Request::post(member.url.packets.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(DEADLINE_HEADER, deadline(timeout))
         .body(Full::new(body))
         .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-    let timeout = shared.config.delivery_timeout;
     let exchange = async {
         let response = shared.client.request(request).await.map_err(|e| {
             if e.is_connect() {
@@ -179,6 +181,23 @@ async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), Deliv
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+}
+
+/// The header telling an analyzer when the distributor gives up on a delivery, in Unix
+/// milliseconds. An analyzer that was hung (stopped, swapping, paused) and reads the
+/// request only after that drops it instead of keeping a copy the distributor has already
+/// sent elsewhere: no duplicate.
+pub const DEADLINE_HEADER: &str = "logdist-deadline";
+
+/// The deadline of a delivery starting now: a margin before the timeout, so that an
+/// analyzer that takes it just in time still answers before the distributor gives up.
+fn deadline(timeout: Duration) -> String {
+    let margin = (timeout / 10).min(Duration::from_millis(500));
+    let at = std::time::SystemTime::now() + timeout.saturating_sub(margin);
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    millis.to_string()
 }
 
 /// Routes the packets of a failed or abandoned delivery again. Only a delivery whose

@@ -3,12 +3,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use logdist_core::Packet;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AnalyzerUrl;
+
+/// Weight of a new delivery in the measured rate (an exponential moving average).
+const RATE_SMOOTHING: f64 = 0.2;
+/// A queue may always hold this much, however slow its analyzer measured.
+const MIN_QUEUE_BYTES: usize = 64 * 1024;
 
 /// Where an analyzer stands. Only the registry changes it, under its lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +104,8 @@ pub struct Member {
     pub queue: mpsc::Sender<Job>,
     /// Bytes of packets queued or in delivery to it.
     pub queued_bytes: AtomicUsize,
+    /// Its measured delivery rate in bytes per second (an `f64`'s bits; 0 until measured).
+    drain_rate: AtomicU64,
     /// Messages it acknowledged since the distributor started.
     pub messages_total: AtomicU64,
     /// Packets it acknowledged since the distributor started.
@@ -156,6 +164,7 @@ impl Member {
             state: AtomicU8::new(State::Online as u8),
             queue,
             queued_bytes: AtomicUsize::new(0),
+            drain_rate: AtomicU64::new(0),
             messages_total: AtomicU64::new(0),
             packets_total: AtomicU64::new(0),
             retire: CancellationToken::new(),
@@ -176,6 +185,30 @@ impl Member {
     /// Sets the state; called by the registry under its lock.
     pub(super) fn set_state(&self, state: State) {
         self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Folds one delivery into the measured rate: `bytes` acknowledged after `elapsed`,
+    /// with `in_flight` deliveries sharing the analyzer.
+    pub fn record_delivery(&self, bytes: usize, elapsed: Duration, in_flight: usize) {
+        let sample = bytes as f64 * in_flight.max(1) as f64 / elapsed.as_secs_f64().max(1e-6);
+        let old = f64::from_bits(self.drain_rate.load(Ordering::Relaxed));
+        let rate = if old == 0.0 {
+            sample
+        } else {
+            old + RATE_SMOOTHING * (sample - old)
+        };
+        self.drain_rate.store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Bytes its queue may hold: `max_bytes`, and no more than it delivers in `wait` at
+    /// its measured rate (but always a batch's worth, so a slow analyzer still gets work).
+    pub fn queue_limit(&self, max_bytes: usize, wait: Duration) -> usize {
+        let rate = f64::from_bits(self.drain_rate.load(Ordering::Relaxed));
+        if rate == 0.0 {
+            return max_bytes;
+        }
+        let by_time = (rate * wait.as_secs_f64()) as usize;
+        by_time.clamp(MIN_QUEUE_BYTES.min(max_bytes), max_bytes)
     }
 
     /// Packets waiting in its queue.

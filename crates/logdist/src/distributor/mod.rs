@@ -11,9 +11,11 @@ mod cluster;
 pub mod config;
 mod error;
 mod health;
+mod idempotency;
 mod ingest;
 pub use ingest::read_body;
 mod lane;
+pub use lane::DEADLINE_HEADER;
 mod member;
 mod registry;
 
@@ -30,6 +32,7 @@ use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -42,13 +45,20 @@ pub use config::{AckMode, AnalyzerSpec, DistributorArgs};
 pub use error::ApiError;
 use registry::Registry;
 
-/// The HTTP client used for deliveries and probes: one keep-alive pool for all analyzers.
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+use crate::serve::{ServeOptions, serve};
+
+/// The HTTP client used for deliveries and probes: one keep-alive pool for all analyzers,
+/// speaking HTTPS to `https://` analyzers.
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// What every handler and task of one distributor shares.
 pub struct Shared {
     /// The flags it was started with.
     pub config: DistributorArgs,
+    /// Where it listens (its own address, which no analyzer may have).
+    listen: SocketAddr,
+    /// Idempotency keys of recent packets.
+    idempotency: Arc<idempotency::Keys>,
     /// Members and routing.
     registry: Registry,
     /// Deliveries and probes.
@@ -80,10 +90,20 @@ impl Shared {
             )?),
             None => None,
         };
+        let tls = crate::tls::client_config(config.tls_ca.as_deref())?;
         Ok(Arc::new(Self {
             cluster,
-            client: http_client(config.probe_timeout),
-            registry: Registry::new(config.queue_packets, config.queue_bytes.as_u64() as usize),
+            client: http_client(config.probe_timeout, tls),
+            registry: Registry::new(
+                config.queue_packets,
+                config.queue_bytes.as_u64() as usize,
+                config.queue_wait,
+            ),
+            listen,
+            idempotency: idempotency::Keys::new(
+                config.idempotency_window,
+                config.idempotency_keys,
+            ),
             config,
             shutting_down: CancellationToken::new(),
             metrics: crate::telemetry::metrics().clone(),
@@ -155,43 +175,70 @@ fn default_instance_id(listen: SocketAddr) -> String {
 }
 
 /// A client with `TCP_NODELAY` (deliveries are single writes that must not wait for
-/// Nagle) and a keep-alive pool large enough for every lane's concurrent deliveries.
-pub fn http_client(connect_timeout: Duration) -> HttpClient {
+/// Nagle), TLS for `https://` analyzers, and a keep-alive pool large enough for every
+/// lane's concurrent deliveries.
+pub fn http_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
+    connector.enforce_http(false);
     connector.set_connect_timeout(Some(connect_timeout.max(Duration::from_millis(100))));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_max_idle_per_host(64)
         .build(connector)
 }
 
-/// The distributor's routes. Ingest and registration sit behind the token check.
+/// The distributor's routes. Ingest and registration sit behind their token checks.
 pub fn app(shared: Arc<Shared>) -> Router {
-    let guarded = Router::new()
+    let ingest = Router::new()
         .route("/packets", post(ingest::packets))
         .route("/message/send", post(ingest::message_send))
+        .route_layer(middleware::from_fn_with_state(
+            (shared.clone(), Scope::Ingest),
+            require_token,
+        ));
+    let admin = Router::new()
         .route("/analyzer/register", post(admin::register))
         .route("/analyzer/deregister", post(admin::deregister))
         .route_layer(middleware::from_fn_with_state(
-            shared.clone(),
+            (shared.clone(), Scope::Admin),
             require_token,
         ));
     Router::new()
-        .merge(guarded)
+        .merge(ingest)
+        .merge(admin)
         .route("/analyzer/stats", get(admin::stats))
         .route("/health", get(admin::health))
         .route("/metrics", get(admin::metrics))
         .fallback(admin::not_found)
+        .method_not_allowed_fallback(admin::method_not_allowed)
         .with_state(shared)
 }
 
+/// Which token a route requires.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    Ingest,
+    Admin,
+}
+
+/// Refuses a request without the scope's bearer token (when one is set), comparing in
+/// constant time so that the answer's timing tells nothing about the token.
 async fn require_token(
-    State(shared): State<Arc<Shared>>,
+    State((shared, scope)): State<(Arc<Shared>, Scope)>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    if let Some(token) = &shared.config.token {
+    let token = match scope {
+        Scope::Ingest => shared.config.ingest_token(),
+        Scope::Admin => shared.config.admin_token(),
+    };
+    if let Some(token) = token {
         let given = request
             .headers()
             .get(http::header::AUTHORIZATION)
@@ -223,10 +270,24 @@ pub async fn run(
             .register(&spec.id, spec.url, spec.weight, true)
             .map_err(anyhow::Error::msg)?;
     }
-    if shared.config.token.is_none() {
-        warn!(%addr, "No --token set: ingest and registration are open to anyone who can reach this address.");
+    match (shared.config.ingest_token(), shared.config.admin_token()) {
+        (None, None) => {
+            warn!(%addr, "Open: no --token set, so anyone who can reach this address can send packets and register analyzers.");
+        }
+        (None, Some(_)) => {
+            warn!(%addr, "Ingest is open: no --token or --ingest-token set, so anyone who can reach this address can send packets.");
+        }
+        (Some(_), None) => {
+            warn!(%addr, "Registration is open: no --token or --admin-token set, so anyone who can reach this address can register analyzers.");
+        }
+        (Some(_), Some(_)) => {}
     }
-    info!(%addr, ack = ?shared.config.ack, "Distributor listening.");
+    let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    info!(%addr, scheme, ack = ?shared.config.ack, "Distributor listening.");
 
     let stop_cluster = CancellationToken::new();
     let cluster_task = shared.cluster.clone().map(|cluster| {
@@ -235,12 +296,12 @@ pub async fn run(
     });
     let grace = shared.config.shutdown_grace;
     let stopping = shutdown.clone();
-    let server = axum::serve(
-        listener,
-        app(shared.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stopping.cancelled().await });
-    let server = tokio::spawn(server.into_future());
+    let options = ServeOptions {
+        tls,
+        header_timeout: shared.config.header_timeout,
+        max_connections: shared.config.max_connections,
+    };
+    let server = tokio::spawn(serve(listener, app(shared.clone()), options, stopping));
     shutdown.cancelled().await;
     info!(
         ?grace,
@@ -249,8 +310,7 @@ pub async fn run(
     shared.shutting_down.cancel();
     let deadline = tokio::time::Instant::now() + grace;
     match tokio::time::timeout_at(deadline, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!(error = %e, "Server error during shutdown."),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "Server task failed."),
         Err(_) => warn!("Grace period over with requests still in flight."),
     }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use logdist_core::Router;
 use tokio::sync::mpsc;
@@ -25,6 +26,8 @@ pub struct Registry {
     queue_packets: usize,
     /// Bytes that may wait in one member's queue.
     queue_bytes: usize,
+    /// Longest expected wait in a queue, at the member's measured delivery rate.
+    queue_wait: Duration,
 }
 
 /// A member just created, with the receiving end of its queue: the caller starts its lane.
@@ -85,12 +88,14 @@ pub enum Registered {
 }
 
 impl Registry {
-    /// An empty registry whose queues hold `queue_packets` packets and `queue_bytes` bytes.
-    pub fn new(queue_packets: usize, queue_bytes: usize) -> Self {
+    /// An empty registry whose queues hold `queue_packets` packets and `queue_bytes` bytes,
+    /// and no more than their analyzer delivers in `queue_wait`.
+    pub fn new(queue_packets: usize, queue_bytes: usize, queue_wait: Duration) -> Self {
         Self {
             inner: Mutex::default(),
             queue_packets,
             queue_bytes,
+            queue_wait,
         }
     }
 
@@ -122,7 +127,8 @@ impl Registry {
             };
             let member = &inner.online[index];
             let queued = member.queued_bytes.load(Ordering::Relaxed);
-            if queued > 0 && queued + len > self.queue_bytes {
+            let limit = member.queue_limit(self.queue_bytes, self.queue_wait);
+            if queued > 0 && queued + len > limit {
                 full.push(index);
                 continue;
             }

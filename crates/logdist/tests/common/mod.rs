@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod ledger;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -181,6 +183,48 @@ pub fn spawn_server(dir: &Path, name: &str, args: impl Fn(&str) -> Vec<String>) 
         );
     }
     panic!("{name}: no free port after 10 tries");
+}
+
+/// Starts a server that must listen on `listen` (a restart on the address it had), and
+/// waits until it says it is listening; retries while the old socket is still in the way.
+pub fn spawn_at(dir: &Path, name: &str, args: &[&str]) -> Proc {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut proc = spawn(dir, name, args);
+        loop {
+            if proc.log_text().contains(" listening.") {
+                return proc;
+            }
+            if proc.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not start; log:\n{}",
+                proc.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            Instant::now() < deadline && proc.log_text().contains("Address already in use"),
+            "{name} failed: {}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The resident set size of a process, in KiB, from /proc.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A distributor on a free port; returns it with its base URL.

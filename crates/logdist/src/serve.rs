@@ -1,0 +1,148 @@
+//! The HTTP server edge shared by the distributor and the analyzer: accepts connections
+//! (TLS when configured), serves HTTP/1.1 with keep-alive, cuts off clients that are slow
+//! to send their headers (slowloris), bounds the connections served at once, and on
+//! shutdown stops accepting and lets the requests in flight finish.
+//!
+//! axum's own `serve` offers none of the timeouts or TLS, so this is hyper's connection
+//! builder driven directly, as axum's `serve` does underneath.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{debug, warn};
+
+/// How a listener serves its connections.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Serve HTTPS with this configuration; plain HTTP when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// A client must send a request's complete headers (and finish the TLS handshake)
+    /// within this time, and an idle keep-alive connection is closed after it.
+    pub header_timeout: Duration,
+    /// Connections served at once; further clients wait in the kernel's accept queue.
+    pub max_connections: usize,
+}
+
+impl ServeOptions {
+    /// Plain HTTP with the given header timeout and a generous connection bound.
+    pub fn plain(header_timeout: Duration) -> Self {
+        Self {
+            tls: None,
+            header_timeout,
+            max_connections: 16_384,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and
+/// returns once every open connection has finished its request in flight (callers bound
+/// that wait with their grace period).
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) {
+    let acceptor = options.tls.clone().map(TlsAcceptor::from);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, usually: wait instead of spinning.
+                    warn!(error = %e, "Accepting a connection failed.");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let connection = Connection {
+            app: app.clone(),
+            http: http.clone(),
+            acceptor: acceptor.clone(),
+            handshake_timeout: options.header_timeout,
+            watcher: graceful.watcher(),
+        };
+        tokio::spawn(async move {
+            connection.run(stream, peer).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// What serving one accepted connection needs.
+struct Connection {
+    app: Router,
+    http: hyper::server::conn::http1::Builder,
+    acceptor: Option<TlsAcceptor>,
+    handshake_timeout: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream, peer: SocketAddr) {
+        // Answers are single writes that must not wait for Nagle.
+        let _ = stream.set_nodelay(true);
+        let app = self.app;
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
+        let outcome = match self.acceptor {
+            None => {
+                let conn = self.http.serve_connection(TokioIo::new(stream), service);
+                self.watcher.watch(conn).await
+            }
+            Some(acceptor) => {
+                let stream =
+                    match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(e)) => {
+                            debug!(%peer, error = %e, "TLS handshake failed.");
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "TLS handshake not finished in time; closing.");
+                            return;
+                        }
+                    };
+                let conn = self.http.serve_connection(TokioIo::new(stream), service);
+                self.watcher.watch(conn).await
+            }
+        };
+        if let Err(e) = outcome {
+            // Slow headers, resets and malformed requests end here; hyper has already
+            // answered what can be answered (400, 431).
+            debug!(%peer, error = %e, "Connection ended with an error.");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Chaos: the load generator sends uniquely numbered messages through a distributor to
+//! three analyzers while, one after another, an analyzer is SIGKILLed and restarted, one
+//! is hung (SIGSTOP) and resumed, one answers 500s and then slowly (first within the
+//! delivery timeout, then beyond it), one is restarted gracefully (SIGTERM), and one is
+//! deregistered. At the end every message the distributor answered 200 for must be in an
+//! analyzer's journal, and duplicates (allowed only where a delivery was in doubt) must be
+//! under 0.1% of the messages delivered.
+//!
+//! Rerun: `cargo test -p logdist --test chaos -- --nocapture` (prints the books).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::ledger::{balance, read_journals, read_trace};
+use common::*;
+use hyper::Method;
+use tokio::time::Instant;
+
+/// One analyzer across its restarts: same id, weight and address, a journal per life (a
+/// SIGKILL can leave a torn last line, which must not glue onto the next life's first).
+struct Analyzer {
+    id: u32,
+    weight: f64,
+    listen: String,
+    distributor: String,
+    proc: Option<Proc>,
+    journals: Vec<PathBuf>,
+}
+
+impl Analyzer {
+    fn new(id: u32, weight: f64, distributor: &str) -> Self {
+        Self {
+            id,
+            weight,
+            listen: format!("127.0.0.1:{}", free_port()),
+            distributor: distributor.to_owned(),
+            proc: None,
+            journals: Vec::new(),
+        }
+    }
+
+    fn start(&mut self, dir: &std::path::Path) {
+        let life = self.journals.len() + 1;
+        let journal = dir.join(format!("analyzer_{}.{life}.journal", self.id));
+        let (id, weight) = (self.id.to_string(), self.weight.to_string());
+        let journal_arg = journal.to_str().unwrap().to_owned();
+        self.proc = Some(spawn_at(
+            dir,
+            &format!("analyzer_{}.{life}", self.id),
+            &[
+                "analyzer",
+                "--id",
+                &id,
+                "--weight",
+                &weight,
+                "--distributor",
+                &self.distributor,
+                "--listen",
+                &self.listen,
+                "--heartbeat",
+                "500ms",
+                "--journal",
+                &journal_arg,
+                "--faults",
+            ],
+        ));
+        self.journals.push(journal);
+    }
+
+    fn proc(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("running")
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+
+    /// SIGTERM: it deregisters, finishes what it accepted and exits 0.
+    fn stop(&mut self) {
+        let proc = self.proc();
+        proc.signal("TERM");
+        let status = proc.wait_exit(Duration::from_secs(20));
+        assert!(status.success(), "analyzer_{} exited {status}", self.id);
+        self.proc = None;
+    }
+}
+
+async fn set_faults(http: &Http, analyzer: &Analyzer, spec: &str) {
+    let answer = http
+        .request(
+            Method::PUT,
+            &format!("{}/faults", analyzer.url()),
+            &[("content-type", "application/json")],
+            spec.to_owned(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts() {
+    let dir = scratch("chaos");
+    let http = Http::new();
+    let (distributor, url) = distributor(
+        &dir,
+        &[
+            "--delivery-timeout",
+            "1s",
+            "--probe-timeout",
+            "300ms",
+            "--unhealthy-after",
+            "2",
+            "--healthy-after",
+            "2",
+            "--shutdown-grace",
+            "5s",
+        ],
+    );
+    let mut analyzers: Vec<Analyzer> = [(1, 0.5), (2, 0.3), (3, 0.2)]
+        .into_iter()
+        .map(|(id, weight)| Analyzer::new(id, weight, &url))
+        .collect();
+    for a in &mut analyzers {
+        a.start(&dir);
+    }
+    http.wait_stats(&url, "three analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
+    })
+    .await;
+
+    let trace = dir.join("trace.ndjson");
+    let report = dir.join("report.json");
+    let mut loadgen = spawn(
+        &dir,
+        "loadgen",
+        &[
+            "loadgen",
+            "--target",
+            &url,
+            "--agents",
+            "8",
+            "--packet-size",
+            "1..50",
+            "--rate",
+            "300",
+            "--duration",
+            "36s",
+            "--timeout",
+            "10s",
+            "--retries",
+            "30",
+            "--idempotency-keys",
+            "--trace",
+            trace.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+            "--quiet",
+        ],
+    );
+
+    let start = Instant::now();
+    let at = |secs: f64| tokio::time::sleep_until(start + Duration::from_secs_f64(secs));
+    at(3.0).await;
+    eprintln!("chaos: SIGKILL analyzer_1");
+    analyzers[0].proc().signal("KILL");
+    at(6.0).await;
+    eprintln!("chaos: restart analyzer_1");
+    analyzers[0].start(&dir);
+    at(9.0).await;
+    eprintln!("chaos: SIGSTOP analyzer_2 (hung)");
+    analyzers[1].proc().signal("STOP");
+    at(14.0).await;
+    eprintln!("chaos: SIGCONT analyzer_2");
+    analyzers[1].proc().signal("CONT");
+    at(17.0).await;
+    eprintln!("chaos: analyzer_3 answers 500");
+    set_faults(&http, &analyzers[2], r#"{"status":500}"#).await;
+    at(20.0).await;
+    eprintln!("chaos: analyzer_3 answers after 600 ms (within the delivery timeout)");
+    set_faults(&http, &analyzers[2], r#"{"delay_ms":600}"#).await;
+    at(23.0).await;
+    eprintln!("chaos: analyzer_3 answers after 1500 ms (beyond the delivery timeout)");
+    set_faults(&http, &analyzers[2], r#"{"delay_ms":1500}"#).await;
+    at(26.0).await;
+    eprintln!("chaos: analyzer_3 healthy again");
+    set_faults(&http, &analyzers[2], "{}").await;
+    at(28.0).await;
+    eprintln!("chaos: SIGTERM analyzer_1 (graceful restart)");
+    analyzers[0].stop();
+    at(30.0).await;
+    analyzers[0].start(&dir);
+    at(32.0).await;
+    eprintln!("chaos: deregister analyzer_2");
+    let answer = http
+        .post(
+            &format!("{url}/analyzer/deregister"),
+            "application/json",
+            r#"{"id":"analyzer_2"}"#,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+
+    let status = tokio::task::spawn_blocking(move || {
+        let status = loadgen.wait_exit(Duration::from_secs(90));
+        (status, loadgen.log_text())
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "loadgen failed: {}", status.1);
+    let metrics = http.get(&format!("{url}/metrics")).await.text();
+    for a in &mut analyzers {
+        a.stop();
+    }
+    drop(distributor);
+
+    let journals: Vec<PathBuf> = analyzers.iter().flat_map(|a| a.journals.clone()).collect();
+    let books = balance(&read_trace(&trace), &read_journals(&journals));
+    eprintln!("chaos: {books}");
+    for line in metrics.lines().filter(|l| {
+        l.starts_with("logdist_packets_rerouted_total")
+            || l.starts_with("logdist_packets_replayed_total")
+            || l.starts_with("logdist_deliveries_total")
+            || l.starts_with("logdist_rejected_total")
+    }) {
+        eprintln!("chaos: {line}");
+    }
+    assert!(
+        books.lost.is_empty(),
+        "{} acknowledged messages are at no analyzer, e.g. {:?}",
+        books.lost.len(),
+        &books.lost[..books.lost.len().min(5)]
+    );
+    assert!(
+        books.messages_acked >= 100_000,
+        "too little traffic to mean anything: {books}"
+    );
+    assert!(
+        books.packets_acked * 100 >= books.packets_sent * 99,
+        "agents that retry should get nearly everything through: {books}"
+    );
+    assert!(
+        books.duplicates * 1000 <= books.messages_delivered,
+        "duplicates over 0.1%: {books}"
+    );
+}
