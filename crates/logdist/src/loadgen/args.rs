@@ -64,7 +64,8 @@ pub struct LoadgenArgs {
     pub endpoint: Endpoint,
 
     /// Content-Encoding of packet bodies (pre-compressed once at start, so it costs
-    /// nothing while sending); exercises the distributor's decoders.
+    /// nothing while sending; with `--trace`, compressed per send after the ids are
+    /// stamped); exercises the distributor's decoders.
     #[arg(long, env = "LOGDIST_LOADGEN_ENCODING", value_enum, default_value_t = Encoding::Identity)]
     pub encoding: Encoding,
 
