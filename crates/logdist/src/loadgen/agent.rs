@@ -240,7 +240,7 @@ pub(crate) async fn run_agent(
 struct Delivery {
     /// The acknowledging status, or the last attempt's failure.
     outcome: Result<StatusCode, Failure>,
-    /// Requests sent: 1 plus the resends.
+    /// Requests sent: 1 plus the resends (0 when the body could not be built).
     attempts: u32,
 }
 
