@@ -1,11 +1,15 @@
-//! One simulated agent: a loop that paces itself, sends a pre-built body over its own
-//! keep-alive connection, waits for the answer and records the outcome.
+//! One simulated agent: a loop that paces itself, sends a body over its own keep-alive
+//! connection (resending it on a retryable failure, with `--retries`), waits for the
+//! final answer and records the outcome.
 //!
 //! Agents share only what must be shared ([`Plan`]): the pool of bodies, the counters,
-//! the packet budget and the pacer. Latencies and failure kinds are kept per agent and
-//! merged at the end, so the hot loop takes no lock.
+//! the packet budget and the pacer. Latencies, failure kinds and resends are kept per
+//! agent and merged at the end, and `--trace` lines go to a channel, so the hot loop
+//! takes no lock.
+//!
+//! A packet that has started is finished even after the run's stop: its resends go on
+//! until it is acknowledged, fails for good, or the drain grace runs out (`abort`).
 
-use crate::error_chain;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -13,23 +17,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
-use http::{HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full};
+use http::{HeaderValue, StatusCode, Uri};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::args::Encoding;
+use super::attempt::{Failure, FailureKind, Outgoing, log_failure, send};
 use super::counters::Counters;
+use super::ids::IdPrefix;
 use super::pool::{Packet, PacketPool};
+use super::retry;
+use super::trace::{TraceLine, TraceOutcome, TraceSender};
 
 /// The HTTP client type every agent uses.
 pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
-/// After a connection failure an agent waits this long before trying again, so a
-/// distributor that is down is not hammered by a tight loop of refused connections.
+/// After a packet fails for good on a connection failure, an agent waits this long
+/// before the next packet, so a distributor that is down is not hammered by a tight
+/// loop of refused connections.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Everything the agents of one run share.
@@ -38,23 +49,34 @@ pub(crate) struct Plan {
     pub uri: Uri,
     /// `application/x-ndjson` for packets, `application/json` for single messages.
     pub content_type: HeaderValue,
-    /// Set when the pool's bodies are compressed.
+    /// Set when the bodies sent are compressed.
     pub content_encoding: Option<HeaderValue>,
     /// `Bearer TOKEN`, for a distributor that requires it.
     pub authorization: Option<HeaderValue>,
     /// The bodies to send.
     pub pool: PacketPool,
+    /// How bodies stamped with ids are compressed per send (the pool's own bodies are
+    /// compressed already).
+    pub encoding: Encoding,
+    /// The prefix of packet keys, when packets have keys (`--trace` or
+    /// `--idempotency-keys`); `None` keeps the hot path free of per-send work.
+    pub ids: Option<IdPrefix>,
+    /// `--idempotency-keys`: send the packet key as `Idempotency-Key`.
+    pub idempotency_keys: bool,
+    /// `--retries`: resends of a packet after retryable failures.
+    pub retries: u32,
     /// Per request, connection included.
     pub timeout: Duration,
     /// Live totals, read by the progress bar and in-process callers.
     pub counters: Arc<Counters>,
-    /// `--packets`: the total number of requests to send, if limited.
+    /// `--packets`: the total number of packets to send, if limited.
     pub budget: Option<Budget>,
-    /// `--rate`: spaces requests over all agents, if limited.
+    /// `--rate`: spaces new packets over all agents, if limited (resends are spaced by
+    /// their backoff instead).
     pub pacer: Option<Pacer>,
-    /// Cancelled when no new request may start (duration reached or shutdown).
+    /// Cancelled when no new packet may start (duration reached or shutdown).
     pub stop: CancellationToken,
-    /// Cancelled when requests still in flight after the stop are to be abandoned.
+    /// Cancelled when packets still unfinished after the stop are to be abandoned.
     pub abort: CancellationToken,
     /// Failure kinds already logged, so each is logged once per run, not per request.
     pub logged: Mutex<std::collections::BTreeSet<String>>,
@@ -62,38 +84,13 @@ pub(crate) struct Plan {
 
 /// What an agent hands back when it stops.
 pub(crate) struct AgentResult {
-    /// Latency of acknowledged requests, in microseconds.
+    /// Latency of acknowledged packets, from the first attempt to the acknowledgement,
+    /// in microseconds.
     pub latency_us: Histogram<u64>,
-    /// Failed requests by kind (`http_503`, `timeout`, ...).
+    /// Failed attempts by kind (`http_503`, `timeout`, ...), resent or not.
     pub failures: BTreeMap<String, u64>,
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FailureKind {
-    /// Answered with a status other than 200 or 202.
-    Status(u16),
-    /// No complete answer within `--timeout`.
-    Timeout,
-    /// The connection could not be established.
-    Connect,
-    /// Still in flight when the run stopped and the drain grace ran out.
-    Aborted,
-    /// Anything else: a reset connection, a malformed answer.
-    Other,
-}
-
-impl FailureKind {
-    /// The key in the report's `failures` object.
-    pub fn key(self) -> String {
-        match self {
-            Self::Status(code) => format!("http_{code}"),
-            Self::Timeout => "timeout".to_owned(),
-            Self::Connect => "connect".to_owned(),
-            Self::Aborted => "aborted".to_owned(),
-            Self::Other => "other".to_owned(),
-        }
-    }
+    /// Resends, over all packets.
+    pub retries: u64,
 }
 
 /// A shared packet budget for `--packets`: agents claim one request at a time.
@@ -166,19 +163,23 @@ pub(crate) fn client(timeout: Duration) -> HttpClient {
 }
 
 /// Runs agent number `index` until the plan says stop; `latency_us` is an empty
-/// histogram to record into.
+/// histogram to record into, and `trace` receives each packet's outcome.
 pub(crate) async fn run_agent(
     index: usize,
     plan: Arc<Plan>,
     latency_us: Histogram<u64>,
+    trace: Option<TraceSender>,
 ) -> AgentResult {
     let client = client(plan.timeout);
+    let mut rng = SmallRng::from_rng(&mut rand::rng());
     let mut result = AgentResult {
         latency_us,
         failures: BTreeMap::new(),
+        retries: 0,
     };
     // Agents start at different places in the pool so they do not send in lockstep.
     let mut next = index.wrapping_mul(7919);
+    let mut seq: u64 = 0;
     loop {
         if plan.stop.is_cancelled() {
             break;
@@ -198,100 +199,147 @@ pub(crate) async fn run_agent(
         }
         let packet = plan.pool.get(next);
         next = next.wrapping_add(1);
+        let key = plan.ids.as_ref().map(|ids| ids.packet_key(index, seq));
+        seq += 1;
         plan.counters.sent(packet.messages);
         let started = Instant::now();
-        let outcome = tokio::select! {
-            outcome = send(&client, &plan, packet) => outcome,
-            _ = plan.abort.cancelled() => {
-                Err((FailureKind::Aborted, "stopped while in flight".to_owned()))
+        let delivery = match outgoing(&plan, packet, key.as_deref()) {
+            Ok(outgoing) => deliver(&client, &plan, &outgoing, &mut rng, &mut result).await,
+            Err(failure) => {
+                *result.failures.entry(failure.kind.key()).or_default() += 1;
+                log_failure(&plan, &failure);
+                Delivery {
+                    outcome: Err(failure),
+                    attempts: 0,
+                }
             }
         };
-        match outcome {
-            Ok(()) => {
+        match &delivery.outcome {
+            Ok(_) => {
                 plan.counters.acked(packet.messages);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 result.latency_us.saturating_record(micros.max(1));
             }
-            Err((kind, detail)) => {
-                plan.counters.failed(packet.messages);
-                *result.failures.entry(kind.key()).or_default() += 1;
-                log_failure(&plan, kind, &detail);
-                if kind == FailureKind::Connect {
-                    tokio::select! {
-                        _ = tokio::time::sleep(CONNECT_BACKOFF) => {}
-                        _ = plan.stop.cancelled() => {}
-                    }
-                }
+            Err(_) => plan.counters.failed(packet.messages),
+        }
+        let refused = matches!(&delivery.outcome, Err(f) if f.kind == FailureKind::Connect);
+        if let (Some(trace), Some(key)) = (&trace, key) {
+            trace.send(delivery.trace_line(key, packet.messages)).await;
+        }
+        if refused {
+            tokio::select! {
+                _ = tokio::time::sleep(CONNECT_BACKOFF) => {}
+                _ = plan.stop.cancelled() => {}
             }
         }
     }
     result
 }
 
-/// Sends one body and reads the whole answer; Ok for 200 and 202.
-async fn send(
-    client: &HttpClient,
-    plan: &Plan,
-    packet: &Packet,
-) -> Result<(), (FailureKind, String)> {
-    let mut request = Request::post(plan.uri.clone())
-        .header(CONTENT_TYPE, plan.content_type.clone())
-        .body(Full::new(packet.body.clone()))
-        .map_err(|e| (FailureKind::Other, e.to_string()))?;
-    let headers = request.headers_mut();
-    if let Some(encoding) = &plan.content_encoding {
-        headers.insert(CONTENT_ENCODING, encoding.clone());
-    }
-    if let Some(authorization) = &plan.authorization {
-        headers.insert(AUTHORIZATION, authorization.clone());
-    }
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                FailureKind::Connect
-            } else {
-                FailureKind::Other
-            };
-            (kind, error_chain(&e))
-        })?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| (FailureKind::Other, format!("reading the answer: {e}")))?
-            .to_bytes();
-        if status == StatusCode::OK || status == StatusCode::ACCEPTED {
-            Ok(())
-        } else {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            Err((FailureKind::Status(status.as_u16()), text))
+/// The final outcome of one packet.
+struct Delivery {
+    /// The acknowledging status, or the last attempt's failure.
+    outcome: Result<StatusCode, Failure>,
+    /// Requests sent: 1 plus the resends (0 when the body could not be built).
+    attempts: u32,
+}
+
+impl Delivery {
+    /// The packet's line in the `--trace` file.
+    fn trace_line(&self, key: String, messages: u64) -> TraceLine {
+        let (outcome, status, failure) = match &self.outcome {
+            Ok(status) => (TraceOutcome::Acked, Some(status.as_u16()), None),
+            Err(failure) => (
+                TraceOutcome::Failed,
+                failure.kind.status(),
+                Some(failure.kind.key()),
+            ),
+        };
+        TraceLine {
+            key,
+            messages,
+            outcome,
+            status,
+            failure,
+            attempts: self.attempts,
         }
-    };
-    match tokio::time::timeout(plan.timeout, exchange).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err((
-            FailureKind::Timeout,
-            format!("no answer within {:?}", plan.timeout),
-        )),
     }
 }
 
-/// Logs the first failure of each kind at WARN, the rest at DEBUG.
-fn log_failure(plan: &Plan, kind: FailureKind, detail: &str) {
-    let key = kind.key();
-    let first = match plan.logged.lock() {
-        Ok(mut logged) => logged.insert(key.clone()),
-        Err(_) => false,
+/// What every attempt at `packet` sends: its body (with ids stamped in when the pool
+/// carries id slots) and its `Idempotency-Key`.
+fn outgoing(plan: &Plan, packet: &Packet, key: Option<&str>) -> Result<Outgoing, Failure> {
+    let Some(key) = key else {
+        return Ok(Outgoing {
+            body: packet.body.clone(),
+            idempotency_key: None,
+        });
     };
-    if first {
-        tracing::warn!(
-            kind = %key,
-            detail,
-            "Request failed; further failures of this kind are logged at debug level."
-        );
+    let body = packet
+        .stamped(key, plan.encoding)
+        .map_err(|e| Failure::new(FailureKind::Other, format!("building the body: {e}")))?;
+    let idempotency_key = if plan.idempotency_keys {
+        // A key is visible ASCII (the prefix is checked), so this always succeeds.
+        let value = HeaderValue::from_str(key)
+            .map_err(|e| Failure::new(FailureKind::Other, format!("idempotency key: {e}")))?;
+        Some(value)
     } else {
-        tracing::debug!(kind = %key, detail, "Request failed.");
+        None
+    };
+    Ok(Outgoing {
+        body,
+        idempotency_key,
+    })
+}
+
+/// Sends `outgoing` until it is acknowledged, fails for good, has been resent
+/// `plan.retries` times, or the run aborts. Each failed attempt is counted in
+/// `result.failures`, each resend in `result.retries`.
+async fn deliver(
+    client: &HttpClient,
+    plan: &Plan,
+    outgoing: &Outgoing,
+    rng: &mut SmallRng,
+    result: &mut AgentResult,
+) -> Delivery {
+    let mut attempts: u32 = 0;
+    loop {
+        attempts = attempts.saturating_add(1);
+        let outcome = tokio::select! {
+            outcome = send(client, plan, outgoing) => outcome,
+            _ = plan.abort.cancelled() => {
+                Err(Failure::new(FailureKind::Aborted, "stopped while in flight"))
+            }
+        };
+        let failure = match outcome {
+            Ok(status) => {
+                return Delivery {
+                    outcome: Ok(status),
+                    attempts,
+                };
+            }
+            Err(failure) => failure,
+        };
+        *result.failures.entry(failure.kind.key()).or_default() += 1;
+        log_failure(plan, &failure);
+        if attempts > plan.retries || !failure.kind.is_retryable() {
+            return Delivery {
+                outcome: Err(failure),
+                attempts,
+            };
+        }
+        let wait = retry::delay(failure.retry_after, attempts, rng);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            // Abandoned while waiting: the last attempt's failure is the outcome.
+            _ = plan.abort.cancelled() => {
+                return Delivery {
+                    outcome: Err(failure),
+                    attempts,
+                };
+            }
+        }
+        result.retries += 1;
     }
 }
 
@@ -304,14 +352,6 @@ mod tests {
         let budget = Budget::new(3);
         let claimed = (0..10).filter(|_| budget.try_claim()).count();
         assert_eq!(claimed, 3);
-    }
-
-    #[test]
-    fn failure_keys() {
-        assert_eq!(FailureKind::Status(503).key(), "http_503");
-        assert_eq!(FailureKind::Status(400).key(), "http_400");
-        assert_eq!(FailureKind::Timeout.key(), "timeout");
-        assert_eq!(FailureKind::Connect.key(), "connect");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 
+use super::ids::IdPrefix;
+
 /// Upper bound on `--packet-size`: a packet is held in memory many times over in the
 /// pool, so an absurd size is refused instead of exhausting memory.
 pub const MAX_PACKET_SIZE: u32 = 1_000_000;
@@ -62,7 +64,8 @@ pub struct LoadgenArgs {
     pub endpoint: Endpoint,
 
     /// Content-Encoding of packet bodies (pre-compressed once at start, so it costs
-    /// nothing while sending); exercises the distributor's decoders.
+    /// nothing while sending; with `--trace`, compressed per send after the ids are
+    /// stamped); exercises the distributor's decoders.
     #[arg(long, env = "LOGDIST_LOADGEN_ENCODING", value_enum, default_value_t = Encoding::Identity)]
     pub encoding: Encoding,
 
@@ -77,6 +80,38 @@ pub struct LoadgenArgs {
     /// Seed for the message generator, to make the generated packets reproducible.
     #[arg(long, env = "LOGDIST_LOADGEN_SEED")]
     pub seed: Option<u64>,
+
+    /// Give every message a unique `"msg_id":"{key}-{i}"` (message `i` of the packet whose
+    /// key is `{prefix}-{agent}-{seq}`) and write FILE as NDJSON, one line per packet once
+    /// its final outcome is known: `{"key", "messages", "outcome": "acked"|"failed",
+    /// "status", "failure", "attempts"}`. For fault tests that prove no acknowledged
+    /// message is lost. Bodies are then built (and compressed) per send.
+    #[arg(long, value_name = "FILE", env = "LOGDIST_LOADGEN_TRACE")]
+    pub trace: Option<PathBuf>,
+
+    /// Prefix of packet keys and message ids: 1 to 64 visible ASCII characters, no `"` or
+    /// `\` [default: a random 8-hex-digit run id, so two runs never share ids].
+    #[arg(long, value_name = "STR", env = "LOGDIST_LOADGEN_ID_PREFIX")]
+    pub id_prefix: Option<IdPrefix>,
+
+    /// Resend a packet (same body, same ids, same idempotency key) up to N times when the
+    /// answer is 503, 429, 502, 504 or 408, or on a connection failure, a timeout or a
+    /// broken connection. Waits `Retry-After` (at most 5 s) if the answer has one, else
+    /// an exponential backoff from 100 ms to 2 s with jitter. Other answers are final.
+    /// Packets started before the run stops are still retried, within the drain grace.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "LOGDIST_LOADGEN_RETRIES",
+        default_value_t = 0
+    )]
+    pub retries: u32,
+
+    /// Send `Idempotency-Key: {prefix}-{agent}-{seq}` with every packet (the same key on
+    /// its resends), so a distributor can answer a resent packet it already delivered
+    /// without delivering it again.
+    #[arg(long, env = "LOGDIST_LOADGEN_IDEMPOTENCY_KEYS", value_parser = BoolishValueParser::new())]
+    pub idempotency_keys: bool,
 }
 
 impl Default for LoadgenArgs {
@@ -96,6 +131,10 @@ impl Default for LoadgenArgs {
             timeout: Duration::from_secs(30),
             quiet: false,
             seed: None,
+            trace: None,
+            id_prefix: None,
+            retries: 0,
+            idempotency_keys: false,
         }
     }
 }
@@ -301,6 +340,10 @@ mod tests {
             "--timeout=500ms",
             "--quiet",
             "--seed=9",
+            "--trace=t.ndjson",
+            "--id-prefix=chaos-1",
+            "--retries=3",
+            "--idempotency-keys",
         ])
         .expect("valid command line");
         let a = cli.args;
@@ -313,10 +356,17 @@ mod tests {
         assert_eq!(a.encoding, Encoding::Zstd);
         assert_eq!(a.timeout, Duration::from_millis(500));
         assert!(a.quiet);
+        assert_eq!(a.trace, Some(PathBuf::from("t.ndjson")));
+        assert_eq!(a.id_prefix.as_ref().map(IdPrefix::as_str), Some("chaos-1"));
+        assert_eq!(a.retries, 3);
+        assert!(a.idempotency_keys);
         for bad in [
             ["loadgen", "--agents=0"],
             ["loadgen", "--rate=0"],
             ["loadgen", "--packets=0"],
+            ["loadgen", "--retries=-1"],
+            ["loadgen", "--id-prefix=a\"b"],
+            ["loadgen", "--id-prefix="],
         ] {
             assert!(
                 Cli::try_parse_from(bad).is_err(),

@@ -9,19 +9,29 @@
 //! are in [`Counters`], which an in-process caller (the `demo` subcommand) can pass in
 //! and read while the run goes on.
 //!
-//! A stop never cuts requests off abruptly: agents stop starting new requests, those in
-//! flight get [`DRAIN_GRACE`] (at most `--timeout`) to be answered, and any left after
-//! that count as failed with the kind `aborted`, so sent = acked + failed always holds.
+//! A stop never cuts requests off abruptly: agents stop starting new packets, those in
+//! flight (resends included, with `--retries`) get [`DRAIN_GRACE`] (at most `--timeout`)
+//! to be answered, and any left after that count as failed (with the kind `aborted` if
+//! a request was in flight), so sent = acked + failed always holds.
+//!
+//! For fault tests, `--trace` gives every message a unique id (`ids`) and records each
+//! packet's final outcome (`trace`); `--retries` resends what a busy or unreachable
+//! distributor did not take (`retry`), and `--idempotency-keys` lets it recognise the
+//! resends.
 
 mod agent;
 mod args;
+mod attempt;
 mod counters;
+mod ids;
 mod messages;
 mod pool;
 mod progress;
 mod report;
+mod retry;
 mod stats;
 mod templates;
+mod trace;
 
 #[cfg(test)]
 mod tests;
@@ -41,12 +51,15 @@ pub use args::{
     PacketSizeError, parse_duration,
 };
 pub use counters::{CounterSnapshot, Counters};
+pub use ids::{IdPrefix, IdPrefixError, MAX_ID_PREFIX_LEN};
 pub use report::{Latency, Report, StopReason};
+pub use trace::{TraceLine, TraceOutcome};
 
 use agent::{Budget, Pacer, Plan};
 use pool::PacketPool;
 use progress::{Goal, Progress};
 use report::Measured;
+use trace::TraceWriter;
 
 /// Longest wait for in-flight requests once the run stops.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -79,6 +92,14 @@ pub async fn run_with_counters(
         (duration, _) => duration,
     };
     let plan = Arc::new(plan(&args, &base, counters.clone(), shutdown.child_token()).await?);
+    let trace = match &args.trace {
+        Some(path) => Some(
+            TraceWriter::create(path)
+                .await
+                .with_context(|| format!("creating the trace file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let latency_template = report::latency_histogram();
     tracing::info!(
         target_url = %plan.uri,
@@ -88,6 +109,9 @@ pub async fn run_with_counters(
         ?duration,
         packets = ?args.packets,
         rate = ?args.rate,
+        retries = args.retries,
+        id_prefix = plan.ids.as_ref().map(IdPrefix::as_str),
+        trace = ?args.trace,
         "Load generation starting."
     );
 
@@ -104,6 +128,7 @@ pub async fn run_with_counters(
             index,
             plan.clone(),
             latency_template.clone(),
+            trace.as_ref().map(TraceWriter::sender),
         ));
     }
     let grace = DRAIN_GRACE.min(args.timeout);
@@ -116,6 +141,7 @@ pub async fn run_with_counters(
 
     let mut latency_us = latency_template;
     let mut failures = BTreeMap::new();
+    let mut retries = 0;
     while let Some(joined) = agents.join_next().await {
         match joined {
             Ok(result) => {
@@ -125,6 +151,7 @@ pub async fn run_with_counters(
                 for (kind, n) in result.failures {
                     *failures.entry(kind).or_insert(0) += n;
                 }
+                retries += result.retries;
             }
             Err(e) => tracing::error!(%e, "An agent ended abnormally."),
         }
@@ -139,6 +166,11 @@ pub async fn run_with_counters(
     };
     plan.stop.cancel();
     timer.abort();
+    // Every agent has stopped, so every line is queued: this writes and flushes them.
+    let traced = match trace {
+        Some(writer) => Some(writer.finish().await),
+        None => None,
+    };
     if let Some(progress) = progress {
         progress.finish().await;
     }
@@ -154,17 +186,24 @@ pub async fn run_with_counters(
         elapsed,
         latency_us,
         failures,
+        retries,
+        id_prefix: plan.ids.as_ref().map(|ids| ids.as_str().to_owned()),
     };
     let report = Report::new(&args, measured, stats);
     tracing::info!(
         packets_acked = report.packets_acked,
         packets_failed = report.packets_failed,
+        retries = report.retries,
         messages_per_s = report.messages_per_s,
         "Load generation finished."
     );
     if let Some(path) = &args.report {
         report.write_json(path)?;
         tracing::info!(path = %path.display(), "Report written.");
+    }
+    if let (Some(traced), Some(path)) = (traced, &args.trace) {
+        let lines = traced.with_context(|| format!("writing the trace file {}", path.display()))?;
+        tracing::info!(path = %path.display(), lines, "Trace written.");
     }
     Ok(report)
 }
@@ -202,19 +241,31 @@ async fn plan(
         }
         None => None,
     };
+    let ids = (args.trace.is_some() || args.idempotency_keys)
+        .then(|| args.id_prefix.clone().unwrap_or_else(IdPrefix::random));
+    let stamped = args.trace.is_some();
     let (endpoint, size, encoding) = (args.endpoint, args.packet_size, args.encoding);
     let seed = args.seed.unwrap_or_else(rand::random);
-    let pool =
-        tokio::task::spawn_blocking(move || PacketPool::generate(endpoint, size, encoding, seed))
-            .await
-            .context("generating packets")?
-            .context("compressing packets")?;
+    let pool = tokio::task::spawn_blocking(move || {
+        PacketPool::generate(endpoint, size, encoding, seed, stamped)
+    })
+    .await
+    .context("generating packets")?
+    .context("building the packet pool")?;
     Ok(Plan {
         uri,
         content_type: HeaderValue::from_static(content_type),
         content_encoding,
         authorization,
         pool,
+        // Stamped bodies are compressed per send; messages are never compressed.
+        encoding: match endpoint {
+            Endpoint::Packets => encoding,
+            Endpoint::Message => Encoding::Identity,
+        },
+        ids,
+        idempotency_keys: args.idempotency_keys,
+        retries: args.retries,
         timeout: args.timeout,
         counters,
         budget: args.packets.map(Budget::new),

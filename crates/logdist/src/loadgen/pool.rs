@@ -4,12 +4,17 @@
 //! machine, so every body is generated (and compressed) once at start; sending is then a
 //! cheap `Bytes` clone. The pool is sized to a memory budget, so huge packets get fewer
 //! distinct bodies rather than exhausting memory.
+//!
+//! With `--trace` every message must carry its own id, so the pool keeps its bodies
+//! uncompressed along with where the ids go ([`IdSlots`]); [`Packet::stamped`] builds the
+//! body of one send from them, compressing after stamping.
 
 use std::io::Write;
 
 use bytes::Bytes;
 
 use super::args::{Encoding, Endpoint, PacketSize};
+use super::ids::IdSlots;
 use super::messages::MessageGen;
 
 /// Bodies in a pool: enough distinct packets that the distributor does not see the same
@@ -24,10 +29,26 @@ const BYTES_PER_MESSAGE: f64 = 170.0;
 /// A pre-built request body and the number of messages it carries.
 #[derive(Debug, Clone)]
 pub(crate) struct Packet {
-    /// The body exactly as sent (NDJSON, a single JSON object, or compressed NDJSON).
+    /// The body exactly as sent (NDJSON, a single JSON object, or compressed NDJSON);
+    /// in a pool built for ids, uncompressed and without ids.
     pub body: Bytes,
     /// Messages in the body: what an ack counts for.
     pub messages: u64,
+    /// Where each message's id goes; only in a pool built for ids.
+    pub id_slots: Option<IdSlots>,
+}
+
+impl Packet {
+    /// The body of the send whose packet key is `key`: `"msg_id":"{key}-{i}"` added to
+    /// message `i`, then compressed with `encoding`. Without id slots, `body` as it is.
+    pub fn stamped(&self, key: &str, encoding: Encoding) -> std::io::Result<Bytes> {
+        let Some(slots) = &self.id_slots else {
+            return Ok(self.body.clone());
+        };
+        let mut text = Vec::new();
+        slots.stamp(&self.body, key, &mut text);
+        encode(text, encoding).map(Bytes::from)
+    }
 }
 
 /// The bodies the agents cycle through, built once at start.
@@ -36,29 +57,38 @@ pub(crate) struct PacketPool {
 }
 
 impl PacketPool {
-    /// Generates the pool. CPU-bound: call it from a blocking thread.
+    /// Generates the pool. With `ids`, bodies stay uncompressed and carry their
+    /// [`IdSlots`] (`encoding` is then applied per send by [`Packet::stamped`]).
+    /// CPU-bound: call it from a blocking thread.
     pub fn generate(
         endpoint: Endpoint,
         size: PacketSize,
         encoding: Encoding,
         seed: u64,
+        ids: bool,
     ) -> std::io::Result<Self> {
         let mut generator = MessageGen::new(seed);
         let count = pool_len(endpoint, size);
         let mut packets = Vec::with_capacity(count);
         for _ in 0..count {
-            let packet = match endpoint {
-                Endpoint::Message => Packet {
-                    body: generator.single().into(),
-                    messages: 1,
-                },
+            let (text, messages) = match endpoint {
+                Endpoint::Message => (generator.single(), 1),
                 Endpoint::Packets => {
                     let n = generator.packet_size(size);
-                    let body = encode(generator.packet(n), encoding)?;
-                    Packet {
-                        body: body.into(),
-                        messages: u64::from(n),
-                    }
+                    (generator.packet(n), u64::from(n))
+                }
+            };
+            let packet = if ids {
+                with_id_slots(text, messages)?
+            } else {
+                let body = match endpoint {
+                    Endpoint::Message => text,
+                    Endpoint::Packets => encode(text, encoding)?,
+                };
+                Packet {
+                    body: body.into(),
+                    messages,
+                    id_slots: None,
                 }
             };
             packets.push(packet);
@@ -76,6 +106,23 @@ impl PacketPool {
     }
 }
 
+/// An uncompressed packet with the places of its ids, checked against its size.
+fn with_id_slots(text: Vec<u8>, messages: u64) -> std::io::Result<Packet> {
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let slots = IdSlots::find(&text).map_err(|e| invalid(e.to_string()))?;
+    if slots.len() as u64 != messages {
+        return Err(invalid(format!(
+            "a generated body has {} messages, expected {messages}",
+            slots.len()
+        )));
+    }
+    Ok(Packet {
+        body: text.into(),
+        messages,
+        id_slots: Some(slots),
+    })
+}
+
 /// How many bodies to pre-build for this packet size, within the memory budget.
 fn pool_len(endpoint: Endpoint, size: PacketSize) -> usize {
     match endpoint {
@@ -87,6 +134,7 @@ fn pool_len(endpoint: Endpoint, size: PacketSize) -> usize {
     }
 }
 
+/// Compresses `body` with `encoding`.
 fn encode(body: Vec<u8>, encoding: Encoding) -> std::io::Result<Vec<u8>> {
     match encoding {
         Encoding::Identity => Ok(body),
@@ -125,7 +173,7 @@ mod tests {
     #[test]
     fn packets_are_valid_ndjson_in_range() {
         let size = PacketSize { min: 3, max: 40 };
-        let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 1)
+        let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 1, false)
             .expect("generated");
         assert_eq!(pool.len(), MAX_POOL);
         let mut severities = BTreeSet::new();
@@ -159,6 +207,7 @@ mod tests {
             PacketSize::fixed(50),
             Encoding::Identity,
             2,
+            false,
         )
         .expect("generated");
         let packet = pool.get(7);
@@ -168,18 +217,143 @@ mod tests {
 
     #[test]
     fn compressed_bodies_decode() {
-        let gz = PacketPool::generate(Endpoint::Packets, PacketSize::fixed(5), Encoding::Gzip, 3)
-            .expect("generated");
+        let gz = PacketPool::generate(
+            Endpoint::Packets,
+            PacketSize::fixed(5),
+            Encoding::Gzip,
+            3,
+            false,
+        )
+        .expect("generated");
         let mut text = Vec::new();
         flate2::read::GzDecoder::new(&gz.get(0).body[..])
             .read_to_end(&mut text)
             .expect("gzip");
         assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 5);
 
-        let zs = PacketPool::generate(Endpoint::Packets, PacketSize::fixed(5), Encoding::Zstd, 3)
-            .expect("generated");
+        let zs = PacketPool::generate(
+            Endpoint::Packets,
+            PacketSize::fixed(5),
+            Encoding::Zstd,
+            3,
+            false,
+        )
+        .expect("generated");
         let text = zstd::decode_all(&zs.get(0).body[..]).expect("zstd");
         assert_eq!(text.iter().filter(|b| **b == b'\n').count(), 5);
+    }
+
+    /// Parses an NDJSON body and returns each line's `msg_id`, checking every line.
+    fn msg_ids(text: &[u8]) -> Vec<String> {
+        assert!(text.ends_with(b"\n"));
+        text[..text.len() - 1]
+            .split(|b| *b == b'\n')
+            .map(|line| {
+                check_message(line);
+                let value: serde_json::Value = serde_json::from_slice(line).expect("JSON");
+                value["msg_id"]
+                    .as_str()
+                    .expect("a string msg_id")
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stamped_packets_give_every_message_its_own_id() {
+        let size = PacketSize { min: 1, max: 60 };
+        let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Gzip, 4, true)
+            .expect("generated");
+        for i in 0..50 {
+            let packet = pool.get(i);
+            let key = format!("run-2-{i}");
+            let body = packet.stamped(&key, Encoding::Identity).expect("stamped");
+            let ids = msg_ids(&body);
+            assert_eq!(ids.len() as u64, packet.messages, "line count unchanged");
+            let expected: Vec<String> =
+                (0..packet.messages).map(|m| format!("{key}-{m}")).collect();
+            assert_eq!(ids, expected);
+            // Without ids, the same text as the unstamped pool body.
+            let plain: Vec<&[u8]> = packet.body.split(|b| *b == b'\n').collect();
+            assert_eq!(plain.len(), body.split(|b| *b == b'\n').count());
+        }
+        let ids: BTreeSet<String> = (0..pool.len())
+            .flat_map(|i| {
+                msg_ids(
+                    &pool
+                        .get(i)
+                        .stamped(&format!("k-0-{i}"), Encoding::Identity)
+                        .expect("stamped"),
+                )
+            })
+            .collect();
+        let total: u64 = (0..pool.len()).map(|i| pool.get(i).messages).sum();
+        assert_eq!(ids.len() as u64, total, "ids are distinct over packets");
+    }
+
+    #[test]
+    fn stamped_bodies_are_compressed_after_stamping() {
+        let pool = PacketPool::generate(
+            Endpoint::Packets,
+            PacketSize::fixed(7),
+            Encoding::Zstd,
+            5,
+            true,
+        )
+        .expect("generated");
+        let packet = pool.get(3);
+        let plain = packet
+            .stamped("p-1-3", Encoding::Identity)
+            .expect("stamped");
+        assert_eq!(msg_ids(&plain).len(), 7);
+
+        let gz = packet.stamped("p-1-3", Encoding::Gzip).expect("gzip");
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut text)
+            .expect("gzip");
+        assert_eq!(text, plain);
+
+        let zs = packet.stamped("p-1-3", Encoding::Zstd).expect("zstd");
+        assert_eq!(zstd::decode_all(&zs[..]).expect("zstd"), plain);
+    }
+
+    #[test]
+    fn stamped_single_messages_get_id_0() {
+        let pool = PacketPool::generate(
+            Endpoint::Message,
+            PacketSize::fixed(50),
+            Encoding::Gzip,
+            6,
+            true,
+        )
+        .expect("generated");
+        let packet = pool.get(1);
+        assert_eq!(packet.messages, 1);
+        let body = packet
+            .stamped("m-0-9", Encoding::Identity)
+            .expect("stamped");
+        check_message(&body);
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(value["msg_id"], "m-0-9-0");
+    }
+
+    #[test]
+    fn pools_without_ids_send_bodies_unchanged() {
+        let pool = PacketPool::generate(
+            Endpoint::Packets,
+            PacketSize::fixed(3),
+            Encoding::Identity,
+            7,
+            false,
+        )
+        .expect("generated");
+        let packet = pool.get(0);
+        assert!(packet.id_slots.is_none());
+        assert_eq!(
+            packet.stamped("x-0-0", Encoding::Gzip).expect("as is"),
+            packet.body
+        );
     }
 
     #[test]

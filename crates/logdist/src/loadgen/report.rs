@@ -26,17 +26,19 @@ pub struct Report {
     pub agents: usize,
     /// Why the run ended.
     pub stopped_by: StopReason,
-    /// Requests started (a `/message/send` request is a packet of one).
+    /// Packets started (a `/message/send` request is a packet of one); a packet counts
+    /// once however often it was resent.
     pub packets_sent: u64,
-    /// Requests answered 200 or 202.
+    /// Packets answered 200 or 202, on the first attempt or a resend.
     pub packets_acked: u64,
-    /// Requests that failed, for any reason in `failures`.
+    /// Packets that failed for good: their last attempt failed, for a reason in
+    /// `failures`.
     pub packets_failed: u64,
-    /// Messages in the requests started.
+    /// Messages in the packets started.
     pub messages_sent: u64,
     /// Messages the distributor acknowledged.
     pub messages_acked: u64,
-    /// Messages in failed requests.
+    /// Messages in packets that failed for good.
     pub messages_failed: u64,
     /// Wall time from the first request to the last answer, in seconds.
     pub duration_s: f64,
@@ -44,10 +46,19 @@ pub struct Report {
     pub messages_per_s: f64,
     /// Acknowledged packets per second.
     pub packets_per_s: f64,
-    /// Latency of acknowledged requests.
+    /// Latency of acknowledged packets, from the first attempt to the acknowledgement
+    /// (resends and their waits included).
     pub latency_ms: Latency,
-    /// Failed requests by kind: `http_<status>`, `timeout`, `connect`, `aborted`, `other`.
+    /// Failed ATTEMPTS by kind: `http_<status>`, `timeout`, `connect`, `aborted`, `other`.
+    /// Resent attempts count too, so with `--retries` the total can exceed
+    /// `packets_failed`; without it, each failed packet is one failed attempt.
     pub failures: BTreeMap<String, u64>,
+    /// Resends (`--retries`) over all packets: requests sent = `packets_sent + retries`.
+    pub retries: u64,
+    /// The prefix of packet keys and message ids, when packets had keys (`--trace` or
+    /// `--idempotency-keys`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_prefix: Option<String>,
     /// The distributor's `/analyzer/stats` after the run, as it answered; null when it
     /// could not be fetched.
     pub analyzers: Option<serde_json::Value>,
@@ -105,10 +116,14 @@ pub(crate) struct Measured {
     pub totals: CounterSnapshot,
     /// From the first request to the last answer.
     pub elapsed: Duration,
-    /// Latencies of acknowledged requests, merged over the agents, in microseconds.
+    /// Latencies of acknowledged packets, merged over the agents, in microseconds.
     pub latency_us: Histogram<u64>,
-    /// Failed requests by kind, merged over the agents.
+    /// Failed attempts by kind, merged over the agents.
     pub failures: BTreeMap<String, u64>,
+    /// Resends, over all agents.
+    pub retries: u64,
+    /// The prefix of packet keys, when packets had keys.
+    pub id_prefix: Option<String>,
 }
 
 impl Report {
@@ -124,6 +139,8 @@ impl Report {
             elapsed,
             latency_us,
             failures,
+            retries,
+            id_prefix,
         } = measured;
         let seconds = elapsed.as_secs_f64();
         let per_s = |n: u64| {
@@ -153,6 +170,8 @@ impl Report {
             packets_per_s: per_s(totals.packets_acked),
             latency_ms: Latency::from_micros(&latency_us),
             failures,
+            retries,
+            id_prefix,
             analyzers,
             analyzers_error,
         }
@@ -200,13 +219,17 @@ impl Report {
                 crate::thousands(messages)
             );
         }
+        let _ = writeln!(out, "  retries: {}", crate::thousands(self.retries));
         if !self.failures.is_empty() {
             let kinds: Vec<String> = self
                 .failures
                 .iter()
                 .map(|(kind, n)| format!("{kind} {}", crate::thousands(*n)))
                 .collect();
-            let _ = writeln!(out, "  failures: {}", kinds.join(", "));
+            let _ = writeln!(out, "  failed attempts: {}", kinds.join(", "));
+        }
+        if let Some(prefix) = &self.id_prefix {
+            let _ = writeln!(out, "  id prefix: {prefix}");
         }
         let _ = writeln!(
             out,
@@ -257,7 +280,9 @@ mod tests {
             totals,
             elapsed: Duration::from_secs(2),
             latency_us: histogram,
-            failures: BTreeMap::from([("http_503".to_owned(), 1)]),
+            failures: BTreeMap::from([("http_503".to_owned(), 3)]),
+            retries: 2,
+            id_prefix: Some("run1".to_owned()),
         };
         Report::new(&LoadgenArgs::default(), measured, analyzers)
     }
@@ -279,6 +304,7 @@ mod tests {
             "messages_per_s",
             "latency_ms",
             "failures",
+            "retries",
             "analyzers",
         ] {
             assert!(json.get(key).is_some(), "missing {key} in {json}");
@@ -287,7 +313,9 @@ mod tests {
             assert!(json["latency_ms"][key].is_f64(), "latency_ms.{key}");
         }
         assert_eq!(json["messages_per_s"], 450.0);
-        assert_eq!(json["failures"]["http_503"], 1);
+        assert_eq!(json["failures"]["http_503"], 3);
+        assert_eq!(json["retries"], 2);
+        assert_eq!(json["id_prefix"], "run1");
         assert!(json["analyzers"].is_array());
         assert!(json.get("analyzers_error").is_none());
     }
@@ -306,7 +334,9 @@ mod tests {
             "target_share": 0.5, "messages_sent": 510, "share": 0.51}]);
         let text = sample(Ok(stats)).summary();
         assert!(text.contains("1,000"), "{text}");
-        assert!(text.contains("http_503 1"), "{text}");
+        assert!(text.contains("failed attempts: http_503 3"), "{text}");
+        assert!(text.contains("retries: 2"), "{text}");
+        assert!(text.contains("id prefix: run1"), "{text}");
         assert!(text.contains("51.00%") && text.contains("+1.00%"), "{text}");
     }
 

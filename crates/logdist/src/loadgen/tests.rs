@@ -280,3 +280,338 @@ async fn bad_targets_are_refused() {
         assert!(result.is_err(), "{target} should be refused");
     }
 }
+
+// === Retries, ids and the trace ===
+
+/// A stub that turns away the first `refusals` attempts of each packet (told apart by
+/// `Idempotency-Key`) with 503 and `Retry-After`, acknowledges later ones, and keeps
+/// every request it saw.
+struct Flaky {
+    refusals: u32,
+    retry_after: Option<&'static str>,
+    /// Attempts per idempotency key.
+    attempts: Mutex<BTreeMap<String, u32>>,
+    /// Every request: its idempotency key and its decoded message lines.
+    requests: Mutex<Vec<(Option<String>, Vec<Value>)>>,
+}
+
+fn decode(headers: &HeaderMap, body: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    match headers.get("content-encoding").map(|v| v.as_bytes()) {
+        None => Some(body.to_vec()),
+        Some(b"gzip") => {
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut text)
+                .ok()?;
+            Some(text)
+        }
+        Some(b"zstd") => zstd::decode_all(body).ok(),
+        Some(_) => None,
+    }
+}
+
+async fn flaky(
+    State(stub): State<Arc<Flaky>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let Some(text) = decode(&headers, &body) else {
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}").into_response();
+    };
+    let lines: Vec<Value> = text
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap_or(Value::Null))
+        .collect();
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let attempt = {
+        let mut attempts = stub.attempts.lock().expect("lock");
+        let n = attempts.entry(key.clone().unwrap_or_default()).or_default();
+        *n += 1;
+        *n
+    };
+    let n = lines.len();
+    stub.requests.lock().expect("lock").push((key, lines));
+    if attempt <= stub.refusals {
+        let mut answer = (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"busy\"}").into_response();
+        if let Some(seconds) = stub.retry_after {
+            answer
+                .headers_mut()
+                .insert("retry-after", http::HeaderValue::from_static(seconds));
+        }
+        return answer;
+    }
+    (StatusCode::OK, json!({ "messages": n }).to_string()).into_response()
+}
+
+async fn flaky_stub(refusals: u32, retry_after: Option<&'static str>) -> (String, Arc<Flaky>) {
+    let stub = Arc::new(Flaky {
+        refusals,
+        retry_after,
+        attempts: Mutex::default(),
+        requests: Mutex::default(),
+    });
+    let app = Router::new()
+        .route("/packets", post(flaky))
+        .route("/message/send", post(flaky))
+        .with_state(stub.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), stub)
+}
+
+/// A fresh path for a trace file.
+fn trace_path(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "logdist-loadgen-{name}-{}-{}.ndjson",
+        std::process::id(),
+        rand::random::<u32>()
+    ))
+}
+
+/// Reads and removes a trace file.
+fn read_trace(path: &std::path::Path) -> Vec<TraceLine> {
+    let text = std::fs::read_to_string(path).expect("trace file");
+    let _ = std::fs::remove_file(path);
+    text.lines()
+        .map(|line| serde_json::from_str(line).expect("a trace line"))
+        .collect()
+}
+
+#[tokio::test]
+async fn refused_packets_are_resent_with_the_same_key_and_ids() {
+    let (target, stub) = flaky_stub(1, Some("0")).await;
+    let path = trace_path("retries");
+    let args = LoadgenArgs {
+        packets: Some(40),
+        packet_size: "1..20".parse().expect("size"),
+        encoding: Encoding::Gzip,
+        retries: 2,
+        trace: Some(path.clone()),
+        idempotency_keys: true,
+        id_prefix: Some("t1".parse().expect("prefix")),
+        ..args(target)
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+
+    assert_eq!(
+        (
+            report.packets_sent,
+            report.packets_acked,
+            report.packets_failed
+        ),
+        (40, 40, 0)
+    );
+    assert_eq!(report.messages_acked, report.messages_sent);
+    assert_eq!(report.retries, 40);
+    assert_eq!(
+        report.failures,
+        BTreeMap::from([("http_503".to_owned(), 40)])
+    );
+    assert_eq!(report.id_prefix.as_deref(), Some("t1"));
+
+    // The server saw each key exactly twice, with the same messages both times.
+    let attempts = stub.attempts.lock().expect("lock").clone();
+    assert_eq!(attempts.len(), 40);
+    assert!(attempts.values().all(|n| *n == 2), "{attempts:?}");
+    let requests = stub.requests.lock().expect("lock").clone();
+    let mut by_key: BTreeMap<String, Vec<Vec<Value>>> = BTreeMap::new();
+    for (key, lines) in requests {
+        let key = key.expect("every request has an Idempotency-Key");
+        for (i, line) in lines.iter().enumerate() {
+            assert!(valid_message(line.to_string().as_bytes()), "{line}");
+            assert_eq!(line["msg_id"], format!("{key}-{i}"), "message {i} of {key}");
+        }
+        by_key.entry(key).or_default().push(lines);
+    }
+    for (key, sends) in &by_key {
+        assert_eq!(sends.len(), 2, "{key}");
+        assert_eq!(sends[0], sends[1], "{key} was resent unchanged");
+    }
+    // Keys are {prefix}-{agent}-{seq}, seq counting from 0 per agent.
+    let mut seqs: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for key in by_key.keys() {
+        let mut parts = key.splitn(3, '-');
+        assert_eq!(parts.next(), Some("t1"));
+        let agent: usize = parts.next().and_then(|p| p.parse().ok()).expect("agent");
+        let seq: u64 = parts.next().and_then(|p| p.parse().ok()).expect("seq");
+        seqs.entry(agent).or_default().push(seq);
+    }
+    for (agent, mut seqs) in seqs {
+        seqs.sort_unstable();
+        let expected: Vec<u64> = (0..seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "agent {agent}");
+    }
+
+    // One trace line per packet, all acked on the second attempt.
+    let trace = read_trace(&path);
+    assert_eq!(trace.len(), 40);
+    for line in &trace {
+        assert_eq!(line.outcome, TraceOutcome::Acked, "{line:?}");
+        assert_eq!((line.status, line.failure.as_deref()), (Some(200), None));
+        assert_eq!(line.attempts, 2);
+        assert_eq!(by_key[&line.key][0].len() as u64, line.messages);
+    }
+    let keys: std::collections::BTreeSet<&String> = trace.iter().map(|l| &l.key).collect();
+    assert_eq!(keys, by_key.keys().collect());
+    let traced_messages: u64 = trace.iter().map(|l| l.messages).sum();
+    assert_eq!(traced_messages, report.messages_acked);
+}
+
+#[tokio::test]
+async fn a_stop_lets_started_packets_finish_their_retries() {
+    // Every first attempt waits a second for its resend; the run stops before that.
+    let (target, stub) = flaky_stub(1, Some("1")).await;
+    let path = trace_path("drain");
+    let args = LoadgenArgs {
+        duration: Some(Duration::from_millis(300)),
+        retries: 1,
+        trace: Some(path.clone()),
+        idempotency_keys: true,
+        ..args(target)
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert_eq!(report.stopped_by, StopReason::Duration);
+    assert!(report.packets_sent > 0);
+    assert_eq!(report.packets_acked, report.packets_sent);
+    assert_eq!(report.packets_failed, 0);
+    assert_eq!(report.retries, report.packets_sent);
+    assert_eq!(
+        stub.requests.lock().expect("lock").len() as u64,
+        2 * report.packets_sent
+    );
+    let trace = read_trace(&path);
+    assert_eq!(trace.len() as u64, report.packets_sent);
+    assert!(
+        trace
+            .iter()
+            .all(|l| l.outcome == TraceOutcome::Acked && l.attempts == 2)
+    );
+}
+
+#[tokio::test]
+async fn the_drain_grace_ends_retry_waits() {
+    // Always busy, asking for more than the grace: packets fail with their last answer.
+    let (target, _stub) = flaky_stub(u32::MAX, Some("30")).await;
+    let path = trace_path("abort");
+    let args = LoadgenArgs {
+        duration: Some(Duration::from_millis(200)),
+        timeout: Duration::from_millis(400),
+        retries: 10,
+        trace: Some(path.clone()),
+        ..args(target)
+    };
+    let started = std::time::Instant::now();
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopped promptly"
+    );
+    assert!(report.packets_sent > 0);
+    assert_eq!(report.packets_failed, report.packets_sent);
+    assert_eq!(report.retries, 0);
+    assert_eq!(
+        report.failures,
+        BTreeMap::from([("http_503".to_owned(), report.packets_sent)])
+    );
+    let trace = read_trace(&path);
+    assert_eq!(trace.len() as u64, report.packets_sent);
+    for line in trace {
+        assert_eq!(line.outcome, TraceOutcome::Failed);
+        assert_eq!(line.status, Some(503));
+        assert_eq!(line.failure.as_deref(), Some("http_503"));
+        assert_eq!(line.attempts, 1);
+    }
+}
+
+#[tokio::test]
+async fn other_client_errors_are_final() {
+    let (target, stub) = stub(StatusCode::BAD_REQUEST, Duration::ZERO).await;
+    let args = LoadgenArgs {
+        packets: Some(12),
+        retries: 3,
+        ..args(target)
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert_eq!((report.packets_failed, report.retries), (12, 0));
+    assert_eq!(stub.packets.load(Relaxed), 12);
+    assert_eq!(
+        report.failures,
+        BTreeMap::from([("http_400".to_owned(), 12)])
+    );
+}
+
+#[tokio::test]
+async fn connection_failures_are_retried() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let args = LoadgenArgs {
+        packets: Some(2),
+        agents: 1,
+        retries: 1,
+        ..args(format!("http://{addr}"))
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert_eq!((report.packets_sent, report.packets_failed), (2, 2));
+    assert_eq!(report.retries, 2);
+    assert_eq!(report.failures.get("connect"), Some(&4));
+}
+
+#[tokio::test]
+async fn idempotency_keys_without_trace_leave_bodies_alone() {
+    let (target, stub) = flaky_stub(0, None).await;
+    let args = LoadgenArgs {
+        packets: Some(10),
+        idempotency_keys: true,
+        ..args(target)
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert_eq!(report.packets_acked, 10);
+    let prefix = report.id_prefix.expect("a random prefix");
+    assert_eq!(prefix.len(), 8);
+    let requests = stub.requests.lock().expect("lock").clone();
+    assert_eq!(requests.len(), 10);
+    for (key, lines) in requests {
+        let key = key.expect("Idempotency-Key");
+        assert!(key.starts_with(&format!("{prefix}-")), "{key}");
+        assert!(lines.iter().all(|l| l.get("msg_id").is_none()));
+    }
+}
+
+#[tokio::test]
+async fn traced_single_messages_carry_id_0() {
+    let (target, stub) = flaky_stub(0, None).await;
+    let path = trace_path("message");
+    let args = LoadgenArgs {
+        packets: Some(6),
+        endpoint: Endpoint::Message,
+        encoding: Encoding::Zstd,
+        trace: Some(path.clone()),
+        id_prefix: Some("m".parse().expect("prefix")),
+        ..args(target)
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert_eq!(report.messages_acked, 6);
+    let trace = read_trace(&path);
+    assert_eq!(trace.len(), 6);
+    let requests = stub.requests.lock().expect("lock").clone();
+    let ids: std::collections::BTreeSet<String> = requests
+        .iter()
+        .map(|(key, lines)| {
+            assert!(key.is_none(), "no Idempotency-Key without the flag");
+            assert_eq!(lines.len(), 1);
+            lines[0]["msg_id"].as_str().expect("msg_id").to_owned()
+        })
+        .collect();
+    let expected = trace.iter().map(|l| format!("{}-0", l.key)).collect();
+    assert_eq!(ids, expected);
+}

@@ -1,0 +1,177 @@
+//! One attempt at sending a packet: the request, the whole answer within `--timeout`,
+//! and what went wrong if it was not acknowledged ([`Failure`]). Whether to try again is
+//! [`super::retry`]'s business; the loop around it is the agent's.
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::agent::{HttpClient, Plan};
+use super::retry::parse_retry_after;
+use crate::error_chain;
+
+/// The header that lets a distributor recognise a resent packet.
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// What a packet's attempts share: built once, so a resend is the same request.
+pub(crate) struct Outgoing {
+    /// The body exactly as sent.
+    pub body: Bytes,
+    /// `Idempotency-Key`, with `--idempotency-keys`.
+    pub idempotency_key: Option<HeaderValue>,
+}
+
+/// Why an attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// Answered with a status other than 200 or 202.
+    Status(u16),
+    /// No complete answer within `--timeout`.
+    Timeout,
+    /// The connection could not be established.
+    Connect,
+    /// Still in flight when the run stopped and the drain grace ran out.
+    Aborted,
+    /// Anything else: a reset connection, a malformed answer.
+    Other,
+}
+
+impl FailureKind {
+    /// The key in the report's `failures` object and the trace's `failure` field.
+    pub fn key(self) -> String {
+        match self {
+            Self::Status(code) => format!("http_{code}"),
+            Self::Timeout => "timeout".to_owned(),
+            Self::Connect => "connect".to_owned(),
+            Self::Aborted => "aborted".to_owned(),
+            Self::Other => "other".to_owned(),
+        }
+    }
+
+    /// The HTTP status of the answer, when there was one.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            Self::Status(code) => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// What kind of failure, for the counts and the retry decision.
+    pub kind: FailureKind,
+    /// For the log: the error, or the start of the answer's body.
+    pub detail: String,
+    /// The answer's `Retry-After` (delay-seconds, capped), if it had one.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl Failure {
+    /// A failure without an answer.
+    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// Sends `outgoing` once and reads the whole answer; the status for 200 and 202.
+pub(crate) async fn send(
+    client: &HttpClient,
+    plan: &Plan,
+    outgoing: &Outgoing,
+) -> Result<StatusCode, Failure> {
+    let mut request = Request::post(plan.uri.clone())
+        .header(CONTENT_TYPE, plan.content_type.clone())
+        .body(Full::new(outgoing.body.clone()))
+        .map_err(|e| Failure::new(FailureKind::Other, e.to_string()))?;
+    let headers = request.headers_mut();
+    if let Some(encoding) = &plan.content_encoding {
+        headers.insert(CONTENT_ENCODING, encoding.clone());
+    }
+    if let Some(authorization) = &plan.authorization {
+        headers.insert(AUTHORIZATION, authorization.clone());
+    }
+    if let Some(key) = &outgoing.idempotency_key {
+        headers.insert(IDEMPOTENCY_KEY, key.clone());
+    }
+    let exchange = async {
+        let response = client.request(request).await.map_err(|e| {
+            let kind = if e.is_connect() {
+                FailureKind::Connect
+            } else {
+                FailureKind::Other
+            };
+            Failure::new(kind, error_chain(&e))
+        })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(parse_retry_after);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| Failure::new(FailureKind::Other, format!("reading the answer: {e}")))?
+            .to_bytes();
+        if status == StatusCode::OK || status == StatusCode::ACCEPTED {
+            Ok(status)
+        } else {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            Err(Failure {
+                kind: FailureKind::Status(status.as_u16()),
+                detail: text,
+                retry_after,
+            })
+        }
+    };
+    match tokio::time::timeout(plan.timeout, exchange).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Failure::new(
+            FailureKind::Timeout,
+            format!("no answer within {:?}", plan.timeout),
+        )),
+    }
+}
+
+/// Logs the first failure of each kind at WARN, the rest at DEBUG.
+pub(crate) fn log_failure(plan: &Plan, failure: &Failure) {
+    let key = failure.kind.key();
+    let first = match plan.logged.lock() {
+        Ok(mut logged) => logged.insert(key.clone()),
+        Err(_) => false,
+    };
+    let detail = failure.detail.as_str();
+    if first {
+        tracing::warn!(
+            kind = %key,
+            detail,
+            "Request failed; further failures of this kind are logged at debug level."
+        );
+    } else {
+        tracing::debug!(kind = %key, detail, "Request failed.");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_keys_and_statuses() {
+        assert_eq!(FailureKind::Status(503).key(), "http_503");
+        assert_eq!(FailureKind::Status(400).key(), "http_400");
+        assert_eq!(FailureKind::Timeout.key(), "timeout");
+        assert_eq!(FailureKind::Connect.key(), "connect");
+        assert_eq!(FailureKind::Aborted.key(), "aborted");
+        assert_eq!(FailureKind::Other.key(), "other");
+        assert_eq!(FailureKind::Status(503).status(), Some(503));
+        assert_eq!(FailureKind::Timeout.status(), None);
+    }
+}
