@@ -34,7 +34,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Receive packets from agents and route each to one analyzer by weight.
-    Distributor(distributor::DistributorArgs),
+    // Boxed: the distributor's flags are many times the size of the other commands'.
+    Distributor(Box<distributor::DistributorArgs>),
     /// Run an analyzer that registers itself with a distributor and counts what it gets.
     Analyzer(analyzer::AnalyzerArgs),
     /// Simulate many agents sending packets; report throughput, latency and shares.
@@ -73,7 +74,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Distributor(args) => {
             let listener = bind(args.listen).await?;
-            distributor::run(args, listener, shutdown).await
+            distributor::run(*args, listener, shutdown).await
         }
         Command::Analyzer(args) => {
             let listener = bind(args.listen_addr()).await?;

@@ -61,11 +61,11 @@ pub fn client_config(extra_ca: Option<&Path>) -> anyhow::Result<ClientConfig> {
                 .with_context(|| format!("adding a CA from {}", path.display()))?;
         }
     }
-    let mut config = ClientConfig::builder_with_provider(provider())
+    // No ALPN here: the HTTPS connector sets it from the HTTP versions it enables.
+    let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .context("choosing TLS versions")?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -21,7 +21,12 @@ async fn ingest_and_admin_tokens_are_separate() {
     let http = Http::new();
     let (_d, url) = distributor(
         &dir,
-        &["--ingest-token", "in-secret", "--admin-token", "admin-secret"],
+        &[
+            "--ingest-token",
+            "in-secret",
+            "--admin-token",
+            "admin-secret",
+        ],
     );
     let (_a, _) = analyzer(&dir, 1, 1.0, &url, &["--token", "admin-secret"]);
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
@@ -35,7 +40,10 @@ async fn ingest_and_admin_tokens_are_separate() {
             http.request(
                 Method::POST,
                 &format!("{url}{path}"),
-                &[("content-type", "application/json"), ("authorization", &auth)],
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
                 body,
             )
             .await
@@ -44,19 +52,36 @@ async fn ingest_and_admin_tokens_are_separate() {
     let registration = r#"{"id":"analyzer_9","weight":1,"url":"http://127.0.0.1:9"}"#;
     // Each token opens its own door only.
     assert_eq!(post("/packets", "admin-secret", GOOD).await.status, 401);
-    assert_eq!(post("/message/send", "admin-secret", GOOD).await.status, 401);
-    assert_eq!(post("/analyzer/register", "in-secret", registration).await.status, 401);
     assert_eq!(
-        post("/analyzer/deregister", "in-secret", r#"{"id":"analyzer_1"}"#)
+        post("/message/send", "admin-secret", GOOD).await.status,
+        401
+    );
+    assert_eq!(
+        post("/analyzer/register", "in-secret", registration)
             .await
             .status,
+        401
+    );
+    assert_eq!(
+        post(
+            "/analyzer/deregister",
+            "in-secret",
+            r#"{"id":"analyzer_1"}"#
+        )
+        .await
+        .status,
         401
     );
     let answer = post("/packets", "in-secret", GOOD).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     let answer = post("/analyzer/register", "admin-secret", registration).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
-    let answer = post("/analyzer/deregister", "admin-secret", r#"{"id":"analyzer_9"}"#).await;
+    let answer = post(
+        "/analyzer/deregister",
+        "admin-secret",
+        r#"{"id":"analyzer_9"}"#,
+    )
+    .await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     // Reading stays open, as for Prometheus.
     assert_eq!(http.get(&format!("{url}/analyzer/stats")).await.status, 200);
@@ -83,12 +108,22 @@ async fn an_open_distributor_says_so_and_registration_cannot_point_anywhere_odd(
             r#"{"id":"x","weight":1,"url":"http://169.254.169.254"}"#,
             "link-local",
         ),
-        (r#"{"id":"x","weight":1,"url":"http://0.0.0.0:3001"}"#, "unspecified"),
-        (r#"{"id":"x","weight":1,"url":"gopher://h:70"}"#, "scheme `gopher`"),
+        (
+            r#"{"id":"x","weight":1,"url":"http://0.0.0.0:3001"}"#,
+            "unspecified",
+        ),
+        (
+            r#"{"id":"x","weight":1,"url":"gopher://h:70"}"#,
+            "scheme `gopher`",
+        ),
         (r#"{"id":"x","weight":1,"url":"http://h:0"}"#, "port 0"),
     ] {
         let answer = http
-            .post(&format!("{url}/analyzer/register"), "application/json", body)
+            .post(
+                &format!("{url}/analyzer/register"),
+                "application/json",
+                body,
+            )
             .await;
         assert_eq!(answer.status, 400, "{body}: {}", answer.text());
         assert!(answer.text().contains(error), "{body}: {}", answer.text());
@@ -120,8 +155,19 @@ async fn tls_on_the_listener_and_toward_https_analyzers() {
     let (cert, key, ca) = (path("cert.pem"), path("key.pem"), path("ca.pem"));
     let (_d, listen) = spawn_server(&dir, "distributor", |listen| {
         [
-            "distributor", "--listen", listen, "--token", "t0ken", "--tls-cert", &cert,
-            "--tls-key", &key, "--tls-ca", &ca, "--probe-interval", "200ms",
+            "distributor",
+            "--listen",
+            listen,
+            "--token",
+            "t0ken",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-ca",
+            &ca,
+            "--probe-interval",
+            "200ms",
         ]
         .map(String::from)
         .to_vec()
@@ -133,9 +179,25 @@ async fn tls_on_the_listener_and_toward_https_analyzers() {
         &dir,
         "analyzer_1",
         &[
-            "analyzer", "--id", "1", "--listen", &format!("127.0.0.1:{analyzer_port}"),
-            "--advertise-url", &analyzer_url, "--distributor", &url, "--token", "t0ken",
-            "--tls-cert", &cert, "--tls-key", &key, "--tls-ca", &ca, "--heartbeat", "500ms",
+            "analyzer",
+            "--id",
+            "1",
+            "--listen",
+            &format!("127.0.0.1:{analyzer_port}"),
+            "--advertise-url",
+            &analyzer_url,
+            "--distributor",
+            &url,
+            "--token",
+            "t0ken",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-ca",
+            &ca,
+            "--heartbeat",
+            "500ms",
         ],
     );
 
@@ -176,9 +238,16 @@ async fn tls_on_the_listener_and_toward_https_analyzers() {
 
     // Plain HTTP to the TLS port gets no answer; a client that does not trust the CA
     // fails the handshake.
-    assert!(Http::new().try_get(&format!("http://{listen}/health")).await.is_none());
-    let untrusting =
-        logdist::distributor::http_client(Duration::from_secs(5), logdist::tls::client_config(None).unwrap());
+    assert!(
+        Http::new()
+            .try_get(&format!("http://{listen}/health"))
+            .await
+            .is_none()
+    );
+    let untrusting = logdist::distributor::http_client(
+        Duration::from_secs(5),
+        logdist::tls::client_config(None).unwrap(),
+    );
     let request = Request::get(format!("{url}/health"))
         .body(Full::new(Bytes::new()))
         .unwrap();

@@ -467,7 +467,7 @@ fn cases(port: &str) -> Vec<Case> {
             js,
             format!("[{GOOD}]"),
             400,
-            "",
+            "expected a JSON object",
         ),
         case(
             "JSON array with trailing garbage",
@@ -475,7 +475,7 @@ fn cases(port: &str) -> Vec<Case> {
             js,
             format!("[{GOOD}] x"),
             400,
-            "",
+            "trailing characters at line 1 column 80",
         ),
     ]);
     cases

@@ -49,7 +49,11 @@ async fn a_retried_packet_is_acknowledged_again_but_delivered_once() {
     // The same key for another packet is a client bug, refused.
     let reused = send(&http, &url, "agent-1-packet-1", 100, 3).await;
     assert_eq!(reused.status, 422, "{}", reused.text());
-    assert!(reused.text().contains("already used for a different packet"));
+    assert!(
+        reused
+            .text()
+            .contains("already used for a different packet")
+    );
     assert_eq!(counted(&http, &analyzer).await, 10);
 
     // A retry while the first attempt is still in flight waits for it: both get 200,
@@ -61,13 +65,10 @@ async fn a_retried_packet_is_acknowledged_again_but_delivered_once() {
         r#"{"delay_ms":400}"#,
     )
     .await;
-    let (a, b) = tokio::join!(
-        send(&http, &url, "agent-1-packet-2", 200, 5),
-        async {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            send(&http, &url, "agent-1-packet-2", 200, 5).await
-        }
-    );
+    let (a, b) = tokio::join!(send(&http, &url, "agent-1-packet-2", 200, 5), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        send(&http, &url, "agent-1-packet-2", 200, 5).await
+    });
     assert_eq!((a.status.as_u16(), b.status.as_u16()), (200, 200));
     assert_eq!(b.headers["idempotent-replayed"], "true");
     assert_eq!(counted(&http, &analyzer).await, 15);

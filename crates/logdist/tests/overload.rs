@@ -15,7 +15,13 @@ use common::*;
 use hyper::Method;
 
 /// Runs the load generator to the end and returns its `--report`.
-fn run_loadgen(dir: &std::path::Path, name: &str, url: &str, duration: &str) -> serde_json::Value {
+fn run_loadgen(
+    dir: &std::path::Path,
+    name: &str,
+    url: &str,
+    agents: &str,
+    duration: &str,
+) -> serde_json::Value {
     let report = dir.join(format!("{name}.json"));
     let mut proc = spawn(
         dir,
@@ -25,7 +31,7 @@ fn run_loadgen(dir: &std::path::Path, name: &str, url: &str, duration: &str) -> 
             "--target",
             url,
             "--agents",
-            "32",
+            agents,
             "--packet-size",
             "100",
             "--duration",
@@ -86,18 +92,42 @@ async fn slow_analyzers_get_503s_not_timeouts_with_flat_memory_and_recover() {
         })
     };
     let (dir2, url2) = (dir.clone(), url.clone());
-    let overload = tokio::task::spawn_blocking(move || run_loadgen(&dir2, "overload", &url2, "60s"))
-        .await
-        .unwrap();
+    let overload =
+        tokio::task::spawn_blocking(move || run_loadgen(&dir2, "overload", &url2, "256", "60s"));
+    // An agent refused during the overload is told when to come back.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let refused = loop {
+        let answer = http.send_packet(&url, 0, 100).await;
+        if answer.status == 503 {
+            break answer;
+        }
+    };
+    assert!(
+        refused.headers.contains_key("retry-after"),
+        "{:?}",
+        refused.headers
+    );
+    eprintln!(
+        "overload: a refused agent is told {:?} with Retry-After: {:?}",
+        refused.json()["error"],
+        refused.headers["retry-after"]
+    );
+    let overload = overload.await.unwrap();
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let samples = sampler.join().unwrap();
 
     let failures = &overload["failures"];
     eprintln!(
         "overload: {} packets sent, {} acked ({:.0} msg/s), failures {failures}, latency ms {}",
-        overload["packets_sent"], overload["packets_acked"], overload["messages_per_s"].as_f64().unwrap(), overload["latency_ms"]
+        overload["packets_sent"],
+        overload["packets_acked"],
+        overload["messages_per_s"].as_f64().unwrap(),
+        overload["latency_ms"]
     );
-    let rss: Vec<String> = samples.iter().map(|(t, kib)| format!("{t:.0}s:{}MiB", kib / 1024)).collect();
+    let rss: Vec<String> = samples
+        .iter()
+        .map(|(t, kib)| format!("{t:.0}s:{}MiB", kib / 1024))
+        .collect();
     eprintln!("overload: distributor RSS {}", rss.join(" "));
     assert!(
         failures["http_503"].as_u64().unwrap_or(0) > 0,
@@ -121,7 +151,11 @@ async fn slow_analyzers_get_503s_not_timeouts_with_flat_memory_and_recover() {
     let peak = |s: &[(f64, u64)]| s.iter().map(|(_, kib)| *kib).max().unwrap_or(0);
     let (first, second) = (peak(&samples[..half]), peak(&samples[half..]));
     eprintln!("overload: peak RSS first half {first} KiB, second half {second} KiB");
-    assert!(samples.len() >= 50, "too few RSS samples: {}", samples.len());
+    assert!(
+        samples.len() >= 50,
+        "too few RSS samples: {}",
+        samples.len()
+    );
     assert!(
         second <= first + first / 10 + 4096,
         "RSS grew: first half peak {first} KiB, second half peak {second} KiB"
@@ -139,12 +173,15 @@ async fn slow_analyzers_get_503s_not_timeouts_with_flat_memory_and_recover() {
         .await;
     }
     let (dir2, url2) = (dir.clone(), url.clone());
-    let recovered = tokio::task::spawn_blocking(move || run_loadgen(&dir2, "recovered", &url2, "5s"))
-        .await
-        .unwrap();
+    let recovered =
+        tokio::task::spawn_blocking(move || run_loadgen(&dir2, "recovered", &url2, "32", "5s"))
+            .await
+            .unwrap();
     eprintln!(
         "overload: after catching up {} packets acked ({:.0} msg/s), failures {}",
-        recovered["packets_acked"], recovered["messages_per_s"].as_f64().unwrap(), recovered["failures"]
+        recovered["packets_acked"],
+        recovered["messages_per_s"].as_f64().unwrap(),
+        recovered["failures"]
     );
     let rate = |r: &serde_json::Value| r["messages_per_s"].as_f64().unwrap();
     assert!(

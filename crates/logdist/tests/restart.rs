@@ -100,7 +100,10 @@ fn sigterm_under_load_answers_every_agent_and_exits_0_within_the_grace() {
     let took = stopping.elapsed();
     eprintln!("sigterm: the distributor exited {status} {took:?} after SIGTERM");
     assert!(status.success(), "{}", distributor.log_text());
-    assert!(took <= Duration::from_secs(6), "took {took:?}, grace is 5 s");
+    assert!(
+        took <= Duration::from_secs(6),
+        "took {took:?}, grace is 5 s"
+    );
     assert!(distributor.log_text().contains("Distributor stopped."));
 
     let status = loadgen.wait_exit(Duration::from_secs(60));
@@ -114,12 +117,19 @@ fn sigterm_under_load_answers_every_agent_and_exits_0_within_the_grace() {
         }
     }
     eprintln!("sigterm: {books}; failures by kind {failures:?}");
-    assert!(books.lost.is_empty(), "lost: {:?}", &books.lost[..5.min(books.lost.len())]);
+    assert!(
+        books.lost.is_empty(),
+        "lost: {:?}",
+        &books.lost[..5.min(books.lost.len())]
+    );
     assert!(books.packets_acked > 500, "{books}");
     // Every agent waiting at the SIGTERM was answered: nobody waited out its timeout.
     assert_eq!(failures.get("timeout"), None, "{failures:?}");
     // After the exit, agents are refused at connect: nothing was accepted and left behind.
-    assert!(failures.get("connect").is_some_and(|n| *n > 0), "{failures:?}");
+    assert!(
+        failures.get("connect").is_some_and(|n| *n > 0),
+        "{failures:?}"
+    );
 }
 
 #[test]
@@ -153,7 +163,17 @@ fn sigkill_and_restart_under_load_loses_nothing_for_agents_that_retry() {
     let books = balance(&read_trace(&trace), &read_journals(&journals));
     eprintln!("sigkill: {books}");
     assert_eq!(books.packets_sent, 6000, "{books}");
-    assert_eq!(books.packets_acked, 6000, "every packet gets through: {books}");
-    assert!(books.lost.is_empty(), "lost: {:?}", &books.lost[..5.min(books.lost.len())]);
-    assert!(books.retries > 0, "the kill must have made agents retry: {books}");
+    assert_eq!(
+        books.packets_acked, 6000,
+        "every packet gets through: {books}"
+    );
+    assert!(
+        books.lost.is_empty(),
+        "lost: {:?}",
+        &books.lost[..5.min(books.lost.len())]
+    );
+    assert!(
+        books.retries > 0,
+        "the kill must have made agents retry: {books}"
+    );
 }

@@ -28,7 +28,10 @@ fn read_to_close(stream: &mut TcpStream) -> (String, Duration) {
             Ok(n) => answer.extend_from_slice(&buf[..n]),
         }
     }
-    (String::from_utf8_lossy(&answer).into_owned(), start.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
 }
 
 fn connect(url: &str) -> TcpStream {
@@ -47,7 +50,9 @@ async fn slow_and_lying_clients_are_cut_off_while_others_are_served() {
     // Slowloris: 200 connections each send half a request's headers, one byte at a time.
     let mut loris: Vec<TcpStream> = (0..200).map(|_| connect(&url)).collect();
     for stream in &mut loris {
-        stream.write_all(b"POST /packets HTTP/1.1\r\nHost: x\r\n").unwrap();
+        stream
+            .write_all(b"POST /packets HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
     }
     // Meanwhile everyone else is served at once.
     let started = Instant::now();
@@ -70,9 +75,15 @@ async fn slow_and_lying_clients_are_cut_off_while_others_are_served() {
         (cut, rest)
     });
     let ((text, took), rest) = trickle.await.unwrap();
-    assert!(took < Duration::from_secs(5), "trickler kept for {took:?}: {text}");
+    assert!(
+        took < Duration::from_secs(5),
+        "trickler kept for {took:?}: {text}"
+    );
     for (text, took) in rest {
-        assert!(took < Duration::from_secs(3), "slowloris kept for {took:?}: {text}");
+        assert!(
+            took < Duration::from_secs(3),
+            "slowloris kept for {took:?}: {text}"
+        );
     }
 
     // A body that stalls: 408 with a JSON error once the body timeout passes.

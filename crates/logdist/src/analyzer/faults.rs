@@ -2,8 +2,8 @@
 //! packet with an error status, or only after a delay, until it is told otherwise. With
 //! it a test can turn a live analyzer into a failing or a slow one without restarting it.
 
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Json;

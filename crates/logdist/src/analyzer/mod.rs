@@ -182,7 +182,10 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
     if let Some(late) = past_deadline(&headers) {
         // The distributor has given up on this delivery and sent it elsewhere: keeping
         // it would count it twice.
-        debug!(late_ms = late.as_millis() as u64, "Dropping a delivery past its deadline.");
+        debug!(
+            late_ms = late.as_millis() as u64,
+            "Dropping a delivery past its deadline."
+        );
         return (
             StatusCode::GATEWAY_TIMEOUT,
             Json(json!({"error": "the delivery's deadline has passed; the distributor re-routed it"})),

@@ -38,16 +38,16 @@ pub struct DistributorArgs {
 
     /// Require `Authorization: Bearer TOKEN` on ingest and registration (both; see
     /// --ingest-token and --admin-token to give them different tokens).
-    #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub token: Option<String>,
 
     /// The token agents must send to POST /packets and /message/send [default: --token].
-    #[arg(long, env = "LOGDIST_INGEST_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "LOGDIST_INGEST_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub ingest_token: Option<String>,
 
     /// The token analyzers and operators must send to POST /analyzer/register and
     /// /analyzer/deregister [default: --token].
-    #[arg(long, env = "LOGDIST_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "LOGDIST_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub admin_token: Option<String>,
 
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
@@ -193,6 +193,20 @@ impl DistributorArgs {
     }
 }
 
+/// A bearer token: not empty (an empty `LOGDIST_TOKEN=` would otherwise leave the
+/// distributor open without saying so), and without whitespace or control characters.
+fn parse_token(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err(
+            "a token must not be empty (leave the flag out for an open distributor)".to_owned(),
+        );
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a token must be visible ASCII characters, without spaces".to_owned());
+    }
+    Ok(s.to_owned())
+}
+
 /// Where an analyzer receives packets: an `http://host:port` or `https://host:port` base
 /// URL, checked so that registration cannot point the distributor at other schemes, at
 /// paths, or at addresses no analyzer lives at.
@@ -259,12 +273,25 @@ impl FromStr for AnalyzerUrl {
                 "`{s}` has a path or query; give the base URL {scheme}://host:port"
             ));
         }
-        let port = match authority.port_u16() {
-            Some(0) => return Err(format!("`{s}` has port 0, which nothing listens on")),
-            Some(port) => port,
-            None => default_port,
-        };
+        if s.contains('#') {
+            return Err(format!(
+                "`{s}` has a fragment; give the base URL {scheme}://host:port"
+            ));
+        }
         let host = authority.host().to_owned();
+        // What follows the host: nothing, or `:PORT` with a port that fits in 16 bits.
+        let port = match authority.as_str()[host.len()..].strip_prefix(':') {
+            None => default_port,
+            Some(digits) => match digits.parse::<u16>() {
+                Ok(0) => return Err(format!("`{s}` has port 0, which nothing listens on")),
+                Ok(port) if digits.bytes().all(|b| b.is_ascii_digit()) => port,
+                _ => {
+                    return Err(format!(
+                        "`{s}` has port `{digits}`; a port is a number from 1 to 65535"
+                    ));
+                }
+            },
+        };
         check_host(&host).map_err(|why| format!("`{s}`: {why}"))?;
         let base = format!("{scheme}://{authority}");
         let join = |path: &str| {
@@ -409,6 +436,13 @@ mod tests {
             "a=http://bad_host!:3001@1",
             "a=gopher://h:70@1",
             "a=http://h:99999@1",
+            "a=http://h:65536@1",
+            "a=http://h:@1",
+            "a=http://[]:1@1",
+            "a=http://*:1@1",
+            "a=http://a!b$c:1@1",
+            "a=http://[fe80::1%25eth0]:1@1",
+            "a=http://h:1#frag@1",
         ] {
             assert!(bad.parse::<AnalyzerSpec>().is_err(), "{bad} accepted");
         }
@@ -439,6 +473,13 @@ mod tests {
         assert!(!url.is_loop_to("0.0.0.0:3000".parse().unwrap()));
         let url: AnalyzerUrl = "http://10.0.0.5:3000".parse().unwrap();
         assert!(url.is_loop_to("10.0.0.5:3000".parse().unwrap()));
+    }
+
+    #[test]
+    fn tokens_are_checked() {
+        assert!(parse_token("").is_err());
+        assert!(parse_token("a b").is_err());
+        assert_eq!(parse_token("s3cret").unwrap(), "s3cret");
     }
 
     #[test]

@@ -79,7 +79,9 @@ async fn receive(
     let limit = shared.config.max_body.as_u64() as usize;
     let body = read_body(body, headers, limit, shared.config.body_timeout).await?;
     let Some(key) = key else {
-        return Ok(process(shared, headers, body, endpoint).await?.into_response());
+        return Ok(process(shared, headers, body, endpoint)
+            .await?
+            .into_response());
     };
     let fingerprint = idempotency::fingerprint(endpoint.path(), headers, &body);
     let pending = loop {

@@ -31,8 +31,8 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_util::client::legacy::Client;
 use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -100,10 +100,7 @@ impl Shared {
                 config.queue_wait,
             ),
             listen,
-            idempotency: idempotency::Keys::new(
-                config.idempotency_window,
-                config.idempotency_keys,
-            ),
+            idempotency: idempotency::Keys::new(config.idempotency_window, config.idempotency_keys),
             config,
             shutting_down: CancellationToken::new(),
             metrics: crate::telemetry::metrics().clone(),
@@ -243,7 +240,7 @@ async fn require_token(
             .headers()
             .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer)
             .unwrap_or("");
         if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
@@ -251,6 +248,15 @@ async fn require_token(
         }
     }
     Ok(next.run(request).await)
+}
+
+/// The credentials of an `Authorization: Bearer TOKEN` value (the scheme is
+/// case-insensitive, RFC 9110 §11.1).
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
 }
 
 /// Runs a distributor on `listener` until `shutdown` is cancelled, then stops accepting,
@@ -332,4 +338,18 @@ pub async fn run(
     }
     info!("Distributor stopped.");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer("bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer("BEARER  s3cret"), Some("s3cret"));
+        assert_eq!(bearer("Basic czNjcmV0"), None);
+        assert_eq!(bearer("s3cret"), None);
+    }
 }
