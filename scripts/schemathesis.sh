@@ -176,6 +176,9 @@ ARGS=(
 
 log "st ${ARGS[*]/$TOKEN/***} $*"
 set +e
+# Schemathesis keeps its replay data in ./.schemathesis: run it from $OUT so that lands there
+# (`cd target/schemathesis && ../schemathesis-venv/bin/st replay ID` replays a failure).
+cd "$OUT"
 SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" \
     timeout --signal=INT --kill-after=30 "${ST_TIMEOUT:-900}" \
     "$VENV/bin/st" "${ARGS[@]}" "$@" 2>&1 | sed "s/$TOKEN/***/g" | tee "$OUT/output.txt"
