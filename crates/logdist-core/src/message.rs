@@ -8,7 +8,6 @@
 //! NDJSON that is already in canonical form (no blank lines, no `\r`, a final newline) is
 //! forwarded as the very same buffer, without a copy.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -75,15 +74,15 @@ impl PacketError {
     }
 }
 
-/// The fields every message must have. Borrowed where the JSON has no escapes. Other
-/// fields travel in the raw text; they are only checked for syntax and depth here.
-struct Message<'a> {
-    timestamp: i64,
-    severity: Cow<'a, str>,
-    source: Cow<'a, str>,
+/// What validation learns of a message: the four required fields were there, once each,
+/// with the right types. Nothing is kept or allocated: keys and strings are read (which
+/// checks their UTF-8 and escapes) in serde_json's scratch buffer or borrowed from the body.
+struct Message {
+    severity_empty: bool,
+    source_empty: bool,
 }
 
-impl<'de> Deserialize<'de> for Message<'de> {
+impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(MessageVisitor)
     }
@@ -92,7 +91,7 @@ impl<'de> Deserialize<'de> for Message<'de> {
 struct MessageVisitor;
 
 impl<'de> Visitor<'de> for MessageVisitor {
-    type Value = Message<'de>;
+    type Value = Message;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a message object")
@@ -100,31 +99,24 @@ impl<'de> Visitor<'de> for MessageVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let (mut timestamp, mut severity, mut source, mut text) = (None, None, None, None);
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "timestamp" => set(&mut timestamp, "timestamp", map.next_value::<i64>()?)?,
-                "severity" => set(
-                    &mut severity,
-                    "severity",
-                    map.next_value::<Cow<'de, str>>()?,
-                )?,
-                "source" => set(&mut source, "source", map.next_value::<Cow<'de, str>>()?)?,
-                "message" => set(
-                    &mut text,
-                    "message",
-                    map.next_value::<Cow<'de, str>>()?.len(),
-                )?,
-                _ => map.next_value::<Nested>().map(drop)?,
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::Timestamp => set(&mut timestamp, "timestamp", map.next_value::<i64>()?)?,
+                Field::Severity => set(&mut severity, "severity", map.next_value::<Text>()?)?,
+                Field::Source => set(&mut source, "source", map.next_value::<Text>()?)?,
+                Field::Message => set(&mut text, "message", map.next_value::<Text>()?)?,
+                Field::Other => map.next_value::<Nested>().map(drop)?,
             }
         }
         let missing = |field| de::Error::missing_field(field);
-        let message = Message {
-            timestamp: timestamp.ok_or_else(|| missing("timestamp"))?,
-            severity: severity.ok_or_else(|| missing("severity"))?,
-            source: source.ok_or_else(|| missing("source"))?,
-        };
+        timestamp.ok_or_else(|| missing("timestamp"))?;
+        let severity = severity.ok_or_else(|| missing("severity"))?;
+        let source = source.ok_or_else(|| missing("source"))?;
         text.ok_or_else(|| missing("message"))?;
-        Ok(message)
+        Ok(Message {
+            severity_empty: severity.empty,
+            source_empty: source.empty,
+        })
     }
 }
 
@@ -132,6 +124,66 @@ fn set<T, E: de::Error>(slot: &mut Option<T>, field: &'static str, value: T) -> 
     match slot.replace(value) {
         Some(_) => Err(E::duplicate_field(field)),
         None => Ok(()),
+    }
+}
+
+/// A key of a message object: one of the required fields, or any other.
+enum Field {
+    Timestamp,
+    Severity,
+    Source,
+    Message,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_identifier(FieldVisitor)
+    }
+}
+
+struct FieldVisitor;
+
+impl Visitor<'_> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Field, E> {
+        Ok(match key {
+            "timestamp" => Field::Timestamp,
+            "severity" => Field::Severity,
+            "source" => Field::Source,
+            "message" => Field::Message,
+            _ => Field::Other,
+        })
+    }
+}
+
+/// A JSON string, checked and dropped: only whether it is empty is kept.
+struct Text {
+    empty: bool,
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl Visitor<'_> for TextVisitor {
+    type Value = Text;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E>(self, text: &str) -> Result<Text, E> {
+        Ok(Text {
+            empty: text.is_empty(),
+        })
     }
 }
 
@@ -191,24 +243,47 @@ fn validate(raw: &[u8]) -> Result<(), String> {
             Some(_) => "expected a JSON object".to_owned(),
         });
     }
-    let message: Message<'_> = serde_json::from_slice(raw).map_err(|e| describe(&e))?;
-    if message.severity.is_empty() {
+    let message: Message = serde_json::from_slice(raw).map_err(|e| describe(&e))?;
+    if message.severity_empty {
         return Err("`severity` is empty".to_owned());
     }
-    if message.source.is_empty() {
+    if message.source_empty {
         return Err("`source` is empty".to_owned());
     }
-    let _ = message.timestamp;
     Ok(())
 }
 
 /// serde_json's message without its "at line 1 column N" tail when the position is useless.
 fn describe(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    match text.rfind(" at line ") {
+    shorten(match text.rfind(" at line ") {
         Some(cut) if e.line() <= 1 => format!("{} (column {})", &text[..cut], e.column()),
         _ => text,
+    })
+}
+
+/// The longest reason an error gives, in bytes. serde_json quotes a value of the wrong type
+/// whole (a timestamp sent as a 1 MB string): unbounded, a few KB of gzip would come back
+/// as a megabyte of error.
+const MAX_REASON: usize = 240;
+
+/// Cuts the middle out of a long reason, keeping its start (what is wrong) and its end
+/// (what was expected, and where).
+fn shorten(text: String) -> String {
+    if text.len() <= MAX_REASON {
+        return text;
     }
+    const CUT: &str = " ... ";
+    let keep = MAX_REASON - CUT.len();
+    let mut head = keep * 2 / 3;
+    while !text.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = text.len() - (keep - keep * 2 / 3);
+    while !text.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}{CUT}{}", &text[..head], &text[tail..])
 }
 
 /// Decodes and validates a packet body.
@@ -287,7 +362,7 @@ fn decode_json(body: &[u8]) -> Result<Packet, PacketError> {
         } else {
             format!("expected a JSON array of messages or one message object ({e})")
         };
-        PacketError::new(Location::Body, reason)
+        PacketError::new(Location::Body, shorten(reason))
     })?;
     if items.is_empty() {
         return Err(PacketError::new(Location::Body, "the packet is empty"));
@@ -472,6 +547,36 @@ mod tests {
         assert_eq!(err.location, Location::Line(1));
         let nul = HELLO.replace("hello", "hel\0lo");
         assert!(ndjson(&nul).is_err());
+    }
+
+    /// serde_json quotes a value of the wrong type whole: a timestamp sent as a 1 MB string
+    /// (a few KB gzipped) once came back as a megabyte of error. The middle is cut now,
+    /// keeping what is wrong, what was expected and where.
+    #[test]
+    fn long_values_are_not_echoed_in_errors() {
+        let long = "\\u00e9x".repeat(100_000);
+        let timestamp =
+            format!(r#"{{"timestamp":"{long}","severity":"a","source":"b","message":"c"}}"#);
+        let err = ndjson(&timestamp).unwrap_err();
+        let text = err.to_string();
+        assert!(text.len() <= MAX_REASON + 20, "{} bytes", text.len());
+        assert!(
+            text.starts_with("line 1: invalid type: string \"éxéx"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("éx\", expected i64 (column 700015)"),
+            "{text}"
+        );
+
+        let err = json(&format!("\"{long}\"")).unwrap_err();
+        assert_eq!(err.location, Location::Body);
+        assert!(err.reason.len() <= MAX_REASON, "{} bytes", err.reason.len());
+        assert!(
+            err.reason.starts_with("expected a JSON array"),
+            "{}",
+            err.reason
+        );
     }
 
     #[test]
