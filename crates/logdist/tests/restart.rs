@@ -67,8 +67,6 @@ fn loadgen(dir: &std::path::Path, url: &str, trace: &std::path::Path, extra: &[&
         "16",
         "--packet-size",
         "1..50",
-        "--rate",
-        "400",
         "--timeout",
         "10s",
         "--trace",
@@ -90,6 +88,7 @@ fn sigterm_under_load_answers_every_agent_and_exits_0_within_the_grace() {
         &dir,
         &format!("http://{listen}"),
         &trace,
+        // As fast as the agents can: the SIGTERM finds requests in flight.
         &["--duration", "8s"],
     );
 
@@ -145,6 +144,8 @@ fn sigkill_and_restart_under_load_loses_nothing_for_agents_that_retry() {
         &format!("http://{listen}"),
         &trace,
         &[
+            "--rate",
+            "400",
             "--packets",
             "6000",
             "--retries",
