@@ -10,5 +10,7 @@
 pub mod message;
 pub mod routing;
 
-pub use message::{Format, Packet, PacketError, decode_message, decode_packet};
+pub use message::{
+    Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
+};
 pub use routing::{Router, WeightError};

@@ -24,6 +24,21 @@ pub enum Format {
     Ndjson,
 }
 
+/// How much of each message is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Validation {
+    /// Every message is parsed: a JSON object with the four required fields of the right
+    /// types, and valid JSON throughout (the default).
+    #[default]
+    Full,
+    /// Framing only: the body is UTF-8, and every non-blank NDJSON line is one JSON object
+    /// as far as its first and last characters tell (`{` ... `}`); a JSON array is split
+    /// into its elements, each of which must be an object. The fields are not checked, so
+    /// a malformed message can reach an analyzer; in exchange the distributor does not
+    /// parse messages at all.
+    Framing,
+}
+
 /// A validated packet, ready to forward.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
@@ -286,14 +301,58 @@ fn shorten(text: String) -> String {
     format!("{}{CUT}{}", &text[..head], &text[tail..])
 }
 
-/// Decodes and validates a packet body.
+/// Decodes and fully validates a packet body.
 pub fn decode_packet(body: Bytes, format: Format) -> Result<Packet, PacketError> {
+    decode_packet_with(body, format, Validation::Full)
+}
+
+/// Decodes a packet body, checking each message as `validation` says.
+pub fn decode_packet_with(
+    body: Bytes,
+    format: Format,
+    validation: Validation,
+) -> Result<Packet, PacketError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PacketError::new(Location::Body, "the packet is empty"));
     }
+    let check = match validation {
+        Validation::Full => validate,
+        Validation::Framing => {
+            check_utf8(&body, format)?;
+            check_framing
+        }
+    };
     match format {
-        Format::Ndjson => decode_ndjson(body),
-        Format::Json => decode_json(&body),
+        Format::Ndjson => decode_ndjson(body, check),
+        Format::Json => decode_json(&body, check),
+    }
+}
+
+/// The whole body is UTF-8; the error names the line (or, for an array, the body) of the
+/// first bad byte.
+fn check_utf8(body: &[u8], format: Format) -> Result<(), PacketError> {
+    let Err(e) = std::str::from_utf8(body) else {
+        return Ok(());
+    };
+    let at = e.valid_up_to();
+    let location = match format {
+        Format::Ndjson => Location::Line(memchr::memchr_iter(b'\n', &body[..at]).count() + 1),
+        Format::Json => Location::Body,
+    };
+    Err(PacketError::new(
+        location,
+        format!("invalid UTF-8 at byte {at}"),
+    ))
+}
+
+/// Framing only: one JSON object, as far as its first and last characters tell.
+fn check_framing(raw: &[u8]) -> Result<(), String> {
+    let raw = raw.trim_ascii();
+    match (raw.first(), raw.last()) {
+        (Some(b'{'), Some(b'}')) => Ok(()),
+        (Some(b'{'), _) => Err("the object does not end where its line ends".to_owned()),
+        (None, _) => Err("empty message".to_owned()),
+        _ => Err("expected a JSON object".to_owned()),
     }
 }
 
@@ -311,11 +370,29 @@ pub fn decode_message(body: &[u8]) -> Result<Packet, PacketError> {
     })
 }
 
-fn decode_ndjson(body: Bytes) -> Result<Packet, PacketError> {
+/// Checks one message given as raw JSON text; the error says what is wrong.
+type Check = fn(&[u8]) -> Result<(), String>;
+
+/// The lines of a body, each without its `\n`; the last may be empty (after a final `\n`).
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', body);
+    std::iter::from_fn(move || {
+        if start > body.len() {
+            return None;
+        }
+        let end = ends.next().unwrap_or(body.len());
+        let line = &body[start..end];
+        start = end + 1;
+        Some(line)
+    })
+}
+
+fn decode_ndjson(body: Bytes, check: Check) -> Result<Packet, PacketError> {
     let mut messages: u32 = 0;
     let mut canonical = body.last() == Some(&b'\n');
     let mut start = 0;
-    for (n, piece) in body.split(|&b| b == b'\n').enumerate() {
+    for (n, piece) in lines(&body).enumerate() {
         // The empty piece after the final newline is where the body ends, not a blank line.
         let at_end = start + piece.len() == body.len();
         start += piece.len() + 1;
@@ -329,7 +406,7 @@ fn decode_ndjson(body: Bytes) -> Result<Packet, PacketError> {
             }
             continue;
         }
-        validate(line).map_err(|reason| PacketError::new(Location::Line(n + 1), reason))?;
+        check(line).map_err(|reason| PacketError::new(Location::Line(n + 1), reason))?;
         messages = count(messages)?;
     }
     if canonical {
@@ -339,7 +416,7 @@ fn decode_ndjson(body: Bytes) -> Result<Packet, PacketError> {
         });
     }
     let mut out = BytesMut::with_capacity(body.len() + 1);
-    for line in body.split(|&b| b == b'\n') {
+    for line in lines(&body) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if !line.iter().all(u8::is_ascii_whitespace) {
             push_line(&mut out, line);
@@ -351,10 +428,16 @@ fn decode_ndjson(body: Bytes) -> Result<Packet, PacketError> {
     })
 }
 
-fn decode_json(body: &[u8]) -> Result<Packet, PacketError> {
+fn decode_json(body: &[u8], check: Check) -> Result<Packet, PacketError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'{') {
-        return decode_message(body);
+        check(body).map_err(|reason| PacketError::new(Location::Body, reason))?;
+        let mut out = BytesMut::with_capacity(body.len() + 1);
+        push_line(&mut out, body);
+        return Ok(Packet {
+            ndjson: out.freeze(),
+            messages: 1,
+        });
     }
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
         let reason = if first == Some(&b'[') {
@@ -371,7 +454,7 @@ fn decode_json(body: &[u8]) -> Result<Packet, PacketError> {
     let mut messages: u32 = 0;
     for (i, item) in items.iter().enumerate() {
         let raw = item.get().as_bytes();
-        validate(raw).map_err(|reason| PacketError::new(Location::Index(i), reason))?;
+        check(raw).map_err(|reason| PacketError::new(Location::Index(i), reason))?;
         push_line(&mut out, raw);
         messages = count(messages)?;
     }
@@ -588,6 +671,70 @@ mod tests {
         );
         let err = ndjson(&deep).expect_err("a value nested 100,000 deep was accepted");
         assert!(err.reason.contains("recursion limit"), "{}", err.reason);
+    }
+
+    fn framing(s: &[u8], format: Format) -> Result<Packet, PacketError> {
+        decode_packet_with(Bytes::copy_from_slice(s), format, Validation::Framing)
+    }
+
+    #[test]
+    fn framing_checks_lines_objects_and_utf8_only() {
+        let body = format!("{HELLO}\n{HELLO}\n");
+        let p = framing(body.as_bytes(), Format::Ndjson).unwrap();
+        assert_eq!((p.messages, &p.ndjson[..]), (2, body.as_bytes()));
+        // Fields are not checked in this mode...
+        assert_eq!(framing(b"{\"x\":1}\n", Format::Ndjson).unwrap().messages, 1);
+        // ...but framing is.
+        for (body, error) in [
+            (&b"{\"a\":1}\n[1]\n"[..], "line 2: expected a JSON object"),
+            (
+                b"{\"a\":1}\n{\"a\":\n",
+                "line 2: the object does not end where its line ends",
+            ),
+            (
+                b"{\"a\":1}\n{\"a\":\"\xff\"}\n",
+                "line 2: invalid UTF-8 at byte 14",
+            ),
+            (b"\n \n", "the packet is empty"),
+        ] {
+            let e = framing(body, Format::Ndjson).unwrap_err();
+            assert_eq!(e.to_string(), error);
+        }
+        // Arrays are split into their elements, each an object.
+        let p = framing(format!("[{HELLO},{{\"x\":1}}]").as_bytes(), Format::Json).unwrap();
+        assert_eq!(p.messages, 2);
+        let e = framing(b"[{\"x\":1}, 2]", Format::Json).unwrap_err();
+        assert_eq!(e.to_string(), "message at index 1: expected a JSON object");
+    }
+
+    proptest! {
+        /// Framing is the weaker check: whatever full validation accepts, it accepts as the
+        /// same NDJSON with the same count.
+        #[test]
+        fn framing_accepts_whatever_full_validation_accepts(
+            parts in prop::collection::vec(prop_oneof![
+                Just(HELLO.to_owned()),
+                Just(format!("{HELLO}\r")),
+                Just(String::new()),
+                Just("  ".to_owned()),
+                Just(r#"{"timestamp":1,"severity":"E","source":"s","message":"m","x":[{}]}"#.to_owned()),
+                Just(r#"{"timestamp":1}"#.to_owned()),
+                Just("[1]".to_owned()),
+                "\\PC{0,20}",
+            ], 0..12),
+            as_json in any::<bool>(),
+        ) {
+            let (body, format) = if as_json {
+                (format!("[{}]", parts.join(",")), Format::Json)
+            } else {
+                (parts.join("\n"), Format::Ndjson)
+            };
+            let body = Bytes::from(body);
+            if let Ok(full) = decode_packet(body.clone(), format) {
+                let weak = decode_packet_with(body, format, Validation::Framing);
+                prop_assert_eq!(weak, Ok(full));
+            }
+        }
     }
 
     proptest! {

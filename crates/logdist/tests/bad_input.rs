@@ -696,3 +696,47 @@ async fn a_token_guards_ingest_and_registration_but_not_stats() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(http.stats(&url).await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_validation_checks_lines_and_objects_only() {
+    let dir = scratch("framing");
+    let http = Http::new();
+    let (_d, url) = distributor(&dir, &["--validate", "framing"]);
+    let (_a, analyzer_url) = analyzer(&dir, 1, 1.0, &url, &["--count-only"]);
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
+    let nd = "application/x-ndjson";
+    let answer = http.send_packet(&url, 0, 100).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["messages"], 100);
+    for (body, error) in [
+        (format!("{GOOD}\n[1]\n"), "line 2: expected a JSON object"),
+        (
+            format!("{GOOD}\n{{\"a\":\n"),
+            "line 2: the object does not end",
+        ),
+        ("\n\n".to_owned(), "the packet is empty"),
+    ] {
+        let answer = http.post(&format!("{url}/packets"), nd, body).await;
+        assert_eq!(answer.status, 400, "{}", answer.text());
+        assert!(answer.text().contains(error), "{}", answer.text());
+    }
+    let mut bad_utf8 = format!("{GOOD}\n").into_bytes();
+    bad_utf8.extend_from_slice(b"{\"a\":\"\xff\"}\n");
+    let answer = http.post(&format!("{url}/packets"), nd, bad_utf8).await;
+    assert_eq!(answer.status, 400, "{}", answer.text());
+    assert!(
+        answer.text().contains("line 2: invalid UTF-8"),
+        "{}",
+        answer.text()
+    );
+    // The fields are not checked in this mode: an object without them goes through.
+    let answer = http
+        .post(&format!("{url}/packets"), nd, "{\"x\":1}\n")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let counted = http.get(&format!("{analyzer_url}/stats")).await.json()["messages"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(counted, 101);
+}

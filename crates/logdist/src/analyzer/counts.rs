@@ -24,6 +24,25 @@ pub struct Tally {
     source: HashMap<String, u64>,
 }
 
+impl Tally {
+    /// Counts the non-blank lines of an NDJSON packet without parsing them.
+    pub fn lines(body: &[u8]) -> Self {
+        let mut messages = 0;
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', body).chain([body.len()]) {
+            // A line is blank or starts with `{` at once: trimming stops there.
+            if !body[start..end].trim_ascii().is_empty() {
+                messages += 1;
+            }
+            start = end + 1;
+        }
+        Self {
+            messages,
+            ..Self::default()
+        }
+    }
+}
+
 /// Parses an NDJSON packet; the error names the first bad line.
 pub fn tally(body: &[u8]) -> Result<Tally, String> {
     let mut tally = Tally::default();
@@ -109,6 +128,13 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_are_counted_without_parsing() {
+        assert_eq!(Tally::lines(b"{}\n{}\n").messages, 2);
+        assert_eq!(Tally::lines(b"{}\n\n  \n{}").messages, 2);
+        assert_eq!(Tally::lines(b"").messages, 0);
+    }
 
     #[test]
     fn counts_by_severity_and_source() {

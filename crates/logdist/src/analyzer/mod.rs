@@ -95,6 +95,11 @@ pub struct AnalyzerArgs {
     #[arg(long, env = "LOGDIST_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 
+    /// Count messages (NDJSON lines) and packets only, without parsing them or counting by
+    /// severity and source: the cheapest sink, for benchmarks.
+    #[arg(long, env = "ANALYZER_COUNT_ONLY")]
+    pub count_only: bool,
+
     /// Accept `PUT /faults` to make this analyzer answer errors or answer slowly on
     /// purpose: for fault-injection tests, never in production.
     #[arg(long, env = "ANALYZER_FAULTS")]
@@ -136,6 +141,7 @@ impl AnalyzerArgs {
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
+            count_only: false,
             faults: false,
         }
     }
@@ -149,6 +155,8 @@ struct AppState {
     max_body: usize,
     /// Injected faults, when `--faults` allows them.
     faults: Option<faults::Faults>,
+    /// `--count-only`.
+    count_only: bool,
 }
 
 /// A request body must arrive within this time.
@@ -192,7 +200,12 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         )
             .into_response();
     }
-    let tally = match counts::tally(&body) {
+    let tally = if state.count_only {
+        Ok(counts::Tally::lines(&body))
+    } else {
+        counts::tally(&body)
+    };
+    let tally = match tally {
         Ok(tally) => tally,
         Err(e) => return ApiError::BadRequest(e).into_response(),
     };
@@ -276,6 +289,7 @@ pub async fn run(
         journal,
         max_body: args.max_body.as_u64() as usize,
         faults: args.faults.then(faults::Faults::default),
+        count_only: args.count_only,
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {

@@ -19,6 +19,24 @@ pub enum AckMode {
     Accepted,
 }
 
+/// `--validate`: how much of each message is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateMode {
+    /// Every message parsed and its fields checked.
+    Full,
+    /// NDJSON framing, JSON-object boundaries and UTF-8 only.
+    Framing,
+}
+
+impl From<ValidateMode> for logdist_core::Validation {
+    fn from(mode: ValidateMode) -> Self {
+        match mode {
+            ValidateMode::Full => Self::Full,
+            ValidateMode::Framing => Self::Framing,
+        }
+    }
+}
+
 /// `logdist distributor`: receives packets from agents and routes each to one analyzer.
 #[derive(Debug, Clone, Args)]
 pub struct DistributorArgs {
@@ -84,6 +102,13 @@ pub struct DistributorArgs {
     /// Idempotency keys remembered at most (the oldest are forgotten first).
     #[arg(long, env = "LOGDIST_IDEMPOTENCY_KEYS", default_value_t = 1_000_000)]
     pub idempotency_keys: usize,
+
+    /// How much of each message is checked: `full` parses every message (a JSON object
+    /// with timestamp, severity, source and message); `framing` checks only that the body
+    /// is UTF-8 and every line is one JSON object by its braces, and does not parse
+    /// messages (cheaper; a malformed message can then reach an analyzer).
+    #[arg(long, env = "LOGDIST_VALIDATE", value_enum, default_value = "full")]
+    pub validate: ValidateMode,
 
     /// Largest request body accepted, as sent and once decompressed (413 beyond).
     #[arg(long, env = "LOGDIST_MAX_BODY", default_value = "8MiB")]

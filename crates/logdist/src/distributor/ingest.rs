@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use logdist_core::{Format, Packet, decode_message, decode_packet};
+use logdist_core::{Format, Packet, Validation, decode_message, decode_packet_with};
 use tokio::sync::oneshot;
 
 use super::Shared;
@@ -128,13 +128,14 @@ async fn process(
             if body.len() <= INLINE_DECODE_BYTES
                 && !headers.contains_key(header::CONTENT_ENCODING) =>
         {
-            decode(headers, body, limit)?
+            decode(headers, body, limit, shared.config.validate.into())?
         }
         Endpoint::Packets => {
             // Decompressing and validating megabytes takes milliseconds of CPU: do it off
             // the async workers, which also run every lane and probe.
             let headers = headers.clone();
-            tokio::task::spawn_blocking(move || decode(&headers, body, limit))
+            let validation = shared.config.validate.into();
+            tokio::task::spawn_blocking(move || decode(&headers, body, limit, validation))
                 .await
                 .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))??
         }
@@ -157,10 +158,15 @@ impl IntoResponse for Answer {
 const INLINE_DECODE_BYTES: usize = 256 * 1024;
 
 /// Undoes the Content-Encoding, then decodes and validates every message.
-fn decode(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Packet, ApiError> {
+fn decode(
+    headers: &HeaderMap,
+    body: Bytes,
+    limit: usize,
+    validation: Validation,
+) -> Result<Packet, ApiError> {
     let body = decompress(headers, body, limit)?;
     let format = packet_format(headers, &body)?;
-    decode_packet(body, format).map_err(|e| ApiError::BadRequest(e.to_string()))
+    decode_packet_with(body, format, validation).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {

@@ -293,7 +293,7 @@ pub async fn run(
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(%addr, scheme, ack = ?shared.config.ack, "Distributor listening.");
+    info!(%addr, scheme, ack = ?shared.config.ack, validate = ?shared.config.validate, "Distributor listening.");
 
     let stop_cluster = CancellationToken::new();
     let cluster_task = shared.cluster.clone().map(|cluster| {
