@@ -275,7 +275,7 @@ async fn wait_metric(http: &Http, url: &str, name: &str, ok: impl Fn(f64) -> boo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_at_one_analyzer_sends_packets_to_another_not_503() {
+async fn a_full_queue_at_one_analyzer_holds_its_turns_without_breaking_the_shares() {
     let dir = scratch("one-queue-full");
     let http = Http::new();
     let (_d, url) = distributor(&dir, SMALL_QUEUE_PATIENT_DELIVERY);
@@ -286,8 +286,9 @@ async fn a_full_queue_at_one_analyzer_sends_packets_to_another_not_503() {
     })
     .await;
 
-    // analyzer_1 hangs: it holds one packet in flight and one in its queue of 1; every
-    // other packet must go to analyzer_2 rather than be refused.
+    // analyzer_1 hangs: it holds one packet in flight and one in its queue of 1.
+    // analyzer_2 takes its own turns; analyzer_1's turns are refused (503, nothing
+    // accepted) instead of going to analyzer_2, which would break the 1:1 shares.
     a1.signal("STOP");
     let mut sends = Vec::new();
     for i in 0..12 {
@@ -301,21 +302,34 @@ async fn a_full_queue_at_one_analyzer_sends_packets_to_another_not_503() {
     while sends.iter().filter(|s| s.is_finished()).count() < 10 {
         assert!(
             std::time::Instant::now() < deadline,
-            "packets stuck behind the hung analyzer"
+            "agents left waiting behind the hung analyzer"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let own = http.get(&format!("{a2_url}/stats")).await.json();
-    assert_eq!(
-        own["messages"], 10,
-        "analyzer_2 took every packet analyzer_1 could not"
-    );
+    assert_eq!(own["messages"], 2, "analyzer_2 took its share only");
 
     a1.signal("CONT");
+    let mut statuses = Vec::new();
     for send in sends {
         let answer = send.await.unwrap();
-        assert_eq!(answer.status, 200, "{}", answer.text());
+        if answer.status == 503 {
+            assert!(answer.headers.contains_key("retry-after"));
+        }
+        statuses.push(answer.status.as_u16());
     }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        8,
+        "{statuses:?}"
+    );
     let own = http.get(&format!("{a1_url}/stats")).await.json();
     assert_eq!(own["messages"], 2);
+    let stats = http.stats(&url).await;
+    assert_shares_within(&stats, 1);
 }

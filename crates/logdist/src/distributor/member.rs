@@ -45,7 +45,7 @@ impl State {
 pub enum Refusal {
     /// No analyzer is online.
     NoAnalyzer,
-    /// Every online analyzer's queue is full.
+    /// The queue of the analyzer whose turn it is is full.
     QueueFull,
     /// Delivery failed at every analyzer tried.
     DeliveryFailed,
@@ -58,7 +58,7 @@ impl Refusal {
     pub fn message(self) -> &'static str {
         match self {
             Self::NoAnalyzer => "no analyzer is online",
-            Self::QueueFull => "every analyzer's queue is full",
+            Self::QueueFull => "the analyzer whose turn it is has a full queue; retry shortly",
             Self::DeliveryFailed => "delivery failed at every analyzer tried",
             Self::ShuttingDown => "the distributor is shutting down",
         }

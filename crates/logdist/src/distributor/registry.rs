@@ -107,42 +107,33 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Routes a job to an analyzer and queues it there, or gives it back with the reason.
-    /// An analyzer whose queue is full is passed over for this packet only; the job is
-    /// refused when no analyzer is online or every queue is full. The window counts the
-    /// packet only where it was queued.
-    pub fn dispatch(&self, mut job: Job) -> Result<(), (Job, Refusal)> {
+    /// Routes a job to an analyzer and queues it there, or gives it back with the reason:
+    /// no analyzer online, or the chosen analyzer's queue full. A full queue does not pass
+    /// the packet to another analyzer: that would break the shares (see `Router::pick`);
+    /// the agent gets 503 and retries, and a hung analyzer is taken out of routing by its
+    /// failed deliveries and probes. The window counts the packet only once it is queued.
+    pub fn dispatch(&self, job: Job) -> Result<(), (Job, Refusal)> {
         let mut inner = self.lock();
         let messages = u64::from(job.packet.messages);
         let len = job.packet.ndjson.len();
-        let mut full: Vec<usize> = Vec::new();
-        loop {
-            let Some(index) = inner.router.pick_where(messages, |j| !full.contains(&j)) else {
-                let why = if full.is_empty() {
-                    Refusal::NoAnalyzer
-                } else {
-                    Refusal::QueueFull
-                };
-                return Err((job, why));
-            };
-            let member = &inner.online[index];
-            let queued = member.queued_bytes.load(Ordering::Relaxed);
-            let limit = member.queue_limit(self.queue_bytes, self.queue_wait);
-            if queued > 0 && queued + len > limit {
-                full.push(index);
-                continue;
+        let Some(index) = inner.router.pick(messages) else {
+            return Err((job, Refusal::NoAnalyzer));
+        };
+        let member = &inner.online[index];
+        let queued = member.queued_bytes.load(Ordering::Relaxed);
+        let limit = member.queue_limit(self.queue_bytes, self.queue_wait);
+        if queued > 0 && queued + len > limit {
+            return Err((job, Refusal::QueueFull));
+        }
+        member.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        match member.queue.try_send(job) {
+            Ok(()) => {
+                inner.router.record(index, messages);
+                Ok(())
             }
-            member.queued_bytes.fetch_add(len, Ordering::Relaxed);
-            match member.queue.try_send(job) {
-                Ok(()) => {
-                    inner.router.record(index, messages);
-                    return Ok(());
-                }
-                Err(e) => {
-                    member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                    job = e.into_inner();
-                    full.push(index);
-                }
+            Err(e) => {
+                member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                Err((e.into_inner(), Refusal::QueueFull))
             }
         }
     }
