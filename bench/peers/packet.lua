@@ -1,0 +1,13 @@
+-- wrk -s bench/peers/packet.lua URL -- N
+-- POSTs one fixed NDJSON packet of N messages (Content-Type: application/x-ndjson) on
+-- every request. The request is built once, so wrk sends it without calling Lua per
+-- request (no request() function here on purpose).
+local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(dir .. "common.lua")
+
+function init(args)
+  local n = tonumber(args[1] or "1")
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/x-ndjson"
+  wrk.body = packet(n, 0)
+end
