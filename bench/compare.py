@@ -157,10 +157,12 @@ def rss_kib(pid):
 
 
 def machine_busy():
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    """(busy, irq, total) jiffies of the whole machine, from /proc/stat. irq (hard and
+    soft interrupts, loopback's packet processing among them) is part of busy but is not
+    charged to any process."""
     f = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     total = sum(f[:8])
-    return total - f[3] - f[4], total
+    return total - f[3] - f[4], f[5] + f[6], total
 
 
 class RssSampler(threading.Thread):
@@ -378,6 +380,19 @@ def counts(sinks):
     return [get_json(f"http://127.0.0.1:{p}/stats")["messages"] for p in sinks]
 
 
+def settled_counts(sinks, timeout=10.0):
+    """The sinks' counts once they stop moving: a distributor's queues (--ack accepted)
+    may still be delivering after the client stopped."""
+    prev, deadline = counts(sinks), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        cur = counts(sinks)
+        if cur == prev:
+            return cur
+        prev = cur
+    return prev
+
+
 def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
     label, starter, client = case
     proc, pp = None, []
@@ -399,7 +414,7 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
         if k["warmup_s"] > 0:
             run_client(procs, k, client, workload, base, k["warmup_s"], scratch, tag + "-warmup")
         sink_pids = [s.pid for s in sink_procs]
-        before = counts(targets)
+        before = settled_counts(targets)  # nothing of the warm-up still on its way
         cpu0 = {p: cpu_seconds(p) for p in pp + sink_pids}
         busy0 = machine_busy()
         wall0 = time.monotonic()
@@ -408,8 +423,7 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
         cpu1 = {p: cpu_seconds(p) for p in pp + sink_pids}
         busy1 = machine_busy()
         after = counts(targets)
-        time.sleep(0.3)
-        settled = counts(targets)
+        settled = settled_counts(targets)
     finally:
         peak = sampler.stop()
         if proc:
@@ -420,14 +434,21 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
     proxy_cpu = sum(cpu1[p] - cpu0[p] for p in pp)
     sinks_cpu = sum(cpu1[p] - cpu0[p] for p in sink_pids)
     pct = lambda s: 100.0 * s / (window * CORES) if window else 0.0
-    busy_pct = 100.0 * (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1])
-    shares = [d / total if total else 0.0 for d in delivered]
+    jiffies = max(1, busy1[2] - busy0[2])
+    busy_pct = 100.0 * (busy1[0] - busy0[0]) / jiffies
+    irq_pct = 100.0 * (busy1[1] - busy0[1]) / jiffies
+    # Shares are taken over every message routed in the window, once delivered (the
+    # distributor's routing); the messages/s only over what arrived within the window.
+    routed = [s - b for s, b in zip(settled, before)]
+    shares = [d / sum(routed) if sum(routed) else 0.0 for d in routed]
+    shares_in_window = [d / total if total else 0.0 for d in delivered]
     through_proxy = starter is not None
     r = {
         "case": name, "path": label, "workload": str(workload),
         "window_s": window, "wall_s": wall,
         "messages_delivered": total, "delivered_per_analyzer": delivered,
-        "delivered_after_settle": sum(s - b for s, b in zip(settled, before)),
+        "routed_per_analyzer": routed,
+        "delivered_after_window": sum(routed) - total,
         "messages_per_s": total / window if window else 0.0,
         "requests": result["requests"], "requests_per_s": result["requests_per_s"],
         "failed_requests": result["failed"], "errors": result["errors"],
@@ -435,9 +456,11 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
         "latency_ms": result["latency_ms"],
         "cpu_s": {"client": client_cpu, "proxy": proxy_cpu, "sinks": sinks_cpu},
         "cpu_pct": {"client": pct(client_cpu), "proxy": pct(proxy_cpu), "sinks": pct(sinks_cpu),
-                    "machine": busy_pct},
+                    "machine": busy_pct, "irq": irq_pct,
+                    "other": max(0.0, busy_pct - pct(client_cpu) - pct(proxy_cpu) - pct(sinks_cpu))},
         "peak_rss_mib": peak if through_proxy else None,
         "shares": shares if through_proxy else None,
+        "shares_in_window": shares_in_window if through_proxy else None,
         "share_error": [abs(s - w) for s, w in zip(shares, WEIGHTS)] if through_proxy else None,
         "max_share_error": max(abs(s - w) for s, w in zip(shares, WEIGHTS)) if through_proxy else None,
     }
@@ -468,7 +491,7 @@ def summarize(runs, order, workloads):
                         "max_share_error"):
                 row[key] = med(r[key] for r in rs)
             row["cpu_pct"] = {g: med(r["cpu_pct"][g] for r in rs)
-                              for g in ("client", "proxy", "sinks", "machine")}
+                              for g in ("client", "proxy", "sinks", "machine", "irq", "other")}
             row["shares"] = ([med(r["shares"][i] for r in rs) for i in range(len(WEIGHTS))]
                              if rs[0]["shares"] else None)
             row["failed_requests"] = sum(r["failed_requests"] for r in rs)
@@ -518,11 +541,21 @@ def markdown(rows, loadgen, k, env, command):
            "- **p50/p99**: request latency seen by the client (wrk `--latency`).",
            f"- **CPU**: CPU time over the measured window in % of the machine ({CORES} cores = 100%): "
            "client / proxy (all its processes) / sinks (all three); **other**: the rest of the machine's "
-           "busy time (should be near 0: anything else running skews the numbers).",
+           "busy time (/proc/stat): interrupts not charged to a process, and anything else running, which "
+           "skews the numbers (a few % is normal; the JSON also has the machine's busy and interrupt %).",
            "- **RSS**: the proxy's peak resident memory (VmRSS sampled every 200 ms, nginx master + workers).",
            "- **shares**: each sink's achieved share of messages (target 50/30/20 %); **max err**: the largest "
-           "|share - target|, in percentage points. nginx and HAProxy balance requests, not messages.",
+           "|share - target|, in percentage points. Both are taken over every message sent in the measured "
+           "window once delivered (with `--ack accepted` some arrive after the window); the JSON also has "
+           "the shares of what arrived within the window. nginx and HAProxy balance requests, not messages.",
            ""]
+    if k["RUNS"] < 3 or k["duration_s"] < 10:
+        out[2:2] = [f"**A short run (RUNS={k['RUNS']}, DURATION={k['DURATION']}): a smoke test of the "
+                    "script, not a measurement.**", ""]
+    others = [r["cpu_pct"]["other"] for r in rows]
+    if others and statistics.mean(others) > 15:
+        out[2:2] = [f"**Other processes used {statistics.mean(others):.0f}% of the machine on average during "
+                    "the measured windows (column `other %`): the numbers are skewed.**", ""]
     for w in sorted({r["workload"] for r in rows}, key=lambda x: (x == "mix", int(x) if x.isdigit() else 0)):
         out += [f"## {workload_title(w, k)}", "",
                 "| path | msg/s | x ceiling | x nginx | p50 ms | p99 ms | CPU client/proxy/sinks % | other % "
@@ -532,12 +565,11 @@ def markdown(rows, loadgen, k, env, command):
             if r["workload"] != w or r["case"] == "loadgen":
                 continue
             c = r["cpu_pct"]
-            other = max(0.0, c["machine"] - c["client"] - c["proxy"] - c["sinks"])
             shares = "/".join(f"{100 * s:.1f}" for s in r["shares"]) if r["shares"] else "–"
             out.append(
                 f"| {r['path']} | {r['messages_per_s']:,.0f} | {fmt(r['vs_ceiling'], '.2f')} | "
                 f"{fmt(r['vs_nginx'], '.2f')} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                f"{c['client']:.0f} / {c['proxy']:.0f} / {c['sinks']:.0f} | {other:.0f} | "
+                f"{c['client']:.0f} / {c['proxy']:.0f} / {c['sinks']:.0f} | {c['other']:.0f} | "
                 f"{fmt(r['peak_rss_mib'], '.1f')} | {shares} | "
                 f"{fmt(None if r['max_share_error'] is None else 100 * r['max_share_error'], '.2f')} | "
                 f"{r['failed_requests']} |")
@@ -622,6 +654,9 @@ def main():
     RESULTS.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="logdist-compare-"))
     procs = Procs()
+    # Ctrl-C and SIGTERM both end the run through the `finally` below, which stops every
+    # process started (SIGINT explicitly: a shell may have started us with it ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("compare: terminated"))
     runs = []
     per_case = k["warmup_s"] + k["duration_s"] + 1.5
@@ -651,7 +686,7 @@ def main():
                     err = f", max share err {100 * r['max_share_error']:.2f} pp" if r["max_share_error"] is not None else ""
                     print(f"[{n}/{total}] round {rnd + 1} {name:18} {w:>4}: {r['messages_per_s']:>12,.0f} msg/s, "
                           f"{r['requests_per_s']:>9,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
-                          f"CPU {c['client']:.0f}/{c['proxy']:.0f}/{c['sinks']:.0f}% (machine {c['machine']:.0f}%)"
+                          f"CPU {c['client']:.0f}/{c['proxy']:.0f}/{c['sinks']:.0f}% (other {c['other']:.0f}%)"
                           f"{err}, failed {r['failed_requests']}", file=sys.stderr, flush=True)
     finally:
         procs.stop_all()

@@ -1,7 +1,7 @@
 -- Shared by packet.lua and mix.lua (loaded with dofile): builds NDJSON log lines and
 -- prints wrk's own summary as one JSON line for bench/compare.py.
 --
--- line(i) is message i of a packet: realistic, about 122 bytes on average, varied in
+-- line(i) is message i of a packet: realistic, 116 to 126 bytes (121 on average), varied in
 -- severity, source, numbers and host, the same on every run (no randomness).
 
 local severities = {"INFO", "INFO", "INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"}
