@@ -433,7 +433,9 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
     total = sum(delivered)
     proxy_cpu = sum(cpu1[p] - cpu0[p] for p in pp)
     sinks_cpu = sum(cpu1[p] - cpu0[p] for p in sink_pids)
-    pct = lambda s: 100.0 * s / (window * CORES) if window else 0.0
+    # CPU over the same wall-clock bracket as the machine's busy time (the client's own
+    # run, start to exit); messages/s over the client's measured duration.
+    pct = lambda s: 100.0 * s / (wall * CORES) if wall else 0.0
     jiffies = max(1, busy1[2] - busy0[2])
     busy_pct = 100.0 * (busy1[0] - busy0[0]) / jiffies
     irq_pct = 100.0 * (busy1[1] - busy0[1]) / jiffies
