@@ -24,6 +24,7 @@ import os
 import platform
 import re
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -690,8 +691,13 @@ def main():
                           f"{r['requests_per_s']:>9,.0f} req/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, "
                           f"CPU {c['client']:.0f}/{c['proxy']:.0f}/{c['sinks']:.0f}% (other {c['other']:.0f}%)"
                           f"{err}, failed {r['failed_requests']}", file=sys.stderr, flush=True)
+    except BaseException:
+        print(f"compare: the logs are kept in {scratch}", file=sys.stderr)
+        raise
     finally:
         procs.stop_all()
+    if os.environ.get("KEEP_SCRATCH") != "1":
+        shutil.rmtree(scratch, ignore_errors=True)
 
     rows, loadgen = summarize(runs, order, workloads)
     env = environment(count_only, has_validate)

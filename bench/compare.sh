@@ -37,6 +37,7 @@
 #   WORKLOADS=1,100,mix   messages per packet: numbers, and/or `mix`
 #   MIX=1..1000       the mix's range of messages per packet (uniform)
 #   MIX_BODIES=64     pre-built mix bodies per wrk thread
+#   KEEP_SCRATCH=1    keep the temporary directory of configs and logs (kept anyway on failure)
 # Run it on an otherwise idle machine: the `other %` column shows CPU used by anything else.
 set -euo pipefail
 cd "$(dirname "$0")/.."
