@@ -43,26 +43,20 @@ const SEVERITIES: [(&str, u64); 5] = [
     ("FATAL", 1),
 ];
 
-const SOURCES: [&str; 6] = [
-    "api-gateway",
-    "auth",
-    "billing",
-    "orders",
-    "search",
-    "scheduler",
-];
+const SOURCES: [&str; 6] = ["api", "auth", "billing", "orders", "search", "scheduler"];
 
-/// Message texts; `#` is a number, `%` a hex id. Filled in, they run 60 to 100 characters,
-/// and one has quotes (JSON escapes, the decoder's slower path for strings).
+/// Message texts; `#` is a number below 10,000, `~` a digit from 1 to 9, `@` a hex id.
+/// Filled in, they run 55 to 80 characters, and one has quotes (JSON escapes: the
+/// decoder's slower path for strings).
 const TEMPLATES: [&str; 8] = [
-    "GET /api/v1/orders/# completed with status 200 in # ms for user #",
-    "user # signed in from 10.#.#.# with a session that expires in # seconds",
-    "cache miss for key session:%; loading it from the primary database took # ms",
-    "retrying request to \"payments\" after a timeout (attempt # of 5, backoff # ms)",
-    "connection pool at #% capacity: # active, # idle, # waiting for a free slot",
-    "scheduled job nightly-report-# finished in # ms and wrote # rows to the warehouse",
-    "rejected an upload of # bytes from client %: it exceeds the configured limit",
-    "order % moved from PENDING to SHIPPED by worker-# after # ms in the queue",
+    "GET /api/v1/orders/# completed with status 200 in # ms (user #)",
+    "user # signed in from 10.~.~.~, the session expires in # seconds",
+    "cache miss for session:@, loaded from the primary in # ms",
+    "retrying request to \"payments\" after a timeout (attempt ~ of 5)",
+    "connection pool at ~0 percent: # active, # idle, ~ waiting",
+    "scheduled job nightly-report-# finished in # ms, wrote # rows",
+    "rejected an upload of # bytes from client @: over the size limit",
+    "order @ moved from PENDING to SHIPPED by worker-~ after # ms",
 ];
 
 /// `count` messages, each one JSON object on one line (without the newline), with
@@ -113,7 +107,8 @@ fn fill(rng: &mut Lcg, template: &str) -> String {
     for c in template.chars() {
         match c {
             '#' => text += &rng.below(10_000).to_string(),
-            '%' => text += &rng.hex(12),
+            '~' => text += &(rng.below(9) + 1).to_string(),
+            '@' => text += &rng.hex(12),
             c => text.push(c),
         }
     }
