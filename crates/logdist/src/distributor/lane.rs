@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, header};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tracing::{debug, error, warn};
 
 use super::Shared;
+use super::batch::batch_body;
 use super::member::{Job, Member, Refusal, State};
 use crate::error_chain;
 
@@ -102,7 +103,8 @@ async fn deliver(
         // Queued before the analyzer turned unhealthy: send it elsewhere instead.
         None
     } else {
-        let body = concat(&batch, bytes);
+        // One request body for the whole batch; a batch of one is sent without a copy.
+        let body = batch_body(batch.iter().map(|job| &job.packet.ndjson));
         let started = Instant::now();
         let result = post(&shared, &member, body).await;
         Some((result, started.elapsed()))
@@ -136,18 +138,6 @@ async fn deliver(
         }
         None => reroute(&shared, batch, false),
     }
-}
-
-/// One request body for the whole batch; a batch of one is sent without a copy.
-fn concat(batch: &[Job], bytes: usize) -> Bytes {
-    if let [only] = batch {
-        return only.packet.ndjson.clone();
-    }
-    let mut body = BytesMut::with_capacity(bytes);
-    for job in batch {
-        body.extend_from_slice(&job.packet.ndjson);
-    }
-    body.freeze()
 }
 
 async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), DeliveryError> {

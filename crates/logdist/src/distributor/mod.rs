@@ -2,11 +2,12 @@
 //! so that analyzers receive shares of messages in proportion to their weights.
 //!
 //! A packet flows one way: [`ingest`] (read, decompress, validate) -> [`registry`]
-//! (route, under one short lock) -> [`lane`] (batch, deliver) -> analyzer, and the
-//! acknowledgement flows straight back to the waiting agent. [`health`] watches every
-//! analyzer; [`admin`] serves membership, stats and metrics.
+//! (route, under one short lock) -> [`lane`] (batch into one body with [`batch`],
+//! deliver) -> analyzer, and the acknowledgement flows straight back to the waiting agent.
+//! [`health`] watches every analyzer; [`admin`] serves membership, stats and metrics.
 
 mod admin;
+pub mod batch;
 mod cluster;
 pub mod config;
 mod error;

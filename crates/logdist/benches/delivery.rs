@@ -1,0 +1,92 @@
+//! Batching and encoding a delivery: the lane joins the NDJSON of the packets it took from
+//! its queue into one body (`batch_body`), then builds the request as `lane::post` does
+//! (URI, content type, deadline header). Writing the request to the socket is hyper's and
+//! is not measured. Batches of 1, 16 and 64 packets of 100 messages each; 64 such packets
+//! are about the default `--batch-bytes` of 1 MiB.
+//!
+//! `cargo bench -p logdist --bench delivery`
+
+#[path = "../../logdist-core/benches/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use http_body_util::Full;
+use hyper::{Request, Uri, header};
+use logdist::distributor::DEADLINE_HEADER;
+use logdist::distributor::batch::batch_body;
+use logdist_core::{Format, decode_packet};
+
+// Allocate as the `logdist` binary does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCHES: [usize; 3] = [1, 16, 64];
+
+/// `count` packets of 100 messages each, decoded as ingest hands them to the lanes.
+fn packets(count: usize) -> Vec<Bytes> {
+    (0..count as u64)
+        .map(|seed| {
+            let body = common::ndjson(&common::messages(seed, 100));
+            let packet = decode_packet(body.into(), Format::Ndjson).expect("valid packet");
+            packet.ndjson
+        })
+        .collect()
+}
+
+/// The request `lane::post` builds for a body (its deadline function is private: this is
+/// the same computation).
+fn request(uri: &Uri, body: Bytes, timeout: Duration) -> Request<Full<Bytes>> {
+    let margin = (timeout / 10).min(Duration::from_millis(500));
+    let at = SystemTime::now() + timeout.saturating_sub(margin);
+    let deadline = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    Request::post(uri.clone())
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .header(DEADLINE_HEADER, deadline.to_string())
+        .body(Full::new(body))
+        .expect("a valid request")
+}
+
+fn delivery(c: &mut Criterion) {
+    let parts = packets(BATCHES[BATCHES.len() - 1]);
+    let uri: Uri = "http://127.0.0.1:9001/packets"
+        .parse()
+        .expect("a valid URI");
+    let timeout = Duration::from_secs(5);
+
+    let mut group = c.benchmark_group("batch_body");
+    for n in BATCHES {
+        let batch = &parts[..n];
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        println!(
+            "batch_body/{n}_packets: {} messages in {bytes} bytes",
+            n * 100
+        );
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(BenchmarkId::from_parameter(format!("{n}_packets")), |b| {
+            b.iter(|| batch_body(black_box(batch)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("delivery_request");
+    for n in BATCHES {
+        let batch = &parts[..n];
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(BenchmarkId::from_parameter(format!("{n}_packets")), |b| {
+            b.iter(|| request(&uri, batch_body(black_box(batch)), timeout))
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = delivery
+}
+criterion_main!(benches);
