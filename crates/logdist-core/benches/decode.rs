@@ -1,7 +1,8 @@
 //! Decoding and validating packets: what ingest does to every packet before routing it.
 //!
-//! Four inputs: a packet of 100 messages as NDJSON and as a JSON array, a packet of one
-//! message, and one message as `POST /message/send` takes it. Each is measured twice, once
+//! Five inputs: a packet of 100 messages as NDJSON (fully validated, and with
+//! `--validate framing`) and as a JSON array, a packet of one message, and one message as
+//! `POST /message/send` takes it. Each is measured twice, once
 //! reported in messages per second (`.../messages`) and once in bytes per second
 //! (`.../bytes`): criterion 0.7 reports one throughput per benchmark.
 //!
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use criterion::{criterion_group, criterion_main};
-use logdist_core::{Format, Packet, decode_message, decode_packet};
+use logdist_core::{Format, Packet, Validation, decode_message, decode_packet_with};
 
 // Allocate as the `logdist` binary does.
 #[global_allocator]
@@ -28,13 +29,15 @@ struct Case {
     messages: u32,
     /// `None` for `decode_message`, else the framing `decode_packet` is given.
     format: Option<Format>,
+    /// How much of each message is checked.
+    validation: Validation,
 }
 
 impl Case {
     /// Decodes as ingest does: the body is handed over (a reference count, no copy).
     fn decode(&self) -> Packet {
         match self.format {
-            Some(format) => decode_packet(self.body.clone(), format),
+            Some(format) => decode_packet_with(self.body.clone(), format, self.validation),
             None => decode_message(&self.body),
         }
         .expect("the bench inputs are valid")
@@ -50,24 +53,35 @@ fn cases() -> Vec<Case> {
             body: common::ndjson(&hundred).into(),
             messages: 100,
             format: Some(Format::Ndjson),
+            validation: Validation::Full,
+        },
+        Case {
+            name: "ndjson_100_framing",
+            body: common::ndjson(&hundred).into(),
+            messages: 100,
+            format: Some(Format::Ndjson),
+            validation: Validation::Framing,
         },
         Case {
             name: "json_array_100",
             body: common::json_array(&hundred).into(),
             messages: 100,
             format: Some(Format::Json),
+            validation: Validation::Full,
         },
         Case {
             name: "ndjson_1",
             body: common::ndjson(&one).into(),
             messages: 1,
             format: Some(Format::Ndjson),
+            validation: Validation::Full,
         },
         Case {
             name: "message_1",
             body: one[0].clone().into(),
             messages: 1,
             format: None,
+            validation: Validation::Full,
         },
     ]
 }
