@@ -1,5 +1,5 @@
 //! One routing decision: `Router::route`, a pick and a record, which the registry runs for
-//! every packet under its lock (as `pick_where` and `record`). Measured over 3 analyzers
+//! every packet under its lock (as `pick` and `record`). Measured over 3 analyzers
 //! (weights 0.5/0.3/0.2) and over 20 (weights 1 to 20), with packets of one message and of
 //! 1 to 1000 messages (a fixed pseudo-random sequence). The router's window grows through
 //! the run, as it does between membership changes.
