@@ -161,28 +161,37 @@ pub fn spawn_server(dir: &Path, name: &str, args: impl Fn(&str) -> Vec<String>) 
         let args = args(&listen);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut proc = spawn(dir, name, &args);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if proc.log_text().contains(" listening.") {
-                return (proc, listen);
-            }
-            if proc.child.try_wait().unwrap().is_some() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not start; log:\n{}",
-                proc.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        if wait_listening(&mut proc, Instant::now() + Duration::from_secs(15)) {
+            return (proc, listen);
         }
-        assert!(
-            proc.log_text().contains("Address already in use"),
-            "{name} failed: {}",
-            proc.log_text()
-        );
     }
     panic!("{name}: no free port after 10 tries");
+}
+
+/// Waits until `proc` says it is listening (true) or exits because its address is taken
+/// (false); any other exit, or the deadline, fails the test.
+fn wait_listening(proc: &mut Proc, deadline: Instant) -> bool {
+    loop {
+        if proc.log_text().contains(" listening.") {
+            return true;
+        }
+        if proc.child.try_wait().unwrap().is_some() {
+            assert!(
+                proc.log_text().contains("Address already in use"),
+                "{} failed: {}",
+                proc.name,
+                proc.log_text()
+            );
+            return false;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} did not start; log:\n{}",
+            proc.name,
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Starts a server that must listen on `listen` (a restart on the address it had), and
@@ -191,24 +200,12 @@ pub fn spawn_at(dir: &Path, name: &str, args: &[&str]) -> Proc {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let mut proc = spawn(dir, name, args);
-        loop {
-            if proc.log_text().contains(" listening.") {
-                return proc;
-            }
-            if proc.child.try_wait().unwrap().is_some() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} did not start; log:\n{}",
-                proc.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
+        if wait_listening(&mut proc, deadline) {
+            return proc;
         }
         assert!(
-            Instant::now() < deadline && proc.log_text().contains("Address already in use"),
-            "{name} failed: {}",
-            proc.log_text()
+            Instant::now() < deadline,
+            "{name}: its address stayed taken"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
