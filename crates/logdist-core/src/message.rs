@@ -326,10 +326,12 @@ pub fn decode_packet_with(
             Ok(text) => decode_json(text, check),
             Err(_) if body.trim_ascii_start().starts_with(b"{") => decode_message(&body),
             // Whatever serde_json finds first, at or before the bad byte, is the error.
-            Err(_) => Err(json_error(
-                &body,
-                serde_json::from_slice::<Vec<&RawValue>>(&body),
-            )),
+            Err(e) => Err(serde_json::from_slice::<Vec<&RawValue>>(&body)
+                .err()
+                .map_or_else(
+                    || utf8_error(&body, e.valid_up_to(), format),
+                    |e| json_error(&body, &e),
+                )),
         },
     }
 }
@@ -338,14 +340,16 @@ pub fn decode_packet_with(
 /// per string. The error names the line (NDJSON) or the body (an array) of the first
 /// bad byte.
 fn utf8(body: &[u8], format: Format) -> Result<&str, PacketError> {
-    std::str::from_utf8(body).map_err(|e| {
-        let at = e.valid_up_to();
-        let location = match format {
-            Format::Ndjson => Location::Line(memchr::memchr_iter(b'\n', &body[..at]).count() + 1),
-            Format::Json => Location::Body,
-        };
-        PacketError::new(location, format!("invalid UTF-8 at byte {at}"))
-    })
+    std::str::from_utf8(body).map_err(|e| utf8_error(body, e.valid_up_to(), format))
+}
+
+/// The error for a body whose bytes stop being UTF-8 at `at`.
+fn utf8_error(body: &[u8], at: usize, format: Format) -> PacketError {
+    let location = match format {
+        Format::Ndjson => Location::Line(memchr::memchr_iter(b'\n', &body[..at]).count() + 1),
+        Format::Json => Location::Body,
+    };
+    PacketError::new(location, format!("invalid UTF-8 at byte {at}"))
 }
 
 /// Framing only: one JSON object, as far as its first and last characters tell.
@@ -364,10 +368,14 @@ pub fn decode_message(body: &[u8]) -> Result<Packet, PacketError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PacketError::new(Location::Body, "the body is empty"));
     }
-    let text = utf8(body, Format::Json)?;
-    validate(text).map_err(|reason| PacketError::new(Location::Body, reason))?;
-    let mut out = BytesMut::with_capacity(body.len() + 1);
-    push_line(&mut out, body);
+    one_message(utf8(body, Format::Json)?, validate)
+}
+
+/// A body that is one message object, checked and made one NDJSON line.
+fn one_message(text: &str, check: Check) -> Result<Packet, PacketError> {
+    check(text).map_err(|reason| PacketError::new(Location::Body, reason))?;
+    let mut out = BytesMut::with_capacity(text.len() + 1);
+    push_line(&mut out, text.as_bytes());
     Ok(Packet {
         ndjson: out.freeze(),
         messages: 1,
@@ -393,18 +401,16 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn decode_ndjson(body: Bytes, check: Check) -> Result<Packet, PacketError> {
-    let text = match utf8(&body, Format::Ndjson) {
+    let text = match std::str::from_utf8(&body) {
         Ok(text) => text,
-        Err(bad_utf8) => {
+        Err(e) => {
             // A bad message on an earlier line is the first problem: report that one.
-            let at = std::str::from_utf8(&body)
-                .err()
-                .map_or(0, |e| e.valid_up_to());
+            let at = e.valid_up_to();
             let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
             if let Ok(before) = std::str::from_utf8(&body[..line_start]) {
                 scan_ndjson(before, check)?;
             }
-            return Err(bad_utf8);
+            return Err(utf8_error(&body, at, Format::Ndjson));
         }
     };
     let (messages, canonical) = scan_ndjson(text, check)?;
@@ -458,18 +464,10 @@ fn scan_ndjson(text: &str, check: Check) -> Result<(u32, bool), PacketError> {
 fn decode_json(body: &str, check: Check) -> Result<Packet, PacketError> {
     let first = body.bytes().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'{') {
-        check(body).map_err(|reason| PacketError::new(Location::Body, reason))?;
-        let mut out = BytesMut::with_capacity(body.len() + 1);
-        push_line(&mut out, body.as_bytes());
-        return Ok(Packet {
-            ndjson: out.freeze(),
-            messages: 1,
-        });
+        return one_message(body, check);
     }
-    let items: Vec<&RawValue> = match serde_json::from_str(body) {
-        Ok(items) => items,
-        Err(e) => return Err(json_error::<()>(body.as_bytes(), Err(e))),
-    };
+    let items: Vec<&RawValue> =
+        serde_json::from_str(body).map_err(|e| json_error(body.as_bytes(), &e))?;
     if items.is_empty() {
         return Err(PacketError::new(Location::Body, "the packet is empty"));
     }
@@ -488,12 +486,11 @@ fn decode_json(body: &str, check: Check) -> Result<Packet, PacketError> {
 }
 
 /// The error of a body that is not a JSON array of values.
-fn json_error<T>(body: &[u8], parsed: Result<T, serde_json::Error>) -> PacketError {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    let reason = match parsed {
-        Ok(_) => "invalid UTF-8".to_owned(),
-        Err(e) if first == Some(&b'[') => e.to_string(),
-        Err(e) => format!("expected a JSON array of messages or one message object ({e})"),
+fn json_error(body: &[u8], e: &serde_json::Error) -> PacketError {
+    let reason = if body.trim_ascii_start().starts_with(b"[") {
+        e.to_string()
+    } else {
+        format!("expected a JSON array of messages or one message object ({e})")
     };
     PacketError::new(Location::Body, shorten(reason))
 }

@@ -129,6 +129,22 @@ async fn an_open_distributor_says_so_and_registration_cannot_point_anywhere_odd(
         assert!(answer.text().contains(error), "{body}: {}", answer.text());
     }
     assert!(http.stats(&url).await.is_empty());
+
+    // The same holds for analyzers given at start: the distributor refuses to start.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let spec = format!("loop=http://{listen}@1");
+    let mut looping = spawn(
+        &dir,
+        "looping-distributor",
+        &["distributor", "--listen", &listen, "--analyzer", &spec],
+    );
+    let status = looping.wait_exit(Duration::from_secs(10));
+    assert!(!status.success());
+    assert!(
+        looping.log_text().contains("is this distributor itself"),
+        "{}",
+        looping.log_text()
+    );
 }
 
 /// A CA, and a certificate it signed for localhost and 127.0.0.1, written as PEM files.

@@ -53,12 +53,7 @@ pub async fn register(
             ));
         }
     };
-    if url.is_loop_to(shared.listen) {
-        return Err(ApiError::BadRequest(format!(
-            "{} is this distributor itself; packets routed there would come back forever",
-            url.base
-        )));
-    }
+    shared.check_not_self(&url).map_err(ApiError::BadRequest)?;
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.

@@ -146,6 +146,18 @@ impl Shared {
         }
     }
 
+    /// Refuses an analyzer URL that reaches this distributor itself, by `--analyzer` or by
+    /// registration: every packet routed there would come back in, forever.
+    fn check_not_self(&self, url: &config::AnalyzerUrl) -> Result<(), String> {
+        if url.is_loop_to(self.listen) {
+            return Err(format!(
+                "{} is this distributor itself; packets routed there would come back forever",
+                url.base
+            ));
+        }
+        Ok(())
+    }
+
     /// Stops routing to an analyzer, and removes it once its queue is delivered.
     fn remove_in_background(self: &Arc<Self>, id: &str) {
         if let Some(member) = self.registry.begin_deregister(id) {
@@ -274,7 +286,8 @@ pub async fn run(
     let shared = Shared::new(config, addr)?;
     for spec in shared.config.analyzers.clone() {
         shared
-            .register(&spec.id, spec.url, spec.weight, true)
+            .check_not_self(&spec.url)
+            .and_then(|()| shared.register(&spec.id, spec.url, spec.weight, true))
             .map_err(anyhow::Error::msg)?;
     }
     match (shared.config.ingest_token(), shared.config.admin_token()) {
