@@ -8,6 +8,7 @@
 //! Everything here is deterministic, so it is tested exhaustively with property tests.
 
 pub mod message;
+mod plain;
 pub mod routing;
 
 pub use message::{

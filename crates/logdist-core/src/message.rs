@@ -250,8 +250,17 @@ impl<'de> Visitor<'de> for NestedVisitor {
 }
 
 /// Validates one message given as raw JSON text (already known to be UTF-8, so serde_json
-/// does not check the UTF-8 of every string again).
+/// does not check the UTF-8 of every string again): the plain shape almost every log line
+/// has is recognized fast ([`crate::plain`]); serde_json decides the rest.
 fn validate(raw: &str) -> Result<(), String> {
+    if crate::plain::is_plain_valid(raw.as_bytes()) {
+        return Ok(());
+    }
+    validate_with_serde(raw)
+}
+
+/// The validator of record: serde_json reads the message and says what is wrong with it.
+pub(crate) fn validate_with_serde(raw: &str) -> Result<(), String> {
     let first = raw.bytes().find(|b| !b.is_ascii_whitespace());
     if first != Some(b'{') {
         return Err(match first {
