@@ -18,10 +18,6 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use criterion::{criterion_group, criterion_main};
 use logdist_core::{Format, Packet, Validation, decode_message, decode_packet_with};
 
-// Allocate as the `logdist` binary does.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// One input and how it is decoded.
 struct Case {
     name: &'static str,

@@ -13,10 +13,6 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use logdist_core::Router;
 
-// Allocate as the `logdist` binary does (routing itself does not allocate).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// How many packet sizes are drawn before the sequence repeats (a power of two).
 const SIZES: usize = 4096;
 

@@ -20,10 +20,6 @@ use logdist::distributor::DEADLINE_HEADER;
 use logdist::distributor::batch::batch_body;
 use logdist_core::{Format, decode_packet};
 
-// Allocate as the `logdist` binary does.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BATCHES: [usize; 3] = [1, 16, 64];
 
 /// `count` packets of 100 messages each, decoded as ingest hands them to the lanes.

@@ -9,9 +9,6 @@ use logdist::telemetry::{LogFormat, init_logs};
 use logdist::{analyzer, demo, distributor, loadgen, shutdown_on_signals};
 use tokio::net::TcpListener;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A log distributor: routes packets of log messages to weighted analyzers, counting
 /// shares in messages.
 #[derive(Parser)]
