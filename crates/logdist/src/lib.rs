@@ -15,6 +15,7 @@ pub mod loadgen;
 pub mod serve;
 pub mod telemetry;
 pub mod tls;
+pub mod workers;
 
 use std::time::Duration;
 

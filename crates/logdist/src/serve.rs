@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use crate::workers::Workers;
+
 /// How a listener serves its connections.
 #[derive(Clone)]
 pub struct ServeOptions {
@@ -47,11 +49,13 @@ impl ServeOptions {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then stops accepting and
 /// returns once every open connection has finished its request in flight (callers bound
-/// that wait with their grace period).
+/// that wait with their grace period). Each accepted connection is served on one of
+/// `workers` (the least busy), start to end.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     options: ServeOptions,
+    workers: Arc<Workers>,
     shutdown: CancellationToken,
 ) {
     let acceptor = options.tls.clone().map(TlsAcceptor::from);
@@ -88,7 +92,7 @@ pub async fn serve(
             handshake_timeout: options.header_timeout,
             watcher: graceful.watcher(),
         };
-        tokio::spawn(async move {
+        workers.spawn_connection(async move {
             connection.run(stream, peer).await;
             drop(permit);
         });

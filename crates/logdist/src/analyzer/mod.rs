@@ -315,6 +315,7 @@ pub async fn run(
         listener,
         app(state.clone()),
         options,
+        crate::workers::Workers::current(),
         server_stop.clone(),
     ));
 

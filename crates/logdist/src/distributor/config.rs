@@ -134,9 +134,14 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_BATCH_BYTES", default_value = "1MiB")]
     pub batch_bytes: ByteSize,
 
-    /// Deliveries in flight at once to one analyzer.
+    /// Deliveries in flight at once to one analyzer (over all workers).
     #[arg(long, env = "LOGDIST_LANE_CONCURRENCY", default_value_t = 2)]
     pub lane_concurrency: usize,
+
+    /// Worker threads, each an event loop serving its own connections and delivering what
+    /// they bring (thread-per-core); 0 means one per CPU core.
+    #[arg(long, env = "LOGDIST_WORKERS", default_value_t = 0)]
+    pub workers: usize,
 
     /// A delivery not acknowledged within this time has failed: the analyzer is marked
     /// unhealthy and the packets are routed again.

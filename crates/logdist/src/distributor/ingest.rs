@@ -198,10 +198,7 @@ async fn accept(
         ack,
         attempts: 0,
     };
-    shared
-        .registry
-        .dispatch(job)
-        .map_err(|(_, why)| unavailable(why))?;
+    shared.dispatch(job).map_err(|(_, why)| unavailable(why))?;
     shared.packets_received.increment(1);
     shared.messages_received.increment(u64::from(messages));
     let analyzer = match outcome {

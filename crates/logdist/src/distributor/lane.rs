@@ -1,6 +1,8 @@
-//! A lane per analyzer: its bounded queue is drained into batched deliveries, one NDJSON
-//! request each, over the shared keep-alive pool. Each delivery's outcome flows back to
-//! every agent waiting on a packet in it.
+//! A lane per analyzer and worker: its queue is drained into batched deliveries, one NDJSON
+//! request each, over the worker's keep-alive pool. Each delivery's outcome flows back to
+//! every agent waiting on a packet in it, on the same thread. The lanes of one analyzer
+//! share its queue bound (`--queue-packets`, in the member) and its deliveries in flight
+//! (`--lane-concurrency`).
 //!
 //! Full-queue policy: the queue never blocks and never drops. When it is full, `dispatch`
 //! refuses the packet and the agent gets 503 with Retry-After (see the registry).
@@ -17,12 +19,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, header};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
-use super::Shared;
 use super::batch::batch_body;
 use super::member::{Job, Member, Refusal, State};
+use super::{HttpClient, Shared};
 use crate::error_chain;
 
 /// How long a packet already answered 202 is retried when no analyzer can take it.
@@ -45,14 +48,17 @@ pub enum DeliveryError {
     Status(http::StatusCode),
 }
 
-/// Runs the lane of one member until it is retired and its queue is empty.
-pub async fn run(shared: Arc<Shared>, member: Arc<Member>, mut queue: mpsc::Receiver<Job>) {
-    let concurrency = shared.config.lane_concurrency.max(1);
-    let in_flight = Arc::new(Semaphore::new(concurrency));
+/// Runs lane `lane` of one member (on worker `lane`) until the member is retired and the
+/// lane's queue is empty.
+pub async fn run(
+    shared: Arc<Shared>,
+    member: Arc<Member>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    lane: usize,
+) {
+    let max_bytes = shared.config.batch_bytes.as_u64() as usize;
+    let mut deliveries = JoinSet::new();
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
         let first = tokio::select! {
             biased;
             job = queue.recv() => job,
@@ -62,22 +68,30 @@ pub async fn run(shared: Arc<Shared>, member: Arc<Member>, mut queue: mpsc::Rece
             }
         };
         let Some(first) = first else { break };
-        let batch = collect(
-            first,
-            &mut queue,
-            shared.config.batch_bytes.as_u64() as usize,
-        );
-        tokio::spawn(deliver(shared.clone(), member.clone(), batch, permit));
+        // Wait for a delivery slot (shared by the member's lanes) with the packet in hand:
+        // more queue up behind it meanwhile and go in the same batch.
+        let permit = match member.in_flight.clone().acquire_owned().await {
+            Ok(permit) => permit,
+            // Never closed; if it were, the packet goes elsewhere rather than nowhere.
+            Err(_) => {
+                reroute(&shared, vec![first], false);
+                break;
+            }
+        };
+        let batch = collect(first, &mut queue, max_bytes);
+        member.dequeued(batch.len());
+        while deliveries.try_join_next().is_some() {}
+        deliveries.spawn(deliver(shared.clone(), member.clone(), batch, permit, lane));
     }
-    // Wait for the deliveries still in flight.
-    let _ = in_flight.acquire_many(concurrency as u32).await;
-    member.drained.cancel();
-    debug!(analyzer = %member.id, "Lane drained.");
+    // Wait for this lane's deliveries still in flight.
+    while deliveries.join_next().await.is_some() {}
+    member.lane_ended();
+    debug!(analyzer = %member.id, lane, "Lane drained.");
 }
 
 /// Takes what is already queued, up to `max_bytes`, behind `first`. No waiting: under load
 /// the queue fills while deliveries are in flight, which is what makes batches large.
-fn collect(first: Job, queue: &mut mpsc::Receiver<Job>, max_bytes: usize) -> Vec<Job> {
+fn collect(first: Job, queue: &mut mpsc::UnboundedReceiver<Job>, max_bytes: usize) -> Vec<Job> {
     let mut bytes = first.packet.ndjson.len();
     let mut batch = vec![first];
     while bytes < max_bytes {
@@ -97,6 +111,7 @@ async fn deliver(
     member: Arc<Member>,
     batch: Vec<Job>,
     _permit: OwnedSemaphorePermit,
+    lane: usize,
 ) {
     let bytes: usize = batch.iter().map(|j| j.packet.ndjson.len()).sum();
     let outcome = if member.state() == State::Unhealthy {
@@ -106,7 +121,7 @@ async fn deliver(
         // One request body for the whole batch; a batch of one is sent without a copy.
         let body = batch_body(batch.iter().map(|job| &job.packet.ndjson));
         let started = Instant::now();
-        let result = post(&shared, &member, body).await;
+        let result = post(&shared, shared.lane_client(lane), &member, body).await;
         Some((result, started.elapsed()))
     };
     member.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
@@ -140,7 +155,12 @@ async fn deliver(
     }
 }
 
-async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), DeliveryError> {
+async fn post(
+    shared: &Shared,
+    client: &HttpClient,
+    member: &Member,
+    body: Bytes,
+) -> Result<(), DeliveryError> {
     let timeout = shared.config.delivery_timeout;
     let request = Request::post(member.url.packets.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
@@ -148,7 +168,7 @@ async fn post(shared: &Shared, member: &Member, body: Bytes) -> Result<(), Deliv
         .body(Full::new(body))
         .map_err(|e| DeliveryError::Transport(e.to_string()))?;
     let exchange = async {
-        let response = shared.client.request(request).await.map_err(|e| {
+        let response = client.request(request).await.map_err(|e| {
             if e.is_connect() {
                 DeliveryError::Refused(error_chain(&e))
             } else {
@@ -202,7 +222,7 @@ pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>, in_doubt: bool) {
             continue;
         }
         metrics::counter!("logdist_packets_rerouted_total").increment(1);
-        if let Err((job, why)) = shared.registry.dispatch(job) {
+        if let Err((job, why)) = shared.dispatch(job) {
             if job.ack.is_some() {
                 job.finish(Err(why));
             } else {
@@ -217,7 +237,7 @@ async fn retry_accepted(shared: Arc<Shared>, mut job: Job) {
     let deadline = Instant::now() + ACCEPTED_RETRY_FOR;
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        match shared.registry.dispatch(job) {
+        match shared.dispatch(job) {
             Ok(()) => return,
             Err((back, _)) => job = back,
         }

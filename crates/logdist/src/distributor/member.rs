@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use logdist_core::Packet;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AnalyzerUrl;
@@ -65,6 +65,17 @@ impl Refusal {
     }
 }
 
+/// The bounds of one member's queues and deliveries.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Lanes, one per worker.
+    pub lanes: usize,
+    /// Packets queued at most, over all lanes (`--queue-packets`).
+    pub packets: usize,
+    /// Deliveries in flight at once, over all lanes (`--lane-concurrency`).
+    pub concurrency: usize,
+}
+
 /// Where the outcome of a job goes: the ingest request waiting for it, if any.
 pub type AckSender = oneshot::Sender<Result<Arc<str>, Refusal>>;
 
@@ -100,8 +111,16 @@ pub struct Member {
     pub pinned: bool,
     /// A [`State`] as `u8`: the lane reads it without the registry lock.
     state: AtomicU8,
-    /// The lane's queue. Bounded in packets by its capacity and in bytes by `queued_bytes`.
-    pub queue: mpsc::Sender<Job>,
+    /// Its lanes' queues, one per worker: a packet is queued on the worker that read it.
+    queues: Vec<mpsc::UnboundedSender<Job>>,
+    /// Packets in its queues, not yet in a delivery: bounded by `capacity`.
+    queued: AtomicUsize,
+    /// Most packets its queues hold together.
+    capacity: usize,
+    /// Deliveries in flight to it at once, over all its lanes (`--lane-concurrency`).
+    pub in_flight: Arc<Semaphore>,
+    /// Its lanes still running; the last to end cancels `drained`.
+    lanes_running: AtomicUsize,
     /// Bytes of packets queued or in delivery to it.
     pub queued_bytes: AtomicUsize,
     /// Its measured delivery rate in bytes per second (an `f64`'s bits; 0 until measured).
@@ -112,7 +131,7 @@ pub struct Member {
     pub packets_total: AtomicU64,
     /// Cancelled when it leaves: its lane drains and ends, its health watcher ends.
     pub retire: CancellationToken,
-    /// Cancelled by its lane once the queue is empty and nothing is in flight.
+    /// Cancelled by its last lane once every queue is empty and nothing is in flight.
     pub drained: CancellationToken,
     /// Its metrics, registered once so that a delivery neither allocates labels nor
     /// looks metrics up by name.
@@ -148,21 +167,28 @@ impl LaneMetrics {
 }
 
 impl Member {
-    /// A new online member and the receiving end of its queue.
+    /// A new online member and the receiving ends of its `lanes` queues, which hold
+    /// `capacity` packets together; `concurrency` deliveries to it may be in flight.
     pub fn new(
         id: Arc<str>,
         url: AnalyzerUrl,
         pinned: bool,
-        capacity: usize,
-    ) -> (Arc<Self>, mpsc::Receiver<Job>) {
-        let (queue, rx) = mpsc::channel(capacity.max(1));
+        queue: QueueLimits,
+    ) -> (Arc<Self>, Vec<mpsc::UnboundedReceiver<Job>>) {
+        let (queues, receivers) = (0..queue.lanes.max(1))
+            .map(|_| mpsc::unbounded_channel())
+            .unzip();
         let member = Self {
             metrics: LaneMetrics::new(&id),
             id,
             url,
             pinned,
             state: AtomicU8::new(State::Online as u8),
-            queue,
+            queues,
+            queued: AtomicUsize::new(0),
+            capacity: queue.packets.max(1),
+            in_flight: Arc::new(Semaphore::new(queue.concurrency.max(1))),
+            lanes_running: AtomicUsize::new(queue.lanes.max(1)),
             queued_bytes: AtomicUsize::new(0),
             drain_rate: AtomicU64::new(0),
             messages_total: AtomicU64::new(0),
@@ -170,7 +196,35 @@ impl Member {
             retire: CancellationToken::new(),
             drained: CancellationToken::new(),
         };
-        (Arc::new(member), rx)
+        (Arc::new(member), receivers)
+    }
+
+    /// Queues a job on lane `lane`, or gives it back when the queues hold `capacity`
+    /// packets already or the lane has ended. The caller (the registry, under its lock)
+    /// checks the bytes.
+    pub fn enqueue(&self, lane: usize, job: Job) -> Result<(), Job> {
+        if self.queued.load(Ordering::Relaxed) >= self.capacity {
+            return Err(job);
+        }
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.queues[lane % self.queues.len()]
+            .send(job)
+            .map_err(|e| {
+                self.queued.fetch_sub(1, Ordering::Relaxed);
+                e.0
+            })
+    }
+
+    /// Called by a lane when it takes `packets` out of its queue into a delivery.
+    pub fn dequeued(&self, packets: usize) {
+        self.queued.fetch_sub(packets, Ordering::Relaxed);
+    }
+
+    /// Called by each lane as it ends; the last one marks the member drained.
+    pub fn lane_ended(&self) {
+        if self.lanes_running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.drained.cancel();
+        }
     }
 
     /// Its current state.
@@ -211,8 +265,8 @@ impl Member {
         by_time.clamp(MIN_QUEUE_BYTES.min(max_bytes), max_bytes)
     }
 
-    /// Packets waiting in its queue.
+    /// Packets waiting in its queues.
     pub fn queued_packets(&self) -> usize {
-        self.queue.max_capacity() - self.queue.capacity()
+        self.queued.load(Ordering::Relaxed)
     }
 }

@@ -44,9 +44,11 @@ use tracing::{info, warn};
 
 pub use config::{AckMode, AnalyzerSpec, DistributorArgs};
 pub use error::ApiError;
+use member::QueueLimits;
 use registry::Registry;
 
 use crate::serve::{ServeOptions, serve};
+use crate::workers::Workers;
 
 /// The HTTP client used for deliveries and probes: one keep-alive pool for all analyzers,
 /// speaking HTTPS to `https://` analyzers.
@@ -62,8 +64,13 @@ pub struct Shared {
     idempotency: Arc<idempotency::Keys>,
     /// Members and routing.
     registry: Registry,
-    /// Deliveries and probes.
+    /// Probes.
     client: HttpClient,
+    /// The worker threads: each serves its connections and runs one lane per analyzer.
+    workers: Arc<Workers>,
+    /// Deliveries, one keep-alive pool per worker, so that a delivery's connection is
+    /// driven on the thread that sends on it.
+    lane_clients: Vec<HttpClient>,
     /// Cancelled when shutdown begins: new packets get 503.
     shutting_down: CancellationToken,
     /// Renders `/metrics`.
@@ -77,7 +84,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    fn new(config: DistributorArgs, listen: SocketAddr) -> anyhow::Result<Arc<Self>> {
+    fn new(
+        config: DistributorArgs,
+        listen: SocketAddr,
+        workers: Arc<Workers>,
+    ) -> anyhow::Result<Arc<Self>> {
         let cluster = match &config.redis {
             Some(url) => Some(cluster::Cluster::new(
                 url,
@@ -94,13 +105,21 @@ impl Shared {
         let tls = crate::tls::client_config(config.tls_ca.as_deref())?;
         Ok(Arc::new(Self {
             cluster,
-            client: http_client(config.probe_timeout, tls),
+            client: http_client(config.probe_timeout, tls.clone()),
+            lane_clients: (0..workers.len())
+                .map(|_| http_client(config.probe_timeout, tls.clone()))
+                .collect(),
             registry: Registry::new(
-                config.queue_packets,
+                QueueLimits {
+                    lanes: workers.len(),
+                    packets: config.queue_packets,
+                    concurrency: config.lane_concurrency,
+                },
                 config.queue_bytes.as_u64() as usize,
                 config.queue_wait,
             ),
             listen,
+            workers,
             idempotency: idempotency::Keys::new(config.idempotency_window, config.idempotency_keys),
             config,
             shutting_down: CancellationToken::new(),
@@ -110,8 +129,19 @@ impl Shared {
         }))
     }
 
-    /// Registers an analyzer (see [`Registry::register`]) and starts the lane and the
-    /// health watcher of a new member.
+    /// Routes a job and queues it on the lane of the worker the caller runs on (see
+    /// [`Registry::dispatch`]): a packet stays on the thread that read it.
+    fn dispatch(&self, job: member::Job) -> Result<(), (member::Job, member::Refusal)> {
+        self.registry.dispatch(job, self.workers.here())
+    }
+
+    /// The delivery client of worker `lane`.
+    fn lane_client(&self, lane: usize) -> &HttpClient {
+        &self.lane_clients[lane % self.lane_clients.len()]
+    }
+
+    /// Registers an analyzer (see [`Registry::register`]) and starts the lanes (one on
+    /// each worker) and the health watcher of a new member.
     fn register(
         self: &Arc<Self>,
         id: &str,
@@ -120,8 +150,11 @@ impl Shared {
         pinned: bool,
     ) -> Result<registry::Registered, String> {
         let (outcome, new) = self.registry.register(id, url, weight, pinned)?;
-        if let Some((member, queue)) = new {
-            tokio::spawn(lane::run(self.clone(), member.clone(), queue));
+        if let Some((member, queues)) = new {
+            for (index, queue) in queues.into_iter().enumerate() {
+                let lane = lane::run(self.clone(), member.clone(), queue, index);
+                self.workers.spawn_on(index, lane);
+            }
             tokio::spawn(health::watch(self.clone(), member));
         }
         Ok(outcome)
@@ -283,7 +316,21 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let shared = Shared::new(config, addr)?;
+    let workers =
+        Workers::start(config.workers, "logdist-worker").context("starting the worker threads")?;
+    let result = run_on(config, addr, listener, workers.clone(), shutdown).await;
+    workers.shutdown().await;
+    result
+}
+
+async fn run_on(
+    config: DistributorArgs,
+    addr: SocketAddr,
+    listener: TcpListener,
+    workers: Arc<Workers>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let shared = Shared::new(config, addr, workers.clone())?;
     for spec in shared.config.analyzers.clone() {
         shared
             .check_not_self(&spec.url)
@@ -307,7 +354,7 @@ pub async fn run(
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(%addr, scheme, ack = ?shared.config.ack, validate = ?shared.config.validate, "Distributor listening.");
+    info!(%addr, scheme, ack = ?shared.config.ack, validate = ?shared.config.validate, workers = workers.len(), "Distributor listening.");
 
     let stop_cluster = CancellationToken::new();
     let cluster_task = shared.cluster.clone().map(|cluster| {
@@ -321,7 +368,13 @@ pub async fn run(
         header_timeout: shared.config.header_timeout,
         max_connections: shared.config.max_connections,
     };
-    let server = tokio::spawn(serve(listener, app(shared.clone()), options, stopping));
+    let server = tokio::spawn(serve(
+        listener,
+        app(shared.clone()),
+        options,
+        workers.clone(),
+        stopping,
+    ));
     shutdown.cancelled().await;
     info!(
         ?grace,

@@ -15,23 +15,24 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::config::AnalyzerUrl;
-use super::member::{Job, Member, Refusal, State};
+use super::member::{Job, Member, QueueLimits, Refusal, State};
 use crate::api::AnalyzerStats;
 
 /// All members and the current counting window.
 #[derive(Debug)]
 pub struct Registry {
     inner: Mutex<Inner>,
-    /// Capacity of each member's queue, in packets.
-    queue_packets: usize,
+    /// Each member's lanes, queue capacity in packets, and deliveries in flight.
+    limits: QueueLimits,
     /// Bytes that may wait in one member's queue.
     queue_bytes: usize,
     /// Longest expected wait in a queue, at the member's measured delivery rate.
     queue_wait: Duration,
 }
 
-/// A member just created, with the receiving end of its queue: the caller starts its lane.
-pub type NewMember = (Arc<Member>, mpsc::Receiver<Job>);
+/// A member just created, with the receiving ends of its queues, one per lane: the caller
+/// starts its lanes.
+pub type NewMember = (Arc<Member>, Vec<mpsc::UnboundedReceiver<Job>>);
 
 #[derive(Debug)]
 struct Inner {
@@ -88,12 +89,12 @@ pub enum Registered {
 }
 
 impl Registry {
-    /// An empty registry whose queues hold `queue_packets` packets and `queue_bytes` bytes,
-    /// and no more than their analyzer delivers in `queue_wait`.
-    pub fn new(queue_packets: usize, queue_bytes: usize, queue_wait: Duration) -> Self {
+    /// An empty registry whose members' queues are bounded by `limits` and hold
+    /// `queue_bytes` bytes, and no more than their analyzer delivers in `queue_wait`.
+    pub fn new(limits: QueueLimits, queue_bytes: usize, queue_wait: Duration) -> Self {
         Self {
             inner: Mutex::default(),
-            queue_packets,
+            limits,
             queue_bytes,
             queue_wait,
         }
@@ -107,12 +108,13 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Routes a job to an analyzer and queues it there, or gives it back with the reason:
+    /// Routes a job to an analyzer and queues it on that analyzer's lane number `lane` (the
+    /// worker the caller runs on), or gives it back with the reason:
     /// no analyzer online, or the chosen analyzer's queue full. A full queue does not pass
     /// the packet to another analyzer: that would break the shares (see `Router::pick`);
     /// the agent gets 503 and retries, and a hung analyzer is taken out of routing by its
     /// failed deliveries and probes. The window counts the packet only once it is queued.
-    pub fn dispatch(&self, job: Job) -> Result<(), (Job, Refusal)> {
+    pub fn dispatch(&self, job: Job, lane: usize) -> Result<(), (Job, Refusal)> {
         let mut inner = self.lock();
         let messages = u64::from(job.packet.messages);
         let len = job.packet.ndjson.len();
@@ -126,14 +128,14 @@ impl Registry {
             return Err((job, Refusal::QueueFull));
         }
         member.queued_bytes.fetch_add(len, Ordering::Relaxed);
-        match member.queue.try_send(job) {
+        match member.enqueue(lane, job) {
             Ok(()) => {
                 inner.router.record(index, messages);
                 Ok(())
             }
-            Err(e) => {
+            Err(job) => {
                 member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
-                Err((e.into_inner(), Refusal::QueueFull))
+                Err((job, Refusal::QueueFull))
             }
         }
     }
@@ -178,11 +180,11 @@ impl Registry {
             old.retire.cancel();
         }
         let id: Arc<str> = Arc::from(id);
-        let (member, queue) = Member::new(id.clone(), url, pinned, self.queue_packets);
+        let (member, queues) = Member::new(id.clone(), url, pinned, self.limits);
         info!(analyzer = %id, url = %member.url.base, weight, "Analyzer registered.");
         inner.members.insert(id, (member.clone(), weight));
         inner.rebuild();
-        Ok((Registered::Added, Some((member, queue))))
+        Ok((Registered::Added, Some((member, queues))))
     }
 
     /// Stops routing to an analyzer and returns it so the caller can wait for its queue to

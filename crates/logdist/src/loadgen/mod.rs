@@ -42,7 +42,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use http::{HeaderValue, Uri};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -60,6 +59,8 @@ use pool::PacketPool;
 use progress::{Goal, Progress};
 use report::Measured;
 use trace::TraceWriter;
+
+use crate::workers::Workers;
 
 /// Longest wait for in-flight requests once the run stops.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -122,15 +123,20 @@ pub async fn run_with_counters(
     };
     let progress = Progress::start(counters.clone(), goal, args.quiet);
     let started = Instant::now();
-    let mut agents = JoinSet::new();
-    for index in 0..args.agents {
-        agents.spawn(agent::run_agent(
-            index,
-            plan.clone(),
-            latency_template.clone(),
-            trace.as_ref().map(TraceWriter::sender),
-        ));
-    }
+    // Thread-per-core, as the distributor: each agent and its connection stay on one
+    // worker, so a request and its answer never hop threads.
+    let workers = Workers::start(0, "loadgen-worker").context("starting the worker threads")?;
+    let agents: Vec<_> = (0..args.agents)
+        .map(|index| {
+            let agent = agent::run_agent(
+                index,
+                plan.clone(),
+                latency_template.clone(),
+                trace.as_ref().map(TraceWriter::sender),
+            );
+            workers.spawn_on(index, agent)
+        })
+        .collect();
     let grace = DRAIN_GRACE.min(args.timeout);
     let timer = tokio::spawn(stop_timer(
         duration,
@@ -142,7 +148,8 @@ pub async fn run_with_counters(
     let mut latency_us = latency_template;
     let mut failures = BTreeMap::new();
     let mut retries = 0;
-    while let Some(joined) = agents.join_next().await {
+    for joined in agents {
+        let joined = joined.await;
         match joined {
             Ok(result) => {
                 if let Err(e) = latency_us.add(&result.latency_us) {
@@ -157,6 +164,7 @@ pub async fn run_with_counters(
         }
     }
     let elapsed = started.elapsed();
+    workers.shutdown().await;
     let stopped_by = if shutdown.is_cancelled() {
         StopReason::Shutdown
     } else if plan.stop.is_cancelled() {
