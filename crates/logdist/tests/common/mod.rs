@@ -56,6 +56,32 @@ impl Proc {
             .status()
             .unwrap();
         assert!(status.success(), "kill -{signal} {} failed", self.name);
+        if signal == "STOP" {
+            self.wait_stopped();
+        }
+    }
+
+    /// Waits until every thread of the process is stopped. `kill` returns once the signal
+    /// is queued; on a busy machine the thread that takes it may wait for a CPU while
+    /// another thread, already running, still answers a request.
+    fn wait_stopped(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let tasks = format!("/proc/{}/task", self.pid());
+        loop {
+            let stopped = std::fs::read_dir(&tasks).unwrap().all(|task| {
+                let stat = std::fs::read_to_string(task.unwrap().path().join("stat"));
+                // The state follows the command name, which is in parentheses.
+                stat.is_ok_and(|s| {
+                    s.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with(['T', 't']))
+                })
+            });
+            if stopped {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{} did not stop", self.name);
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits for the process to exit, at most `timeout`.
