@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::args::Encoding;
 use super::attempt::{Failure, FailureKind, Outgoing, log_failure, send};
+use super::conn::{Connection, Target};
 use super::counters::Counters;
 use super::ids::IdPrefix;
 use super::pool::{Packet, PacketPool};
@@ -47,6 +48,8 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
 pub(crate) struct Plan {
     /// Full URL of the endpoint to post to.
     pub uri: Uri,
+    /// The same, as each agent's connection uses it.
+    pub target: Target,
     /// `application/x-ndjson` for packets, `application/json` for single messages.
     pub content_type: HeaderValue,
     /// Set when the bodies sent are compressed.
@@ -151,7 +154,7 @@ impl Pacer {
     }
 }
 
-/// Builds the client of one agent: one keep-alive connection, Nagle off.
+/// A pooled client, for the requests around the run (the distributor's stats).
 pub(crate) fn client(timeout: Duration) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -170,7 +173,7 @@ pub(crate) async fn run_agent(
     latency_us: Histogram<u64>,
     trace: Option<TraceSender>,
 ) -> AgentResult {
-    let client = client(plan.timeout);
+    let mut conn = Connection::new(plan.target.clone(), plan.timeout);
     let mut rng = SmallRng::from_rng(&mut rand::rng());
     let mut result = AgentResult {
         latency_us,
@@ -204,7 +207,7 @@ pub(crate) async fn run_agent(
         plan.counters.sent(packet.messages);
         let started = Instant::now();
         let delivery = match outgoing(&plan, packet, key.as_deref()) {
-            Ok(outgoing) => deliver(&client, &plan, &outgoing, &mut rng, &mut result).await,
+            Ok(outgoing) => deliver(&mut conn, &plan, &outgoing, &mut rng, &mut result).await,
             Err(failure) => {
                 *result.failures.entry(failure.kind.key()).or_default() += 1;
                 log_failure(&plan, &failure);
@@ -296,7 +299,7 @@ fn outgoing(plan: &Plan, packet: &Packet, key: Option<&str>) -> Result<Outgoing,
 /// `plan.retries` times, or the run aborts. Each failed attempt is counted in
 /// `result.failures`, each resend in `result.retries`.
 async fn deliver(
-    client: &HttpClient,
+    conn: &mut Connection,
     plan: &Plan,
     outgoing: &Outgoing,
     rng: &mut SmallRng,
@@ -306,7 +309,7 @@ async fn deliver(
     loop {
         attempts = attempts.saturating_add(1);
         let outcome = tokio::select! {
-            outcome = send(client, plan, outgoing) => outcome,
+            outcome = send(conn, plan, outgoing) => outcome,
             _ = plan.abort.cancelled() => {
                 Err(Failure::new(FailureKind::Aborted, "stopped while in flight"))
             }

@@ -7,9 +7,9 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::agent::{HttpClient, Plan};
+use super::agent::Plan;
+use super::conn::{ConnError, Connection};
 use super::retry::parse_retry_after;
-use crate::error_chain;
 
 /// The header that lets a distributor recognise a resent packet.
 pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -80,13 +80,14 @@ impl Failure {
     }
 }
 
-/// Sends `outgoing` once and reads the whole answer; the status for 200 and 202.
+/// Sends `outgoing` once on the agent's connection and reads the whole answer; the
+/// status for 200 and 202.
 pub(crate) async fn send(
-    client: &HttpClient,
+    conn: &mut Connection,
     plan: &Plan,
     outgoing: &Outgoing,
 ) -> Result<StatusCode, Failure> {
-    let mut request = Request::post(plan.uri.clone())
+    let mut request = Request::post("/")
         .header(CONTENT_TYPE, plan.content_type.clone())
         .body(Full::new(outgoing.body.clone()))
         .map_err(|e| Failure::new(FailureKind::Other, e.to_string()))?;
@@ -101,13 +102,12 @@ pub(crate) async fn send(
         headers.insert(IDEMPOTENCY_KEY, key.clone());
     }
     let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            let kind = if e.is_connect() {
-                FailureKind::Connect
-            } else {
-                FailureKind::Other
+        let response = conn.send(request).await.map_err(|e| {
+            let kind = match e {
+                ConnError::Connect { .. } => FailureKind::Connect,
+                ConnError::Exchange(_) => FailureKind::Other,
             };
-            Failure::new(kind, error_chain(&e))
+            Failure::new(kind, e.to_string())
         })?;
         let status = response.status();
         let retry_after = response
@@ -131,13 +131,18 @@ pub(crate) async fn send(
             })
         }
     };
-    match tokio::time::timeout(plan.timeout, exchange).await {
+    let outcome = match tokio::time::timeout(plan.timeout, exchange).await {
         Ok(outcome) => outcome,
         Err(_) => Err(Failure::new(
             FailureKind::Timeout,
             format!("no answer within {:?}", plan.timeout),
         )),
+    };
+    if outcome.as_ref().is_err_and(|f| f.kind.status().is_none()) {
+        // The exchange did not finish: its connection may hold half an answer.
+        conn.reset();
     }
+    outcome
 }
 
 /// Logs the first failure of each kind at WARN, the rest at DEBUG.

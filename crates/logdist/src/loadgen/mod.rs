@@ -22,6 +22,7 @@
 mod agent;
 mod args;
 mod attempt;
+mod conn;
 mod counters;
 mod ids;
 mod messages;
@@ -55,6 +56,7 @@ pub use report::{Latency, Report, StopReason};
 pub use trace::{TraceLine, TraceOutcome};
 
 use agent::{Budget, Pacer, Plan};
+use conn::Target;
 use pool::PacketPool;
 use progress::{Goal, Progress};
 use report::Measured;
@@ -260,8 +262,10 @@ async fn plan(
     .await
     .context("generating packets")?
     .context("building the packet pool")?;
+    let target = Target::new(&uri).map_err(|e| anyhow::anyhow!("--target: {e}"))?;
     Ok(Plan {
         uri,
+        target,
         content_type: HeaderValue::from_static(content_type),
         content_encoding,
         authorization,
