@@ -85,6 +85,16 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
+        // The accepted socket is registered with this (the accepting) runtime's reactor:
+        // take it out, so the worker registers it with its own. Otherwise every read
+        // event would arrive here and wake the worker across threads.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                warn!(%peer, error = %e, "Handing a connection to a worker failed.");
+                continue;
+            }
+        };
         let connection = Connection {
             app: app.clone(),
             http: http.clone(),
@@ -111,7 +121,14 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, peer: SocketAddr) {
+    async fn run(self, stream: std::net::TcpStream, peer: SocketAddr) {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(e) => {
+                warn!(%peer, error = %e, "Registering a connection with its worker failed.");
+                return;
+            }
+        };
         // Answers are single writes that must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let app = self.app;
