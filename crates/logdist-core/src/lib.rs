@@ -13,5 +13,6 @@ pub mod routing;
 
 pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
+    ndjson_messages,
 };
 pub use routing::{Router, WeightError};

@@ -395,6 +395,15 @@ fn one_message(text: &str, check: Check) -> Result<Packet, PacketError> {
 type Check = fn(&str) -> Result<(), String>;
 
 /// The lines of a body, each without its `\n`; the last may be empty (after a final `\n`).
+/// The messages an NDJSON body holds if it is valid: its non-blank lines. One pass for
+/// newlines, no parsing: enough to ask, before validating, whether the packet can be
+/// taken at all.
+pub fn ndjson_messages(body: &[u8]) -> u64 {
+    lines(body)
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .count() as u64
+}
+
 fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
     let mut ends = memchr::memchr_iter(b'\n', body);
@@ -642,6 +651,24 @@ mod tests {
             let err = decode_packet(Bytes::copy_from_slice(body.as_bytes()), *format).unwrap_err();
             assert!(err.to_string().contains(want), "got {err}, want {want:?}");
         }
+    }
+
+    #[test]
+    fn ndjson_messages_counts_what_decoding_counts() {
+        for body in [
+            format!("{HELLO}\n"),
+            format!("{HELLO}"),
+            format!("\n{HELLO}\r\n  \n{HELLO}\n\n"),
+            format!("{HELLO}\n{HELLO}\n{HELLO}"),
+        ] {
+            let packet = decode_packet(Bytes::from(body.clone()), Format::Ndjson).unwrap();
+            assert_eq!(
+                ndjson_messages(body.as_bytes()),
+                u64::from(packet.messages),
+                "{body:?}"
+            );
+        }
+        assert_eq!(ndjson_messages(b" \n\r\n"), 0);
     }
 
     /// Blank lines once made every blank line re-scan the whole body (quadratic): 8 MiB of

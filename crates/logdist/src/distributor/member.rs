@@ -265,6 +265,11 @@ impl Member {
         by_time.clamp(MIN_QUEUE_BYTES.min(max_bytes), max_bytes)
     }
 
+    /// Most packets its queues hold together (`--queue-packets`).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Packets waiting in its queues.
     pub fn queued_packets(&self) -> usize {
         self.queued.load(Ordering::Relaxed)

@@ -6,7 +6,7 @@
 //! awaits or does I/O: a decision is a few float operations and a `try_send`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ pub struct Registry {
     queue_bytes: usize,
     /// Longest expected wait in a queue, at the member's measured delivery rate.
     queue_wait: Duration,
+    /// Set when a packet was refused for a full queue, cleared when one is queued: while
+    /// it is clear, ingest skips [`Registry::queue_full_for`] altogether.
+    refusing: AtomicBool,
 }
 
 /// A member just created, with the receiving ends of its queues, one per lane: the caller
@@ -94,6 +97,7 @@ impl Registry {
     pub fn new(limits: QueueLimits, queue_bytes: usize, queue_wait: Duration) -> Self {
         Self {
             inner: Mutex::default(),
+            refusing: AtomicBool::new(false),
             limits,
             queue_bytes,
             queue_wait,
@@ -122,22 +126,47 @@ impl Registry {
             return Err((job, Refusal::NoAnalyzer));
         };
         let member = &inner.online[index];
-        let queued = member.queued_bytes.load(Ordering::Relaxed);
-        let limit = member.queue_limit(self.queue_bytes, self.queue_wait);
-        if queued > 0 && queued + len > limit {
+        if !self.has_room(member, len) {
+            self.refusing.store(true, Ordering::Relaxed);
             return Err((job, Refusal::QueueFull));
         }
         member.queued_bytes.fetch_add(len, Ordering::Relaxed);
         match member.enqueue(lane, job) {
             Ok(()) => {
                 inner.router.record(index, messages);
+                if self.refusing.load(Ordering::Relaxed) {
+                    self.refusing.store(false, Ordering::Relaxed);
+                }
                 Ok(())
             }
             Err(job) => {
                 member.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.refusing.store(true, Ordering::Relaxed);
                 Err((job, Refusal::QueueFull))
             }
         }
+    }
+
+    /// Whether a packet of `messages` in `len` bytes would be refused for a full queue if
+    /// it were dispatched now; nothing is routed or recorded. Ingest asks this before
+    /// validating, so that under overload a packet that cannot be taken costs no
+    /// validation (the answer is the same 503 it would get after it).
+    pub fn queue_full_for(&self, messages: u64, len: usize) -> bool {
+        if !self.refusing.load(Ordering::Relaxed) {
+            return false;
+        }
+        let inner = self.lock();
+        inner.router.pick(messages).is_some_and(|index| {
+            let member = &inner.online[index];
+            !self.has_room(member, len) || member.queued_packets() >= member.capacity()
+        })
+    }
+
+    /// Whether `member`'s queue has room for `len` more bytes: by `--queue-bytes`, and by
+    /// what it delivers in `--queue-wait` (an empty queue always takes one packet).
+    fn has_room(&self, member: &Member, len: usize) -> bool {
+        let queued = member.queued_bytes.load(Ordering::Relaxed);
+        queued == 0 || queued + len <= member.queue_limit(self.queue_bytes, self.queue_wait)
     }
 
     /// Adds an analyzer, or updates its weight. A changed URL replaces the member: the old
@@ -305,5 +334,53 @@ impl Registry {
                 (stats, member.clone())
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use logdist_core::Packet;
+
+    use super::*;
+
+    fn job() -> Job {
+        Job {
+            packet: Packet {
+                ndjson: Bytes::from_static(b"{}\n"),
+                messages: 1,
+            },
+            ack: None,
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn the_early_question_answers_as_dispatch_would_once_a_queue_refuses() {
+        let limits = QueueLimits {
+            lanes: 1,
+            packets: 1,
+            concurrency: 1,
+        };
+        let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2));
+        let url = "http://127.0.0.1:9".parse().unwrap();
+        let (_, new) = registry.register("a", url, 1.0, true).unwrap();
+        let (member, mut queues) = new.unwrap();
+
+        // Nothing refused yet: the question costs nothing and says no.
+        assert!(!registry.queue_full_for(1, 3));
+        assert!(registry.dispatch(job(), 0).is_ok());
+        assert!(!registry.queue_full_for(1, 3), "no refusal seen yet");
+        let (_, why) = registry.dispatch(job(), 0).unwrap_err();
+        assert_eq!(why, Refusal::QueueFull);
+        assert!(registry.queue_full_for(1, 3));
+
+        // The lane takes the packet: the queue has room, and the next dispatch clears it.
+        assert!(queues[0].try_recv().is_ok());
+        member.dequeued(1);
+        member.queued_bytes.fetch_sub(3, Ordering::Relaxed);
+        assert!(!registry.queue_full_for(1, 3));
+        assert!(registry.dispatch(job(), 0).is_ok());
+        assert!(!registry.refusing.load(Ordering::Relaxed));
     }
 }
