@@ -657,7 +657,7 @@ mod tests {
     fn ndjson_messages_counts_what_decoding_counts() {
         for body in [
             format!("{HELLO}\n"),
-            format!("{HELLO}"),
+            HELLO.to_owned(),
             format!("\n{HELLO}\r\n  \n{HELLO}\n\n"),
             format!("{HELLO}\n{HELLO}\n{HELLO}"),
         ] {
