@@ -121,9 +121,9 @@ pub struct DistributorArgs {
 
     /// Bytes that may wait in one analyzer's queue, deliveries in flight included (same
     /// policy as --queue-packets). This bounds the distributor's memory: with 3 analyzers
-    /// at most 12 MiB of packets wait by default. Raise it for many agents sending large
+    /// at most 24 MiB of packets wait by default. Raise it for many agents sending large
     /// packets, if they see 503s while the analyzers keep up.
-    #[arg(long, env = "LOGDIST_QUEUE_BYTES", default_value = "4MiB")]
+    #[arg(long, env = "LOGDIST_QUEUE_BYTES", default_value = "8MiB")]
     pub queue_bytes: ByteSize,
 
     /// Longest expected wait in one analyzer's queue: a queue holding more than this
