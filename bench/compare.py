@@ -10,6 +10,9 @@ One interleaved sequence of cases, each a client driving a path to the same thre
   logdist-accepted   wrk -> logdist distributor --ack accepted -> 3 analyzers
   logdist-framing    wrk -> logdist distributor --validate framing -> 3 analyzers
                      (only when `logdist distributor --help` lists --validate)
+  *-paced            logdist loadgen --rate R -> nginx, HAProxy, logdist --ack delivered:
+                     the same offered load for every path, so the latencies compare at
+                     equal load (R per workload: the PACED knob)
   loadgen            logdist loadgen -> one analyzer, to set against `ceiling` (the same
                      target driven by wrk): how fast the load generator itself is
 
@@ -66,11 +69,18 @@ def knobs():
         "WORKLOADS": os.environ.get("WORKLOADS", "1,100,mix"),
         "MIX": os.environ.get("MIX", "1..1000"),
         "MIX_BODIES": int(os.environ.get("MIX_BODIES", "64")),
+        "PACED": os.environ.get("PACED", "1=30000,100=20000,mix=6000"),
     }
     k["duration_s"] = seconds(k["DURATION"])
     k["warmup_s"] = seconds(k["WARMUP"])
     lo, _, hi = k["MIX"].partition("..")
     k["mix_range"] = (int(lo), int(hi or lo))
+    k["paced_rate"] = {}
+    for item in filter(None, (i.strip() for i in k["PACED"].split(","))):
+        w, _, rate = item.partition("=")
+        if not rate.strip().isdigit():
+            sys.exit(f"compare: PACED wants WORKLOAD=REQUESTS_PER_S items, got {item!r}")
+        k["paced_rate"][w.strip()] = int(rate)
     return k
 
 
@@ -292,6 +302,11 @@ def all_cases(has_validate):
         cases["logdist-framing"] = ("wrk -> logdist --validate framing -> 3 analyzers",
                                     logdist_starter("--validate", "framing"), "wrk")
     cases["loadgen"] = ("logdist loadgen -> analyzer", None, "loadgen")
+    # The same offered load for every path (latency at equal load, not at each one's peak).
+    cases["nginx-paced"] = ("paced loadgen -> nginx -> 3 analyzers", start_nginx, "paced")
+    cases["haproxy-paced"] = ("paced loadgen -> HAProxy -> 3 analyzers", start_haproxy, "paced")
+    cases["logdist-paced"] = ("paced loadgen -> logdist --ack delivered -> 3 analyzers",
+                              logdist_starter("--ack", "delivered"), "paced")
     return cases
 
 
@@ -338,11 +353,12 @@ def wrk_args(k, workload, url, secs):
             "--timeout", "10s", "--latency", "-s", str(script), url, "--", *extra]
 
 
-def loadgen_args(k, workload, target, secs, report):
+def loadgen_args(k, workload, target, secs, report, rate=None):
     size = f"{k['mix_range'][0]}..{k['mix_range'][1]}" if workload == "mix" else str(workload)
+    paced = ["--rate", str(rate)] if rate else []
     return [str(BIN), "loadgen", "--target", target, "--agents", str(k["CONNECTIONS"]),
             "--packet-size", size, "--duration", f"{int(secs * 1000)}ms", "--report", str(report),
-            "--quiet", "--seed", "1"]
+            "--quiet", "--seed", "1", *paced]
 
 
 def run_client(procs, k, kind, workload, base, secs, scratch, tag):
@@ -359,7 +375,10 @@ def run_client(procs, k, kind, workload, base, secs, scratch, tag):
         return parse_wrk(out), cpu
     report = scratch / f"loadgen-{tag}.json"
     report.unlink(missing_ok=True)
-    proc = procs.start(loadgen_args(k, workload, base, secs, report), scratch / f"loadgen-{tag}.out")
+    rate = k["paced_rate"].get(str(workload)) if kind == "paced" else None
+    if kind == "paced" and not rate:
+        fail(f"no paced rate for workload {workload}: add it to PACED (e.g. PACED={workload}=5000)")
+    proc = procs.start(loadgen_args(k, workload, base, secs, report, rate), scratch / f"loadgen-{tag}.out")
     cpu = wait_rusage(proc)
     procs.procs.remove(proc)
     if proc.returncode != 0 or not report.exists():
@@ -501,7 +520,8 @@ def summarize(runs, order, workloads):
             rows.append(row)
     by = {(r["case"], r["workload"]): r for r in rows}
     for r in rows:
-        ceil, ngx = by.get(("ceiling", r["workload"])), by.get(("nginx", r["workload"]))
+        peer = "nginx-paced" if r["case"].endswith("-paced") else "nginx"
+        ceil, ngx = by.get(("ceiling", r["workload"])), by.get((peer, r["workload"]))
         r["vs_ceiling"] = r["messages_per_s"] / ceil["messages_per_s"] if ceil and ceil["messages_per_s"] else None
         r["vs_nginx"] = r["messages_per_s"] / ngx["messages_per_s"] if ngx and ngx["messages_per_s"] else None
     loadgen = []
@@ -542,6 +562,12 @@ def markdown(rows, loadgen, k, env, command):
            "- **msg/s**: messages delivered to the sinks per second. **x ceiling / x nginx**: the same "
            "against wrk straight to one sink, and against nginx.",
            "- **p50/p99**: request latency seen by the client (wrk `--latency`).",
+           "- **paced** rows: `logdist loadgen --agents "
+           f"{k['CONNECTIONS']} --rate R` offers every path the same load, R requests/s "
+           f"({', '.join(f'{w}: {r:,}' for w, r in k['paced_rate'].items())}), below what each "
+           "path takes at its peak: their p50/p99 compare latency at equal offered load (the wrk rows "
+           "compare it at each path's own peak, where the fastest path also carries the most). "
+           "**x nginx** of a paced row is against paced nginx.",
            f"- **CPU**: CPU time over the measured window in % of the machine ({CORES} cores = 100%): "
            "client / proxy (all its processes) / sinks (all three); **other**: the rest of the machine's "
            "busy time (/proc/stat): interrupts not charged to a process, and anything else running, which "
@@ -650,7 +676,8 @@ def main():
             sys.exit(f"compare: unknown workload {w!r} (a number of messages, or mix)")
     order = list(cases)
     env_knobs = " ".join(f"{n}={shlex.quote(str(k[n]))}" for n in
-                         ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS", "CASES", "WORKLOADS", "MIX")
+                         ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS", "CASES", "WORKLOADS", "MIX",
+                          "PACED")
                          if os.environ.get(n) is not None)
     command = f"{env_knobs + ' ' if env_knobs else ''}bench/compare.sh{' ' if sys.argv[1:] else ''}{shlex.join(sys.argv[1:])}"
 
@@ -705,7 +732,8 @@ def main():
     (RESULTS / "compare.md").write_text(md)
     (RESULTS / "compare.json").write_text(json.dumps({
         "command": command, "knobs": {n: k[n] for n in ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS",
-                                                        "CASES", "WORKLOADS", "MIX", "MIX_BODIES")},
+                                                        "CASES", "WORKLOADS", "MIX", "MIX_BODIES",
+                                                        "PACED")},
         "environment": env, "weights": WEIGHTS, "summary": rows, "loadgen_vs_wrk": loadgen, "runs": runs,
     }, indent=2))
     print(md)

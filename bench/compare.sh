@@ -10,6 +10,10 @@
 #   logdist-accepted   wrk -> logdist distributor --ack accepted -> analyzers
 #   logdist-framing    wrk -> logdist distributor --validate framing -> analyzers
 #                      (only when the distributor has --validate)
+#   nginx-paced, haproxy-paced, logdist-paced
+#                      logdist loadgen --rate R (the same offered load for every path, below
+#                      each one's peak) -> nginx, HAProxy, logdist --ack delivered: latency
+#                      at equal load, where the wrk rows give it at each path's own peak
 #   loadgen            logdist loadgen -> one analyzer (set against `ceiling`: how fast the
 #                      load generator is compared with wrk)
 #
@@ -24,7 +28,7 @@
 # system the packages may also start their system services; this benchmark does not use
 # them), and builds target/release/logdist.
 #
-#   bench/compare.sh                                   # the full run: 3 rounds, ~15 min
+#   bench/compare.sh                                   # the full run: 3 rounds, ~21 min
 #   RUNS=1 DURATION=2s WARMUP=1s CASES=ceiling,nginx WORKLOADS=1 bench/compare.sh
 #
 # Knobs (environment):
@@ -37,6 +41,7 @@
 #   WORKLOADS=1,100,mix   messages per packet: numbers, and/or `mix`
 #   MIX=1..1000       the mix's range of messages per packet (uniform)
 #   MIX_BODIES=64     pre-built mix bodies per wrk thread
+#   PACED=1=30000,100=20000,mix=6000   requests/s offered by the paced cases, per workload
 #   KEEP_SCRATCH=1    keep the temporary directory of configs and logs (kept anyway on failure)
 # Run it on an otherwise idle machine: the `other %` column shows CPU used by anything else.
 set -euo pipefail
