@@ -236,22 +236,30 @@ pub fn http_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> Http
         .build(connector)
 }
 
-/// The distributor's routes. Ingest and registration sit behind their token checks.
+/// The distributor's routes. Ingest and registration sit behind their token checks, when
+/// a token is set for them (without one, the check is not in the path at all).
 pub fn app(shared: Arc<Shared>) -> Router {
-    let ingest = Router::new()
-        .route("/packets", post(ingest::packets))
-        .route("/message/send", post(ingest::message_send))
-        .route_layer(middleware::from_fn_with_state(
-            (shared.clone(), Scope::Ingest),
+    let guarded = |routes: Router<Arc<Shared>>, scope: Scope, token: Option<&str>| match token {
+        Some(_) => routes.route_layer(middleware::from_fn_with_state(
+            (shared.clone(), scope),
             require_token,
-        ));
-    let admin = Router::new()
-        .route("/analyzer/register", post(admin::register))
-        .route("/analyzer/deregister", post(admin::deregister))
-        .route_layer(middleware::from_fn_with_state(
-            (shared.clone(), Scope::Admin),
-            require_token,
-        ));
+        )),
+        None => routes,
+    };
+    let ingest = guarded(
+        Router::new()
+            .route("/packets", post(ingest::packets))
+            .route("/message/send", post(ingest::message_send)),
+        Scope::Ingest,
+        shared.config.ingest_token(),
+    );
+    let admin = guarded(
+        Router::new()
+            .route("/analyzer/register", post(admin::register))
+            .route("/analyzer/deregister", post(admin::deregister)),
+        Scope::Admin,
+        shared.config.admin_token(),
+    );
     Router::new()
         .merge(ingest)
         .merge(admin)
