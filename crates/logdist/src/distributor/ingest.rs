@@ -155,7 +155,8 @@ async fn process(
 /// load. Its messages are counted by lines for the routing question; a malformed packet
 /// refused here gets its 400 when it is sent again.
 fn refuse_early_if_full(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    if packet_format(headers, body)? == Format::Ndjson
+    if shared.registry.refusing()
+        && packet_format(headers, body)? == Format::Ndjson
         && shared
             .registry
             .queue_full_for(ndjson_messages(body), body.len())

@@ -203,7 +203,7 @@ impl Member {
     /// packets already or the lane has ended. The caller (the registry, under its lock)
     /// checks the bytes.
     pub fn enqueue(&self, lane: usize, job: Job) -> Result<(), Job> {
-        if self.queued.load(Ordering::Relaxed) >= self.capacity {
+        if self.queue_full() {
             return Err(job);
         }
         self.queued.fetch_add(1, Ordering::Relaxed);
@@ -265,9 +265,9 @@ impl Member {
         by_time.clamp(MIN_QUEUE_BYTES.min(max_bytes), max_bytes)
     }
 
-    /// Most packets its queues hold together (`--queue-packets`).
-    pub fn capacity(&self) -> usize {
-        self.capacity
+    /// Whether its queues hold all the packets they may (`--queue-packets`).
+    pub fn queue_full(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= self.capacity
     }
 
     /// Packets waiting in its queues.

@@ -147,18 +147,21 @@ impl Registry {
         }
     }
 
+    /// Whether some packet was refused for a full queue since one was last queued: while
+    /// not, [`Registry::queue_full_for`] cannot say yes and need not be asked.
+    pub fn refusing(&self) -> bool {
+        self.refusing.load(Ordering::Relaxed)
+    }
+
     /// Whether a packet of `messages` in `len` bytes would be refused for a full queue if
-    /// it were dispatched now; nothing is routed or recorded. Ingest asks this before
-    /// validating, so that under overload a packet that cannot be taken costs no
-    /// validation (the answer is the same 503 it would get after it).
+    /// it were dispatched now; nothing is routed or recorded. Ingest asks this (while
+    /// [`Registry::refusing`]) before validating, so that under overload a packet that
+    /// cannot be taken costs no validation: the answer is the 503 it would get after it.
     pub fn queue_full_for(&self, messages: u64, len: usize) -> bool {
-        if !self.refusing.load(Ordering::Relaxed) {
-            return false;
-        }
         let inner = self.lock();
         inner.router.pick(messages).is_some_and(|index| {
             let member = &inner.online[index];
-            !self.has_room(member, len) || member.queued_packets() >= member.capacity()
+            !self.has_room(member, len) || member.queue_full()
         })
     }
 
@@ -356,7 +359,7 @@ mod tests {
     }
 
     #[test]
-    fn the_early_question_answers_as_dispatch_would_once_a_queue_refuses() {
+    fn the_early_question_answers_as_dispatch_would() {
         let limits = QueueLimits {
             lanes: 1,
             packets: 1,
@@ -367,12 +370,15 @@ mod tests {
         let (_, new) = registry.register("a", url, 1.0, true).unwrap();
         let (member, mut queues) = new.unwrap();
 
-        // Nothing refused yet: the question costs nothing and says no.
+        // Nothing refused yet.
+        assert!(!registry.refusing());
         assert!(!registry.queue_full_for(1, 3));
         assert!(registry.dispatch(job(), 0).is_ok());
-        assert!(!registry.queue_full_for(1, 3), "no refusal seen yet");
+        assert!(!registry.refusing(), "no refusal seen yet");
+        assert!(registry.queue_full_for(1, 3), "the queue of 1 is full");
         let (_, why) = registry.dispatch(job(), 0).unwrap_err();
         assert_eq!(why, Refusal::QueueFull);
+        assert!(registry.refusing());
         assert!(registry.queue_full_for(1, 3));
 
         // The lane takes the packet: the queue has room, and the next dispatch clears it.
@@ -381,6 +387,6 @@ mod tests {
         member.queued_bytes.fetch_sub(3, Ordering::Relaxed);
         assert!(!registry.queue_full_for(1, 3));
         assert!(registry.dispatch(job(), 0).is_ok());
-        assert!(!registry.refusing.load(Ordering::Relaxed));
+        assert!(!registry.refusing());
     }
 }
