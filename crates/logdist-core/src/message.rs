@@ -394,7 +394,6 @@ fn one_message(text: &str, check: Check) -> Result<Packet, PacketError> {
 /// Checks one message given as raw JSON text; the error says what is wrong.
 type Check = fn(&str) -> Result<(), String>;
 
-/// The lines of a body, each without its `\n`; the last may be empty (after a final `\n`).
 /// The messages an NDJSON body holds if it is valid: its non-blank lines. One pass for
 /// newlines, no parsing: enough to ask, before validating, whether the packet can be
 /// taken at all.
@@ -404,6 +403,7 @@ pub fn ndjson_messages(body: &[u8]) -> u64 {
         .count() as u64
 }
 
+/// The lines of a body, each without its `\n`; the last may be empty (after a final `\n`).
 fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
     let mut ends = memchr::memchr_iter(b'\n', body);

@@ -239,27 +239,21 @@ pub fn http_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> Http
 /// The distributor's routes. Ingest and registration sit behind their token checks, when
 /// a token is set for them (without one, the check is not in the path at all).
 pub fn app(shared: Arc<Shared>) -> Router {
-    let guarded = |routes: Router<Arc<Shared>>, scope: Scope, token: Option<&str>| match token {
-        Some(_) => routes.route_layer(middleware::from_fn_with_state(
-            (shared.clone(), scope),
+    let guarded = |routes: Router<Arc<Shared>>, token: Option<&str>| match token {
+        Some(token) => routes.route_layer(middleware::from_fn_with_state(
+            Arc::<str>::from(token),
             require_token,
         )),
         None => routes,
     };
-    let ingest = guarded(
-        Router::new()
-            .route("/packets", post(ingest::packets))
-            .route("/message/send", post(ingest::message_send)),
-        Scope::Ingest,
-        shared.config.ingest_token(),
-    );
-    let admin = guarded(
-        Router::new()
-            .route("/analyzer/register", post(admin::register))
-            .route("/analyzer/deregister", post(admin::deregister)),
-        Scope::Admin,
-        shared.config.admin_token(),
-    );
+    let ingest = Router::new()
+        .route("/packets", post(ingest::packets))
+        .route("/message/send", post(ingest::message_send));
+    let admin = Router::new()
+        .route("/analyzer/register", post(admin::register))
+        .route("/analyzer/deregister", post(admin::deregister));
+    let ingest = guarded(ingest, shared.config.ingest_token());
+    let admin = guarded(admin, shared.config.admin_token());
     Router::new()
         .merge(ingest)
         .merge(admin)
@@ -271,35 +265,22 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Which token a route requires.
-#[derive(Debug, Clone, Copy)]
-enum Scope {
-    Ingest,
-    Admin,
-}
-
-/// Refuses a request without the scope's bearer token (when one is set), comparing in
-/// constant time so that the answer's timing tells nothing about the token.
+/// Refuses a request without the bearer `token`, comparing in constant time so that the
+/// answer's timing tells nothing about the token.
 async fn require_token(
-    State((shared, scope)): State<(Arc<Shared>, Scope)>,
+    State(token): State<Arc<str>>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let token = match scope {
-        Scope::Ingest => shared.config.ingest_token(),
-        Scope::Admin => shared.config.admin_token(),
-    };
-    if let Some(token) = token {
-        let given = request
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer)
-            .unwrap_or("");
-        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-            metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
-            return Err(ApiError::Unauthorized);
-        }
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
 }

@@ -131,7 +131,7 @@ impl Connection {
         stream
             .set_nodelay(true)
             .map_err(|e| failed(e.to_string()))?;
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| failed(crate::error_chain(&e)))?;
         // Ends when the sender is dropped or the peer closes; an error then is the
@@ -139,7 +139,6 @@ impl Connection {
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        let mut sender = sender;
         sender
             .ready()
             .await
