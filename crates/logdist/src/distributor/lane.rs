@@ -16,16 +16,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Request, header};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
-use super::batch::batch_body;
+use super::batch::Batch;
 use super::member::{Job, Member, Refusal, State};
-use super::{HttpClient, Shared};
+use super::{DeliveryClient, Shared};
 use crate::error_chain;
 
 /// How long a packet already answered 202 is retried when no analyzer can take it.
@@ -118,8 +117,8 @@ async fn deliver(
         // Queued before the analyzer turned unhealthy: send it elsewhere instead.
         None
     } else {
-        // One request body for the whole batch; a batch of one is sent without a copy.
-        let body = batch_body(batch.iter().map(|job| &job.packet.ndjson));
+        // One request body for the whole batch, its large packets sent without a copy.
+        let body = Batch::new(batch.iter().map(|job| &job.packet.ndjson));
         let started = Instant::now();
         let result = post(&shared, shared.lane_client(lane), &member, body).await;
         Some((result, started.elapsed()))
@@ -157,15 +156,15 @@ async fn deliver(
 
 async fn post(
     shared: &Shared,
-    client: &HttpClient,
+    client: &DeliveryClient,
     member: &Member,
-    body: Bytes,
+    body: Batch,
 ) -> Result<(), DeliveryError> {
     let timeout = shared.config.delivery_timeout;
     let request = Request::post(member.url.packets.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header(DEADLINE_HEADER, deadline(timeout))
-        .body(Full::new(body))
+        .body(body)
         .map_err(|e| DeliveryError::Transport(e.to_string()))?;
     let exchange = async {
         let response = client.request(request).await.map_err(|e| {

@@ -30,6 +30,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use batch::Batch;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -50,9 +51,12 @@ use registry::Registry;
 use crate::serve::{ServeOptions, serve};
 use crate::workers::Workers;
 
-/// The HTTP client used for deliveries and probes: one keep-alive pool for all analyzers,
-/// speaking HTTPS to `https://` analyzers.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The HTTP client used for probes (and, with [`Batch`] bodies, deliveries): one
+/// keep-alive pool for all analyzers, speaking HTTPS to `https://` analyzers.
+pub type HttpClient<B = Full<Bytes>> = Client<HttpsConnector<HttpConnector>, B>;
+
+/// The client of one worker's deliveries.
+type DeliveryClient = HttpClient<Batch>;
 
 /// What every handler and task of one distributor shares.
 pub struct Shared {
@@ -70,7 +74,7 @@ pub struct Shared {
     workers: Arc<Workers>,
     /// Deliveries, one keep-alive pool per worker, so that a delivery's connection is
     /// driven on the thread that sends on it.
-    lane_clients: Vec<HttpClient>,
+    lane_clients: Vec<DeliveryClient>,
     /// Cancelled when shutdown begins: new packets get 503.
     shutting_down: CancellationToken,
     /// Renders `/metrics`.
@@ -136,7 +140,7 @@ impl Shared {
     }
 
     /// The delivery client of worker `lane`.
-    fn lane_client(&self, lane: usize) -> &HttpClient {
+    fn lane_client(&self, lane: usize) -> &DeliveryClient {
         &self.lane_clients[lane % self.lane_clients.len()]
     }
 
@@ -220,7 +224,11 @@ fn default_instance_id(listen: SocketAddr) -> String {
 /// A client with `TCP_NODELAY` (deliveries are single writes that must not wait for
 /// Nagle), TLS for `https://` analyzers, and a keep-alive pool large enough for every
 /// lane's concurrent deliveries.
-pub fn http_client(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpClient {
+pub fn http_client<B>(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpClient<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.enforce_http(false);
