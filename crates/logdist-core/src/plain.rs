@@ -36,6 +36,10 @@ const MAX_INT_DIGITS: usize = 18;
 /// Deepest nesting of an extra field's value taken here (serde_json allows 128).
 pub(crate) const MAX_DEPTH: usize = 8;
 
+/// Walks a line token by token. Each token starts where the last one ended, so the walk is
+/// one chain of dependent positions: the small readers are `#[inline(always)]` so that the
+/// position stays in a register rather than going through memory at every call (the
+/// decode bench: -26% for a packet of one message, -3.5% for a hundred).
 struct Scanner<'a> {
     line: &'a [u8],
     at: usize,
@@ -89,16 +93,19 @@ impl<'a> Scanner<'a> {
         self.at == self.line.len() && seen == ALL
     }
 
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         let b = *self.line.get(self.at)?;
         self.at += 1;
         Some(b)
     }
 
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.line.get(self.at).copied()
     }
 
+    #[inline(always)]
     fn eat(&mut self, want: u8) -> bool {
         let found = self.peek() == Some(want);
         self.at += usize::from(found);
@@ -106,6 +113,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// Spaces only: tabs and carriage returns are below 0x20 and never get here.
+    #[inline(always)]
     fn spaces(&mut self) {
         while self.peek() == Some(b' ') {
             self.at += 1;
@@ -114,6 +122,7 @@ impl<'a> Scanner<'a> {
 
     /// A string whose escapes, if any, are the one-character ones (`\"`, `\n`...): its
     /// contents as written, escapes and all. `None` for a `\u` escape too.
+    #[inline(always)]
     fn string(&mut self) -> Option<&'a [u8]> {
         if !self.eat(b'"') {
             return None;
@@ -203,6 +212,7 @@ impl<'a> Scanner<'a> {
 
     /// `-?(0|[1-9][0-9]*)` with at most [`MAX_INT_DIGITS`] digits, but not `-0`, which
     /// serde_json reads as the float -0.0 (no `i64`).
+    #[inline(always)]
     fn integer(&mut self) -> bool {
         let negative = self.eat(b'-');
         let (zero_first, digits) = self.unsigned();
@@ -210,11 +220,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// The digits of an unsigned integer: whether the first is `0`, and how many.
+    #[inline(always)]
     fn unsigned(&mut self) -> (bool, usize) {
         let zero_first = self.peek() == Some(b'0');
         (zero_first, self.digits())
     }
 
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let start = self.at;
         while self.peek().is_some_and(|b| b.is_ascii_digit()) {
