@@ -13,8 +13,9 @@ One interleaved sequence of cases, each a client driving a path to the same thre
   *-paced            logdist loadgen --rate R -> nginx, HAProxy, logdist --ack delivered:
                      the same offered load for every path, so the latencies compare at
                      equal load (R per workload: the PACED knob)
-  loadgen            logdist loadgen -> one analyzer, to set against `ceiling` (the same
-                     target driven by wrk): how fast the load generator itself is
+  loadgen            logdist loadgen -> one analyzer: how fast the load generator itself is,
+  wrk-replay         set against wrk -> the same analyzer sending the same packets (the
+                     load generator's pool, `loadgen --write-bodies`, bench/peers/replay.lua)
 
 Each case: start the proxy (fresh per case), a warm-up client run of WARMUP, then the
 measured client run of DURATION. Messages are counted at the analyzers (GET /stats
@@ -302,6 +303,7 @@ def all_cases(has_validate):
         cases["logdist-framing"] = ("wrk -> logdist --validate framing -> 3 analyzers",
                                     logdist_starter("--validate", "framing"), "wrk")
     cases["loadgen"] = ("logdist loadgen -> analyzer", None, "loadgen")
+    cases["wrk-replay"] = ("wrk (the loadgen's packets) -> analyzer", None, "replay")
     # The same offered load for every path (latency at equal load, not at each one's peak).
     cases["nginx-paced"] = ("paced loadgen -> nginx -> 3 analyzers", start_nginx, "paced")
     cases["haproxy-paced"] = ("paced loadgen -> HAProxy -> 3 analyzers", start_haproxy, "paced")
@@ -342,8 +344,10 @@ def parse_wrk(out):
     return r
 
 
-def wrk_args(k, workload, url, secs):
-    if workload == "mix":
+def wrk_args(k, workload, url, secs, bodies=None):
+    if bodies:
+        script, extra = PEERS / "replay.lua", [str(bodies)]
+    elif workload == "mix":
         lo, hi = k["mix_range"]
         script, extra = PEERS / "mix.lua", [str(lo), str(hi), str(k["MIX_BODIES"]), "1"]
     else:
@@ -353,8 +357,22 @@ def wrk_args(k, workload, url, secs):
             "--timeout", "10s", "--latency", "-s", str(script), url, "--", *extra]
 
 
+def packet_size(k, workload):
+    return f"{k['mix_range'][0]}..{k['mix_range'][1]}" if workload == "mix" else str(workload)
+
+
+def write_bodies(k, workload, scratch):
+    """The packets `logdist loadgen` sends on `workload` (its pool, seed 1), written for
+    wrk's replay.lua, so that wrk and the load generator are compared on the same packets."""
+    path = scratch / f"bodies-{workload}.ndjson"
+    if not path.exists():
+        subprocess.run([str(BIN), "loadgen", "--packet-size", packet_size(k, workload), "--seed", "1",
+                        "--write-bodies", str(path)], check=True, capture_output=True)
+    return path
+
+
 def loadgen_args(k, workload, target, secs, report, rate=None):
-    size = f"{k['mix_range'][0]}..{k['mix_range'][1]}" if workload == "mix" else str(workload)
+    size = packet_size(k, workload)
     paced = ["--rate", str(rate)] if rate else []
     return [str(BIN), "loadgen", "--target", target, "--agents", str(k["CONNECTIONS"]),
             "--packet-size", size, "--duration", f"{int(secs * 1000)}ms", "--report", str(report),
@@ -363,10 +381,11 @@ def loadgen_args(k, workload, target, secs, report, rate=None):
 
 def run_client(procs, k, kind, workload, base, secs, scratch, tag):
     """Runs one client to completion; returns (its parsed result, its CPU seconds)."""
-    if kind == "wrk":
+    if kind in ("wrk", "replay"):
         log = scratch / f"wrk-{tag}.out"
         log.write_bytes(b"")
-        proc = procs.start(wrk_args(k, workload, f"{base}/packets", secs), log)
+        bodies = write_bodies(k, workload, scratch) if kind == "replay" else None
+        proc = procs.start(wrk_args(k, workload, f"{base}/packets", secs, bodies), log)
         cpu = wait_rusage(proc)
         procs.procs.remove(proc)
         out = log.read_text(errors="replace")
@@ -526,10 +545,13 @@ def summarize(runs, order, workloads):
         r["vs_nginx"] = r["messages_per_s"] / ngx["messages_per_s"] if ngx and ngx["messages_per_s"] else None
     loadgen = []
     for w in workloads:
-        lg, wk = by.get(("loadgen", str(w))), by.get(("ceiling", str(w)))
+        lg, own = by.get(("loadgen", str(w))), by.get(("ceiling", str(w)))
+        wk = by.get(("wrk-replay", str(w))) or own
         if lg and wk:
             loadgen.append({
                 "workload": str(w),
+                "same_packets": wk["case"] == "wrk-replay",
+                "wrk_own_requests_per_s": own["requests_per_s"] if own else None,
                 "wrk_requests_per_s": wk["requests_per_s"], "loadgen_requests_per_s": lg["requests_per_s"],
                 "ratio_requests": lg["requests_per_s"] / wk["requests_per_s"] if wk["requests_per_s"] else None,
                 "wrk_messages_per_s": wk["messages_per_s"], "loadgen_messages_per_s": lg["messages_per_s"],
@@ -591,7 +613,7 @@ def markdown(rows, loadgen, k, env, command):
                 "| RSS MiB | shares % | max err pp | failed |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: |"]
         for r in rows:
-            if r["workload"] != w or r["case"] == "loadgen":
+            if r["workload"] != w or r["case"] in ("loadgen", "wrk-replay"):
                 continue
             c = r["cpu_pct"]
             shares = "/".join(f"{100 * s:.1f}" for s in r["shares"]) if r["shares"] else "–"
@@ -606,15 +628,20 @@ def markdown(rows, loadgen, k, env, command):
     if loadgen:
         out += ["## The load generator against wrk", "",
                 f"`logdist loadgen --agents {k['CONNECTIONS']}` and `wrk -t{k['THREADS']} -c{k['CONNECTIONS']}` "
-                "against the same target, one sink (the ceiling path).", "",
+                "against the same target, one sink (the ceiling path), sending the same packets: wrk replays "
+                "the load generator's own pool of bodies (`logdist loadgen --write-bodies`, "
+                "`bench/peers/replay.lua`). **wrk, own packets** is wrk with the table's packets above "
+                "(121-byte lines, 64 bodies per thread on the mix) for reference.", "",
                 "| workload | wrk req/s | loadgen req/s | loadgen / wrk | wrk msg/s | loadgen msg/s | "
-                "wrk CPU % | loadgen CPU % | wrk p99 ms | loadgen p99 ms |",
-                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                "wrk CPU % | loadgen CPU % | wrk p99 ms | loadgen p99 ms | wrk, own packets req/s |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for g in loadgen:
-            out.append(f"| {g['workload']} | {g['wrk_requests_per_s']:,.0f} | {g['loadgen_requests_per_s']:,.0f} | "
+            same = "" if g["same_packets"] else " (wrk's own packets)"
+            out.append(f"| {g['workload']}{same} | {g['wrk_requests_per_s']:,.0f} | {g['loadgen_requests_per_s']:,.0f} | "
                        f"{fmt(g['ratio_requests'], '.2f')} | {g['wrk_messages_per_s']:,.0f} | "
                        f"{g['loadgen_messages_per_s']:,.0f} | {g['wrk_cpu_pct']:.0f} | {g['loadgen_cpu_pct']:.0f} | "
-                       f"{g['wrk_p99_ms']:.2f} | {g['loadgen_p99_ms']:.2f} |")
+                       f"{g['wrk_p99_ms']:.2f} | {g['loadgen_p99_ms']:.2f} | "
+                       f"{fmt(g['wrk_own_requests_per_s'], ',.0f')} |")
         out.append("")
     out += ["## Environment", ""] + [f"- {key}: {val}" for key, val in env.items()] + [""]
     return "\n".join(out)

@@ -14,8 +14,10 @@
 #                      logdist loadgen --rate R (the same offered load for every path, below
 #                      each one's peak) -> nginx, HAProxy, logdist --ack delivered: latency
 #                      at equal load, where the wrk rows give it at each path's own peak
-#   loadgen            logdist loadgen -> one analyzer (set against `ceiling`: how fast the
-#                      load generator is compared with wrk)
+#   loadgen            logdist loadgen -> one analyzer, set against
+#   wrk-replay         wrk -> the same analyzer sending the same packets (the load
+#                      generator's, written by `loadgen --write-bodies`): how fast the load
+#                      generator is compared with wrk
 #
 # for packets of 1 message, of 100 messages, and a mix of 1..1000 messages. Reports, per
 # case, the median over RUNS rounds (the case order rotates each round) of: messages/s

@@ -77,11 +77,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = bind(args.listen_addr()).await?;
             analyzer::run(args, listener, shutdown).await
         }
-        Command::Loadgen(args) => {
-            let report = loadgen::run(args, shutdown).await?;
-            report.print_summary();
-            Ok(())
-        }
+        Command::Loadgen(args) => match args.write_bodies.clone() {
+            Some(path) => {
+                let bodies = loadgen::write_bodies(&args, &path).await?;
+                tracing::info!(bodies, file = %path.display(), "Packets written.");
+                Ok(())
+            }
+            None => {
+                let report = loadgen::run(args, shutdown).await?;
+                report.print_summary();
+                Ok(())
+            }
+        },
         Command::Demo(args) => demo::run(args, shutdown).await,
     }
 }

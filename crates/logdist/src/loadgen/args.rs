@@ -81,6 +81,13 @@ pub struct LoadgenArgs {
     #[arg(long, env = "LOGDIST_LOADGEN_SEED")]
     pub seed: Option<u64>,
 
+    /// Write the packets this run would send (the pool of bodies the agents cycle
+    /// through) to FILE, each followed by an empty line, and exit without sending: so that
+    /// another client (wrk, a replay tool) can send exactly the same packets.
+    /// Uncompressed NDJSON packets only.
+    #[arg(long, value_name = "FILE", env = "LOGDIST_LOADGEN_WRITE_BODIES")]
+    pub write_bodies: Option<PathBuf>,
+
     /// Give every message a unique `"msg_id":"{key}-{i}"` (message `i` of the packet whose
     /// key is `{prefix}-{agent}-{seq}`) and write FILE as NDJSON, one line per packet once
     /// its final outcome is known: `{"key", "messages", "outcome": "acked"|"failed",
@@ -131,6 +138,7 @@ impl Default for LoadgenArgs {
             timeout: Duration::from_secs(30),
             quiet: false,
             seed: None,
+            write_bodies: None,
             trace: None,
             id_prefix: None,
             retries: 0,

@@ -76,6 +76,32 @@ pub async fn run(args: LoadgenArgs, shutdown: CancellationToken) -> anyhow::Resu
     run_with_counters(args, shutdown, Arc::new(Counters::default())).await
 }
 
+/// Writes the pool of bodies a run with `args` would send to `path` (see
+/// `--write-bodies`) and returns how many there are.
+pub async fn write_bodies(args: &LoadgenArgs, path: &std::path::Path) -> anyhow::Result<usize> {
+    if args.endpoint != Endpoint::Packets || args.encoding != Encoding::Identity {
+        bail!(
+            "--write-bodies writes uncompressed NDJSON packets: use it without --endpoint message or --encoding"
+        );
+    }
+    let (size, seed) = (args.packet_size, args.seed.unwrap_or_else(rand::random));
+    let pool = tokio::task::spawn_blocking(move || {
+        PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, seed, false)
+    })
+    .await
+    .context("generating packets")?
+    .context("building the packet pool")?;
+    let mut out = Vec::new();
+    for i in 0..pool.len() {
+        out.extend_from_slice(&pool.get(i).body);
+        out.push(b'\n');
+    }
+    tokio::fs::write(path, out)
+        .await
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(pool.len())
+}
+
 /// [`run`], updating `counters` as it goes so the caller can show its own live view.
 /// The report covers only this run even if `counters` was used before.
 pub async fn run_with_counters(

@@ -615,3 +615,38 @@ async fn traced_single_messages_carry_id_0() {
     let expected = trace.iter().map(|l| format!("{}-0", l.key)).collect();
     assert_eq!(ids, expected);
 }
+
+#[tokio::test]
+async fn written_bodies_are_the_pool_each_followed_by_an_empty_line() {
+    let path = std::env::temp_dir().join(format!("logdist-bodies-{}.ndjson", std::process::id()));
+    let size: PacketSize = "3..7".parse().unwrap();
+    let args = LoadgenArgs {
+        packet_size: size,
+        seed: Some(7),
+        ..LoadgenArgs::default()
+    };
+    let bodies = write_bodies(&args, &path).await.unwrap();
+    let text = std::fs::read(&path).unwrap();
+    let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 7, false);
+    assert_eq!(bodies, pool.unwrap().len());
+    // Each packet's lines end with `\n`, and one more `\n` ends the packet.
+    let lines: Vec<&[u8]> = text
+        .strip_suffix(b"\n\n")
+        .expect("the file ends with an empty line")
+        .split(|&b| b == b'\n')
+        .collect();
+    let packets: Vec<&[&[u8]]> = lines.split(|line| line.is_empty()).collect();
+    assert_eq!(packets.len(), bodies);
+    for packet in packets {
+        assert!((3..=7).contains(&packet.len()), "{} messages", packet.len());
+        assert!(packet.iter().all(|line| valid_message(line)));
+    }
+
+    let compressed = LoadgenArgs {
+        encoding: Encoding::Gzip,
+        ..LoadgenArgs::default()
+    };
+    let e = write_bodies(&compressed, &path).await.unwrap_err();
+    assert!(e.to_string().contains("uncompressed"), "{e}");
+    let _ = std::fs::remove_file(&path);
+}
