@@ -325,14 +325,10 @@ pub fn decode_packet_with(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PacketError::new(Location::Body, "the packet is empty"));
     }
-    let check = match validation {
-        Validation::Full => validate,
-        Validation::Framing => check_framing,
-    };
     match format {
-        Format::Ndjson => decode_ndjson(body, check),
+        Format::Ndjson => decode_ndjson(body, validation),
         Format::Json => match std::str::from_utf8(&body) {
-            Ok(text) => decode_json(text, check),
+            Ok(text) => decode_json(text, checker(validation)),
             Err(_) if body.trim_ascii_start().starts_with(b"{") => decode_message(&body),
             // Whatever serde_json finds first, at or before the bad byte, is the error.
             Err(e) => Err(serde_json::from_slice::<Vec<&RawValue>>(&body)
@@ -394,6 +390,13 @@ fn one_message(text: &str, check: Check) -> Result<Packet, PacketError> {
 /// Checks one message given as raw JSON text; the error says what is wrong.
 type Check = fn(&str) -> Result<(), String>;
 
+fn checker(validation: Validation) -> Check {
+    match validation {
+        Validation::Full => validate,
+        Validation::Framing => check_framing,
+    }
+}
+
 /// The messages an NDJSON body holds if it is valid: its non-blank lines. One pass for
 /// newlines, no parsing: enough to ask, before validating, whether the packet can be
 /// taken at all.
@@ -418,7 +421,7 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
-fn decode_ndjson(body: Bytes, check: Check) -> Result<Packet, PacketError> {
+fn decode_ndjson(body: Bytes, validation: Validation) -> Result<Packet, PacketError> {
     let text = match std::str::from_utf8(&body) {
         Ok(text) => text,
         Err(e) => {
@@ -426,12 +429,12 @@ fn decode_ndjson(body: Bytes, check: Check) -> Result<Packet, PacketError> {
             let at = e.valid_up_to();
             let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
             if let Ok(before) = std::str::from_utf8(&body[..line_start]) {
-                scan_ndjson(before, check)?;
+                scan_ndjson(before, validation)?;
             }
             return Err(utf8_error(&body, at, Format::Ndjson));
         }
     };
-    let (messages, canonical) = scan_ndjson(text, check)?;
+    let (messages, canonical) = scan_ndjson(text, validation)?;
     if canonical {
         return Ok(Packet {
             ndjson: body,
@@ -453,11 +456,21 @@ fn decode_ndjson(body: Bytes, check: Check) -> Result<Packet, PacketError> {
 
 /// Checks every line; returns the message count and whether the body is canonical (no
 /// blank lines, no `\r`, a final newline), so it can be forwarded as it is.
-fn scan_ndjson(text: &str, check: Check) -> Result<(u32, bool), PacketError> {
-    let mut messages: u32 = 0;
+///
+/// With full validation, the plain lines at the start of the body (usually all of them)
+/// are validated in one walk over the body, without splitting it into lines first; the
+/// line-by-line path takes over at the first line that is not plain.
+fn scan_ndjson(text: &str, validation: Validation) -> Result<(u32, bool), PacketError> {
+    let check = checker(validation);
+    let (mut messages, mut start) = match validation {
+        Validation::Full => crate::plain::plain_ndjson_prefix(text.as_bytes()),
+        Validation::Framing => (0, 0),
+    };
+    let first_line = messages as usize;
     let mut canonical = text.ends_with('\n');
-    let mut start = 0;
-    for (n, piece) in lines(text.as_bytes()).enumerate() {
+    // The prefix ends after a `\n`, so it is a char boundary too.
+    for (n, piece) in lines(&text.as_bytes()[start..]).enumerate() {
+        let n = first_line + n;
         // Line boundaries are `\n` bytes, so they are char boundaries too.
         let piece = &text[start..start + piece.len()];
         // The empty piece after the final newline is where the body ends, not a blank line.
@@ -604,6 +617,11 @@ mod tests {
                 &format!("{HELLO}\n{{\"timestamp\":1}}"),
                 Format::Ndjson,
                 "line 2: missing field `severity`",
+            ),
+            (
+                &format!("{HELLO}\n{HELLO}\n\n{{\"timestamp\":1}}\n{HELLO}\n"),
+                Format::Ndjson,
+                "line 4: missing field `severity`",
             ),
             (
                 &format!("[{HELLO}, 5]"),

@@ -20,7 +20,47 @@ pub(crate) fn is_plain_valid(line: &[u8]) -> bool {
     // With no byte below 0x20, no string holds a control character (JSON forbids them
     // unescaped). One pass, without early exit, so that it vectorizes.
     let control = line.iter().fold(false, |seen, &b| seen | (b < 0x20));
-    !control && Scanner { line, at: 0 }.message()
+    let mut scanner = Scanner { line, at: 0 };
+    !control && scanner.message() && scanner.at == line.len()
+}
+
+/// The longest start of an NDJSON body made of plain messages (see the module
+/// documentation), each on its own line ended by `\n`: how many messages, and where that
+/// start ends. `(0, 0)` when the body holds any control character but `\n`, whichever
+/// line it is on. The caller has checked that `body` is UTF-8.
+///
+/// One walk over the body instead of one per line: no line split, and one pass for
+/// control characters over the whole body. A message's line ends where the message does,
+/// so the walk finds the ends of lines itself.
+pub(crate) fn plain_ndjson_prefix(body: &[u8]) -> (u32, usize) {
+    let control = body
+        .iter()
+        .fold(false, |seen, &b| seen | ((b < 0x20) & (b != b'\n')));
+    if control {
+        return (0, 0);
+    }
+    let mut scanner = Scanner { line: body, at: 0 };
+    let (mut messages, mut end) = (0u32, 0);
+    while end < body.len() && messages < u32::MAX {
+        if !(scanner.message() && scanner.eat(b'\n')) {
+            break;
+        }
+        messages += 1;
+        end = scanner.at;
+    }
+    // The walk takes a raw `\n` inside a string as part of it (the control pass let it
+    // through), where the line split would see two broken lines. Every message took
+    // exactly one `\n` as its end, so there is none inside a string exactly when these
+    // counts agree.
+    let newlines: usize = body[..end]
+        .chunks(255)
+        .map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n + u8::from(b == b'\n'))))
+        .sum();
+    if newlines == messages as usize {
+        (messages, end)
+    } else {
+        (0, 0)
+    }
 }
 
 /// Bits of the required fields seen so far.
@@ -46,6 +86,7 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    /// One message object and the spaces after it; what follows is the caller's.
     fn message(&mut self) -> bool {
         self.spaces();
         if !self.eat(b'{') {
@@ -95,7 +136,7 @@ impl<'a> Scanner<'a> {
             }
         }
         self.spaces();
-        self.at == self.line.len() && seen == ALL
+        seen == ALL
     }
 
     /// A required field's key as serializers write it, `"name":` without spaces, taken
@@ -317,6 +358,32 @@ mod tests {
     }
 
     #[test]
+    fn a_body_is_walked_up_to_its_first_line_that_is_not_plain() {
+        let plain = format!("{PLAIN}\n");
+        let n = plain.len();
+        for (body, expected) in [
+            (format!("{plain}{plain}{plain}"), (3, 3 * n)),
+            (format!("{plain}{plain}{PLAIN}"), (2, 2 * n)),
+            (format!("{plain}\n{plain}"), (1, n)),
+            (
+                format!("{plain}{{\"message\":\"\\u0041\"}}\n{plain}"),
+                (1, n),
+            ),
+            // A control character anywhere leaves the whole body to the line-by-line path.
+            (format!("{plain}{plain}\r\n"), (0, 0)),
+            (format!("{plain}{{\"message\":\"a\tb\"}}\n"), (0, 0)),
+            // A raw newline inside a string: two broken lines, not one message.
+            (
+                format!("{plain}{}\n", PLAIN.replace("GET", "G\nET")),
+                (0, 0),
+            ),
+            (String::new(), (0, 0)),
+        ] {
+            assert_eq!(plain_ndjson_prefix(body.as_bytes()), expected, "{body:?}");
+        }
+    }
+
+    #[test]
     fn anything_unusual_is_left_to_serde() {
         for line in [
             "",
@@ -359,7 +426,7 @@ mod agrees_with_serde {
     //! The fast path may only ever say "valid" where serde_json's path does too.
     use proptest::prelude::*;
 
-    use super::{is_plain_valid, quote_or_backslash};
+    use super::{is_plain_valid, plain_ndjson_prefix, quote_or_backslash};
     use crate::message::validate_with_serde;
 
     fn key() -> impl Strategy<Value = String> {
@@ -514,6 +581,46 @@ mod agrees_with_serde {
             if is_plain_valid(line.as_bytes()) {
                 prop_assert!(validate_with_serde(&line).is_ok(), "fast path accepted {line}");
             }
+        }
+
+        /// The one walk over a body takes exactly the lines the line-by-line path would
+        /// take as plain, up to the first it would not (or none, see below).
+        #[test]
+        fn plain_prefix_is_the_plain_lines_a_split_finds_first(
+            lines in prop::collection::vec(
+                prop_oneof![
+                    3 => plain_message(),
+                    1 => message_like(),
+                    1 => plain_message().prop_map(|m| m.replacen("\":\"", "\":\"a\nb", 1)),
+                    1 => Just(String::new()),
+                ],
+                0..6,
+            ),
+            final_newline in any::<bool>(),
+        ) {
+            let mut body = lines.join("\n");
+            if final_newline {
+                body.push('\n');
+            }
+            let bytes = body.as_bytes();
+            let mut expected = (0u32, 0usize);
+            if !bytes.iter().any(|&b| b < 0x20 && b != b'\n') {
+                for piece in bytes.split(|&b| b == b'\n') {
+                    let stop = expected.1 + piece.len();
+                    if stop == bytes.len() || !is_plain_valid(piece) {
+                        break;
+                    }
+                    expected = (expected.0 + 1, stop + 1);
+                }
+            }
+            // With a raw newline inside a string the walk gives up (the line-by-line path
+            // then takes the whole body), which is slower but the same answer.
+            let split_string = lines.iter().any(|line| line.contains('\n'));
+            let found = plain_ndjson_prefix(bytes);
+            prop_assert!(
+                found == expected || (split_string && found == (0, 0)),
+                "{:?}: {:?}, expected {:?}", body, found, expected
+            );
         }
 
         #[test]
