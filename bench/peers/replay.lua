@@ -16,7 +16,7 @@ local next_request = 1
 
 function init(args)
   local file = assert(io.open(assert(args[1], "replay.lua: give the bodies file"), "rb"))
-  local text = file:read("a")
+  local text = file:read("*a")
   file:close()
   local headers = {["Content-Type"] = "application/x-ndjson"}
   local start = 1
