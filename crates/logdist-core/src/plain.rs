@@ -11,8 +11,13 @@
 //! that it accepts nothing serde_json's path refuses, and that it does take plain lines.
 //!
 //! Why not serde_json alone: it walks a message token by token through serde's visitor
-//! calls, about 150 ns for a 160-byte line here; this is one vectorized pass over the
-//! line for control characters, then `memchr` from quote to quote.
+//! calls, about 150 ns for a 160-byte line here; this is one vectorized pass for control
+//! characters, then a walk that takes strings eight bytes at a time and the four required
+//! keys, as serializers write them, with one compare each.
+//!
+//! An NDJSON body is taken whole where it can be ([`plain_ndjson_prefix`]): one control
+//! pass over the body and one walk from message to message, with no split into lines; the
+//! line-by-line path takes over at the first line that is not plain.
 
 /// Whether `line` is certainly a valid message (see the module documentation); `false`
 /// means "not sure". The caller has checked that `line` is UTF-8.
