@@ -4,15 +4,7 @@
 -- run sends the same packets) and cycles through them.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "common.lua")
-
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_no", threads)
-end
-
-local requests = {}
-local next_request = 1
+dofile(dir .. "cycle.lua")
 
 function init(args)
   local min, max = tonumber(args[1] or "1"), tonumber(args[2] or "1000")
@@ -25,12 +17,5 @@ function init(args)
     requests[k] = wrk.format("POST", nil, headers, packet(n, first))
     first = first + n
   end
-  -- Start each thread at a different body, so the threads are not in lockstep.
-  next_request = (thread_no or 1) * 7 % bodies + 1
-end
-
-function request()
-  local r = requests[next_request]
-  next_request = next_request % #requests + 1
-  return r
+  start_cycle()
 end

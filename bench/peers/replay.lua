@@ -4,15 +4,7 @@
 -- the packets the load generator sends, which is what comparing the two needs.
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "common.lua")
-
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("thread_no", threads)
-end
-
-local requests = {}
-local next_request = 1
+dofile(dir .. "cycle.lua")
 
 function init(args)
   local file = assert(io.open(assert(args[1], "replay.lua: give the bodies file"), "rb"))
@@ -27,12 +19,5 @@ function init(args)
     start = stop + 2
   end
   assert(#requests > 0, "replay.lua: no packets in " .. args[1])
-  -- Start each thread at a different packet, so the threads are not in lockstep.
-  next_request = (thread_no or 1) * 7 % #requests + 1
-end
-
-function request()
-  local r = requests[next_request]
-  next_request = next_request % #requests + 1
-  return r
+  start_cycle()
 end
