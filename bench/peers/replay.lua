@@ -18,6 +18,7 @@ function init(args)
     requests[#requests + 1] = wrk.format("POST", nil, headers, text:sub(start, stop))
     start = stop + 2
   end
+  assert(start > #text, "replay.lua: " .. args[1] .. " ends without the empty line after a packet")
   assert(#requests > 0, "replay.lua: no packets in " .. args[1])
   start_cycle()
 end

@@ -30,13 +30,14 @@ pub(crate) fn is_plain_valid(line: &[u8]) -> bool {
 }
 
 /// The longest start of an NDJSON body made of plain messages (see the module
-/// documentation), each on its own line ended by `\n`: how many messages, and where that
-/// start ends. `(0, 0)` when the body holds any control character but `\n`, whichever
-/// line it is on. The caller has checked that `body` is UTF-8.
+/// documentation), each on its own line ended by `\n`, up to `u32::MAX` of them: how many
+/// messages, and where that start ends. `(0, 0)` ("not sure" for the whole body) when the
+/// body holds any control character but `\n`, whichever line it is on, or when a message
+/// of that start holds a raw `\n` in a string. The caller has checked that `body` is UTF-8.
 ///
-/// One walk over the body instead of one per line: no line split, and one pass for
-/// control characters over the whole body. A message's line ends where the message does,
-/// so the walk finds the ends of lines itself.
+/// One walk over the body instead of one per line: no line split, one pass for control
+/// characters over the whole body, and one counting the `\n`s of the start. A message's
+/// line ends where the message does, so the walk finds the ends of lines itself.
 pub(crate) fn plain_ndjson_prefix(body: &[u8]) -> (u32, usize) {
     let control = body
         .iter()
@@ -81,7 +82,7 @@ const MAX_INT_DIGITS: usize = 18;
 /// Deepest nesting of an extra field's value taken here (serde_json allows 128).
 pub(crate) const MAX_DEPTH: usize = 8;
 
-/// Walks a line token by token. Each token starts where the last one ended, so the walk is
+/// Walks a line, or an NDJSON body, token by token. Each token starts where the last one ended, so the walk is
 /// one chain of dependent positions: the small readers are `#[inline(always)]` so that the
 /// position stays in a register rather than going through memory at every call (the
 /// decode bench: -26% for a packet of one message, -3.5% for a hundred).
@@ -91,7 +92,8 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    /// One message object and the spaces after it; what follows is the caller's.
+    /// One message object and the spaces before and after it; what follows is the
+    /// caller's.
     fn message(&mut self) -> bool {
         self.spaces();
         if !self.eat(b'{') {
@@ -365,6 +367,7 @@ mod tests {
             r#"{"timestamp":1,"severity":"I","source":"s","message":"m","x":[[[[[[[[1]]]]]]]]}"#,
             r#"{"timestamp" :1,"severity": "I","source":"s","message" : "m"}"#,
             r#"{"t":0,"s":1,"sev":2,"sourcex":3,"m":4,"timestamp":1,"severity":"I","source":"s","message":"m"}"#,
+            r#"{"severitx":"E","timestaxx":2,"messages":3,"timestamp":1,"severity":"I","source":"s","message":"m"}"#,
         ] {
             assert!(is_plain_valid(line.as_bytes()), "{line}");
         }
@@ -378,6 +381,8 @@ mod tests {
             (format!("{plain}{plain}{plain}"), (3, 3 * n)),
             (format!("{plain}{plain}{PLAIN}"), (2, 2 * n)),
             (format!("{plain}\n{plain}"), (1, n)),
+            // Spaces around a message are the message's.
+            (format!("  {PLAIN}  \n{plain}"), (2, 2 * n + 4)),
             (
                 format!("{plain}{{\"message\":\"\\u0041\"}}\n{plain}"),
                 (1, n),
@@ -402,6 +407,7 @@ mod tests {
             "",
             "{}",
             r#"{"timestamp":1,"severity":"INFO","source":"db"}"#,
+            r#"{"timestamp":1,"severitx":"INFO","source":"db","message":"m"}"#,
             r#"{"timestamp":1,"severity":"","source":"db","message":"m"}"#,
             r#"{"timestamp":1,"severity":"I","source":"","message":"m"}"#,
             r#"{"timestamp":1.5,"severity":"I","source":"s","message":"m"}"#,
@@ -458,6 +464,10 @@ mod agrees_with_serde {
             Just("s"),
             Just("sourcex"),
             Just("m"),
+            // The same length as a required key and its first eight bytes, another tail.
+            Just("severitx"),
+            Just("timestaxx"),
+            Just("messages"),
         ]
         .prop_map(|k| format!("\"{k}\""))
     }
@@ -626,9 +636,12 @@ mod agrees_with_serde {
                     expected = (expected.0 + 1, stop + 1);
                 }
             }
-            // With a raw newline inside a string the walk gives up (the line-by-line path
-            // then takes the whole body), which is slower but the same answer.
-            let split_string = lines.iter().any(|line| line.contains('\n'));
+            // When the walk reaches a message with a raw newline inside a string (the first
+            // line the split does not find plain), it gives up: the line-by-line path then
+            // takes the whole body, which is slower but the same answer.
+            let split_string = lines
+                .get(expected.0 as usize)
+                .is_some_and(|line| line.contains('\n'));
             let found = plain_ndjson_prefix(bytes);
             prop_assert!(
                 found == expected || (split_string && found == (0, 0)),
@@ -664,20 +677,21 @@ mod agrees_with_serde {
     }
 
     /// The first property is only as good as its inputs: enough of them must take the fast
-    /// path, and enough of those be refused by nothing else.
+    /// path, and enough be refused by serde_json, for a fast path that accepts too much to
+    /// be caught.
     #[test]
     fn message_like_lines_often_take_the_fast_path() {
         use proptest::strategy::ValueTree;
         use proptest::test_runner::TestRunner;
         let mut runner = TestRunner::deterministic();
         let strategy = message_like();
-        let (mut fast, mut valid) = (0, 0);
+        let (mut fast, mut refused) = (0, 0);
         for _ in 0..20_000 {
             let line = strategy.new_tree(&mut runner).unwrap().current();
             fast += usize::from(is_plain_valid(line.as_bytes()));
-            valid += usize::from(validate_with_serde(&line).is_ok());
+            refused += usize::from(validate_with_serde(&line).is_err());
         }
         assert!(fast >= 100, "only {fast} of 20,000 took the fast path");
-        assert!(valid >= fast, "{valid} valid, {fast} fast");
+        assert!(refused >= 1000, "only {refused} of 20,000 were refused");
     }
 }

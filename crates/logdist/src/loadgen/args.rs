@@ -83,8 +83,10 @@ pub struct LoadgenArgs {
 
     /// Write the packets this run would send (the pool of bodies the agents cycle
     /// through) to FILE, each followed by an empty line, and exit without sending: so that
-    /// another client (wrk, a replay tool) can send exactly the same packets.
-    /// Uncompressed NDJSON packets only.
+    /// another client (wrk, a replay tool) can send exactly the same packets. A run with
+    /// the same `--seed` and `--packet-size` sends the same packets but for their
+    /// timestamps, which come from the clock. Uncompressed NDJSON packets only, without
+    /// `--trace`.
     #[arg(long, value_name = "FILE", env = "LOGDIST_LOADGEN_WRITE_BODIES")]
     pub write_bodies: Option<PathBuf>,
 

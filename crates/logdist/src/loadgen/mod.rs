@@ -84,6 +84,11 @@ pub async fn write_bodies(args: &LoadgenArgs, path: &std::path::Path) -> anyhow:
             "--write-bodies writes uncompressed NDJSON packets: use it without --endpoint message or --encoding"
         );
     }
+    if args.trace.is_some() {
+        bail!(
+            "--write-bodies writes the packets as sent without --trace (which stamps ids per send): use one or the other"
+        );
+    }
     let (size, seed) = (args.packet_size, args.seed.unwrap_or_else(rand::random));
     let pool = tokio::task::spawn_blocking(move || {
         PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, seed, false)

@@ -627,8 +627,17 @@ async fn written_bodies_are_the_pool_each_followed_by_an_empty_line() {
     };
     let bodies = write_bodies(&args, &path).await.unwrap();
     let text = std::fs::read(&path).unwrap();
-    let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 7, false);
-    assert_eq!(bodies, pool.unwrap().len());
+    let _ = std::fs::remove_file(&path);
+    let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 7, false).unwrap();
+    assert_eq!(bodies, pool.len());
+    let expected: Vec<u8> = (0..pool.len())
+        .flat_map(|i| pool.get(i).body.iter().copied().chain([b'\n']))
+        .collect();
+    // The same packets but for their timestamps, which are taken from the clock.
+    assert!(
+        zero_timestamps(&text) == zero_timestamps(&expected),
+        "the file is not the seed's pool of bodies"
+    );
     // Each packet's lines end with `\n`, and one more `\n` ends the packet.
     let lines: Vec<&[u8]> = text
         .strip_suffix(b"\n\n")
@@ -642,11 +651,37 @@ async fn written_bodies_are_the_pool_each_followed_by_an_empty_line() {
         assert!(packet.iter().all(|line| valid_message(line)));
     }
 
-    let compressed = LoadgenArgs {
-        encoding: Encoding::Gzip,
-        ..LoadgenArgs::default()
-    };
-    let e = write_bodies(&compressed, &path).await.unwrap_err();
-    assert!(e.to_string().contains("uncompressed"), "{e}");
-    let _ = std::fs::remove_file(&path);
+    for refused in [
+        LoadgenArgs {
+            encoding: Encoding::Gzip,
+            ..LoadgenArgs::default()
+        },
+        LoadgenArgs {
+            endpoint: Endpoint::Message,
+            ..LoadgenArgs::default()
+        },
+        LoadgenArgs {
+            trace: Some(path.with_extension("trace")),
+            ..LoadgenArgs::default()
+        },
+    ] {
+        let e = write_bodies(&refused, &path).await.unwrap_err();
+        assert!(e.to_string().contains("--write-bodies"), "{e}");
+        assert!(!path.exists(), "nothing is written when refused");
+    }
+}
+
+/// `bytes` with the digits of every `"timestamp":` value replaced by `0`.
+fn zero_timestamps(bytes: &[u8]) -> Vec<u8> {
+    const KEY: &[u8] = b"\"timestamp\":";
+    let mut out = bytes.to_vec();
+    let mut at = 0;
+    while let Some(found) = out[at..].windows(KEY.len()).position(|w| w == KEY) {
+        at += found + KEY.len();
+        while out.get(at).is_some_and(u8::is_ascii_digit) {
+            out[at] = b'0';
+            at += 1;
+        }
+    }
+    out
 }
