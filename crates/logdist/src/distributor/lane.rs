@@ -113,8 +113,9 @@ async fn linger(queued: impl Fn() -> usize) -> usize {
     LINGER_TURNS
 }
 
-/// Takes what is already queued, up to `max_bytes`, behind `first`. No waiting: under load
-/// the queue fills while deliveries are in flight, which is what makes batches large.
+/// Takes what is already queued, up to `max_bytes`, behind `first`, without waiting (the
+/// lane has waited for a delivery slot and lingered before): under load the queue fills
+/// while deliveries are in flight, which is what makes batches large.
 fn collect(first: Job, queue: &mut mpsc::UnboundedReceiver<Job>, max_bytes: usize) -> Vec<Job> {
     let mut bytes = first.packet.ndjson.len();
     let mut batch = vec![first];
