@@ -37,8 +37,8 @@ pub(crate) fn is_plain_valid(line: &[u8]) -> bool {
 /// caller has checked that `body` is UTF-8.
 ///
 /// One walk over the body instead of one per line, with no line split, then two vectorized
-/// passes over what the walk took. A message's line ends where the message does, so the walk finds the
-/// ends of lines itself.
+/// passes over what the walk took. A message's line ends where the message does, so the
+/// walk finds the ends of lines itself.
 pub(crate) fn plain_ndjson_prefix(body: &[u8]) -> (u32, usize) {
     let mut scanner = Scanner { line: body, at: 0 };
     let (mut messages, mut end) = (0u32, 0);

@@ -676,7 +676,7 @@ fn zero_timestamps(bytes: &[u8]) -> Vec<u8> {
     const KEY: &[u8] = b"\"timestamp\":";
     let mut out = bytes.to_vec();
     let mut at = 0;
-    while let Some(found) = out[at..].windows(KEY.len()).position(|w| w == KEY) {
+    while let Some(found) = memchr::memmem::find(&out[at..], KEY) {
         at += found + KEY.len();
         while out.get(at).is_some_and(u8::is_ascii_digit) {
             out[at] = b'0';
