@@ -10,9 +10,10 @@ One interleaved sequence of cases, each a client driving a path to the same thre
   logdist-accepted   wrk -> logdist distributor --ack accepted -> 3 analyzers
   logdist-framing    wrk -> logdist distributor --validate framing -> 3 analyzers
                      (only when `logdist distributor --help` lists --validate)
-  *-paced            logdist loadgen --rate R -> nginx, HAProxy, logdist --ack delivered:
-                     the same offered load for every path, so the latencies compare at
-                     equal load (R per workload: the PACED knob)
+  *-paced            logdist loadgen --rate R -> nginx, HAProxy, logdist --ack delivered
+                     (and logdist --validate framing): the same offered load for every
+                     path, so the latencies compare at equal load (R per workload: the
+                     PACED knob)
   loadgen            logdist loadgen -> one analyzer: how fast the load generator itself is,
   wrk-replay         set against wrk -> the same analyzer sending the same packets (the
                      load generator's pool, `loadgen --write-bodies`, bench/peers/replay.lua)
@@ -309,6 +310,10 @@ def all_cases(has_validate):
     cases["haproxy-paced"] = ("paced loadgen -> HAProxy -> 3 analyzers", start_haproxy, "paced")
     cases["logdist-paced"] = ("paced loadgen -> logdist --ack delivered -> 3 analyzers",
                               logdist_starter("--ack", "delivered"), "paced")
+    if has_validate:
+        # What full validation costs in latency: the same load with framing only.
+        cases["logdist-framing-paced"] = ("paced loadgen -> logdist --validate framing -> 3 analyzers",
+                                          logdist_starter("--validate", "framing"), "paced")
     return cases
 
 

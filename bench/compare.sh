@@ -10,10 +10,11 @@
 #   logdist-accepted   wrk -> logdist distributor --ack accepted -> analyzers
 #   logdist-framing    wrk -> logdist distributor --validate framing -> analyzers
 #                      (only when the distributor has --validate)
-#   nginx-paced, haproxy-paced, logdist-paced
+#   nginx-paced, haproxy-paced, logdist-paced, logdist-framing-paced
 #                      logdist loadgen --rate R (the same offered load for every path, below
-#                      each one's peak) -> nginx, HAProxy, logdist --ack delivered: latency
-#                      at equal load, where the wrk rows give it at each path's own peak
+#                      each one's peak) -> nginx, HAProxy, logdist --ack delivered (and with
+#                      --validate framing): latency at equal load, where the wrk rows give
+#                      it at each path's own peak
 #   loadgen            logdist loadgen -> one analyzer, set against
 #   wrk-replay         wrk -> the same analyzer sending the same packets (the load
 #                      generator's, written by `loadgen --write-bodies`): how fast the load
