@@ -16,6 +16,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -62,6 +63,7 @@ impl Workers {
                 .name(format!("{name}-{index}"))
                 .spawn(move || {
                     HERE.set(Some((id, index)));
+                    runtime.spawn(pacemaker());
                     runtime.block_on(stop.cancelled());
                 })?;
             threads.push(thread);
@@ -145,6 +147,27 @@ impl Workers {
             }
         })
         .await;
+    }
+}
+
+/// How soon every worker always has a timer due (see [`pacemaker`]).
+const PACEMAKER_PERIOD: Duration = Duration::from_secs(1);
+
+/// Keeps a timer due within [`PACEMAKER_PERIOD`] on its worker, for as long as the worker
+/// runs.
+///
+/// tokio's timer wheel wakes its own driver (an `eventfd` write, then an `epoll_wait` that
+/// returns at once) whenever a timer is set to fire before every timer already set. A
+/// delivery's timeout (5 s by default) usually is the earliest: the deliveries before it
+/// have finished and dropped theirs. With this timer always due sooner, timers set further
+/// out never wake the driver. At a paced 6,000 requests/s on the mix: `eventfd` writes
+/// from 0.50 to 0.01 per request, `epoll_wait` calls from 1.47 to 1.10 (`perf stat -e
+/// 'syscalls:sys_enter_*'`). It costs each worker one wakeup a second.
+async fn pacemaker() {
+    let mut tick = tokio::time::interval(PACEMAKER_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
 
