@@ -3,9 +3,8 @@
 //! [`super::retry`]'s business; the loop around it is the agent's.
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderName, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::agent::Plan;
 use super::conn::{ConnError, Connection};
@@ -87,47 +86,38 @@ pub(crate) async fn send(
     plan: &Plan,
     outgoing: &Outgoing,
 ) -> Result<StatusCode, Failure> {
-    let mut request = Request::post("/")
-        .header(CONTENT_TYPE, plan.content_type.clone())
-        .body(Full::new(outgoing.body.clone()))
-        .map_err(|e| Failure::new(FailureKind::Other, e.to_string()))?;
-    let headers = request.headers_mut();
-    if let Some(encoding) = &plan.content_encoding {
-        headers.insert(CONTENT_ENCODING, encoding.clone());
-    }
-    if let Some(authorization) = &plan.authorization {
-        headers.insert(AUTHORIZATION, authorization.clone());
-    }
-    if let Some(key) = &outgoing.idempotency_key {
-        headers.insert(IDEMPOTENCY_KEY, key.clone());
+    let mut headers: [(&HeaderName, &HeaderValue); 4] = [(&CONTENT_TYPE, &plan.content_type); 4];
+    let mut count = 1;
+    let optional = [
+        (&CONTENT_ENCODING, plan.content_encoding.as_ref()),
+        (&AUTHORIZATION, plan.authorization.as_ref()),
+        (&IDEMPOTENCY_KEY, outgoing.idempotency_key.as_ref()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            headers[count] = (name, value);
+            count += 1;
+        }
     }
     let exchange = async {
-        let response = conn.send(request).await.map_err(|e| {
-            let kind = match e {
-                ConnError::Connect { .. } => FailureKind::Connect,
-                ConnError::Exchange(_) => FailureKind::Other,
-            };
-            Failure::new(kind, e.to_string())
-        })?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(parse_retry_after);
-        let body = response
-            .into_body()
-            .collect()
+        let answer = conn
+            .post(&headers[..count], &outgoing.body)
             .await
-            .map_err(|e| Failure::new(FailureKind::Other, format!("reading the answer: {e}")))?
-            .to_bytes();
+            .map_err(|e| {
+                let kind = match e {
+                    ConnError::Connect { .. } => FailureKind::Connect,
+                    ConnError::Exchange(_) => FailureKind::Other,
+                };
+                Failure::new(kind, e.to_string())
+            })?;
+        let status = answer.status;
         if status == StatusCode::OK || status == StatusCode::ACCEPTED {
             Ok(status)
         } else {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             Err(Failure {
                 kind: FailureKind::Status(status.as_u16()),
-                detail: text,
-                retry_after,
+                detail: String::from_utf8_lossy(answer.body).into_owned(),
+                retry_after: answer.retry_after.and_then(parse_retry_after),
             })
         }
     };
