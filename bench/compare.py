@@ -72,6 +72,7 @@ def knobs():
         "MIX": os.environ.get("MIX", "1..1000"),
         "MIX_BODIES": int(os.environ.get("MIX_BODIES", "64")),
         "PACED": os.environ.get("PACED", "1=30000,100=20000,mix=6000"),
+        "PACED_AGENTS": int(os.environ.get("PACED_AGENTS", "128")),
     }
     k["duration_s"] = seconds(k["DURATION"])
     k["warmup_s"] = seconds(k["WARMUP"])
@@ -379,7 +380,8 @@ def write_bodies(k, workload, scratch):
 def loadgen_args(k, workload, target, secs, report, rate=None):
     size = packet_size(k, workload)
     paced = ["--rate", str(rate)] if rate else []
-    return [str(BIN), "loadgen", "--target", target, "--agents", str(k["CONNECTIONS"]),
+    agents = k["PACED_AGENTS"] if rate else k["CONNECTIONS"]
+    return [str(BIN), "loadgen", "--target", target, "--agents", str(agents),
             "--packet-size", size, "--duration", f"{int(secs * 1000)}ms", "--report", str(report),
             "--quiet", "--seed", "1", *paced]
 
@@ -590,7 +592,7 @@ def markdown(rows, loadgen, k, env, command):
            "against wrk straight to one sink, and against nginx.",
            "- **p50/p99**: request latency seen by the client (wrk `--latency`).",
            "- **paced** rows: `logdist loadgen --agents "
-           f"{k['CONNECTIONS']} --rate R` offers every path the same load, R requests/s "
+           f"{k['PACED_AGENTS']} --rate R` offers every path the same load, R requests/s "
            f"({', '.join(f'{w}: {r:,}' for w, r in k['paced_rate'].items())}), below what each "
            "path takes at its peak: their p50/p99 compare latency at equal offered load (the wrk rows "
            "compare it at each path's own peak, where the fastest path also carries the most). "
@@ -709,7 +711,7 @@ def main():
     order = list(cases)
     env_knobs = " ".join(f"{n}={shlex.quote(str(k[n]))}" for n in
                          ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS", "CASES", "WORKLOADS", "MIX",
-                          "PACED")
+                          "PACED", "PACED_AGENTS")
                          if os.environ.get(n) is not None)
     command = f"{env_knobs + ' ' if env_knobs else ''}bench/compare.sh{' ' if sys.argv[1:] else ''}{shlex.join(sys.argv[1:])}"
 
@@ -765,7 +767,7 @@ def main():
     (RESULTS / "compare.json").write_text(json.dumps({
         "command": command, "knobs": {n: k[n] for n in ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS",
                                                         "CASES", "WORKLOADS", "MIX", "MIX_BODIES",
-                                                        "PACED")},
+                                                        "PACED", "PACED_AGENTS")},
         "environment": env, "weights": WEIGHTS, "summary": rows, "loadgen_vs_wrk": loadgen, "runs": runs,
     }, indent=2))
     print(md)

@@ -45,6 +45,10 @@
 #   MIX=1..1000       the mix's range of messages per packet (uniform)
 #   MIX_BODIES=64     pre-built mix bodies per wrk thread
 #   PACED=1=30000,100=20000,mix=6000   requests/s offered by the paced cases, per workload
+#   PACED_AGENTS=128  logdist loadgen --agents in the paced cases. Each agent waits for its
+#                     answer and its next slot (tokio's timers fire on whole milliseconds), so
+#                     64 agents offered only 26,000-28,000 of 30,000 requests/s to every path
+#                     with packets of 1, even straight to one sink; 128 offer all of it
 #   KEEP_SCRATCH=1    keep the temporary directory of configs and logs (kept anyway on failure)
 # Run it on an otherwise idle machine: the `other %` column shows CPU used by anything else.
 set -euo pipefail
