@@ -11,13 +11,13 @@
 //! measures (see the README's load generator table).
 
 use std::io::{self, IoSlice};
+use std::task::{Context, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use futures_util::FutureExt;
 use http::uri::{Authority, PathAndQuery};
 use http::{HeaderName, HeaderValue, StatusCode, Uri, header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Why a request got no answer.
@@ -440,7 +440,9 @@ impl Connection {
 /// here. Readiness set means an event came (the server's FIN, or bytes nobody asked
 /// for), or the last read filled its buffer exactly; a read settles which.
 fn closed_while_idle(stream: &TcpStream) -> bool {
-    if stream.ready(Interest::READABLE).now_or_never().is_none() {
+    // A waker that does nothing: the next read of the answer replaces it with its own.
+    let mut cx = Context::from_waker(Waker::noop());
+    if stream.poll_read_ready(&mut cx).is_pending() {
         return false;
     }
     !matches!(
