@@ -229,11 +229,11 @@ impl Connection {
         self.body.clear();
         match head.framing {
             Framing::Empty => {}
-            Framing::Length(len) => self.read_length(stream, len).await?,
+            Framing::Length(len) => self.read_body(stream, len).await?,
             Framing::Chunked => self.read_chunked(stream).await?,
             Framing::UntilClose => {
                 loop {
-                    self.keep_body();
+                    self.keep(self.read.len());
                     if fill(stream, &mut self.read).await? == 0 {
                         break;
                     }
@@ -316,7 +316,9 @@ impl Connection {
         }))
     }
 
-    async fn read_length(&mut self, stream: &mut TcpStream, len: u64) -> Result<(), ConnError> {
+    /// Consumes `len` bytes of body (all of a `Content-Length` body, or one chunk's data),
+    /// reading more as needed.
+    async fn read_body(&mut self, stream: &mut TcpStream, len: u64) -> Result<(), ConnError> {
         let mut left = len;
         loop {
             let here = self
@@ -370,18 +372,7 @@ impl Connection {
                     }
                 }
             }
-            let mut left = size;
-            while left > 0 {
-                if self.read.is_empty() {
-                    self.fill_or_fail(stream).await?;
-                }
-                let here = self
-                    .read
-                    .len()
-                    .min(usize::try_from(left).unwrap_or(usize::MAX));
-                self.keep(here);
-                left -= here as u64;
-            }
+            self.read_body(stream, size).await?;
             while self.read.len() < 2 {
                 self.fill_or_fail(stream).await?;
             }
@@ -408,10 +399,6 @@ impl Connection {
         let room = BODY_KEPT.saturating_sub(self.body.len()).min(n);
         self.body.extend_from_slice(&self.read[..room]);
         self.read.advance(n);
-    }
-
-    fn keep_body(&mut self) {
-        self.keep(self.read.len());
     }
 
     async fn open(&self) -> Result<TcpStream, ConnError> {
@@ -596,6 +583,19 @@ mod tests {
         }
     }
 
+    /// A connection to a new [`server`], with the server's counts.
+    async fn connect(
+        replies: Vec<Reply>,
+    ) -> (
+        Connection,
+        Arc<AtomicUsize>,
+        Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    ) {
+        let (target, connections, requests) = server(replies).await;
+        let conn = Connection::new(target, Duration::from_secs(1));
+        (conn, connections, requests)
+    }
+
     const OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 14\r\n\r\n{\"accepted\":1}";
 
     async fn post(
@@ -614,7 +614,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_in_pieces_keep_the_connection() {
-        let (target, connections, requests) = server(vec![
+        let (mut conn, connections, requests) = connect(vec![
             Reply::Pieces(vec![
                 b"HTTP/1.1 200 OK\r\ncontent-len",
                 b"gth: 14\r\n\r\n{\"acc",
@@ -623,7 +623,6 @@ mod tests {
             Reply::Pieces(vec![OK]),
         ])
         .await;
-        let mut conn = Connection::new(target, Duration::from_secs(1));
         for _ in 0..2 {
             let (status, body, _) = post(&mut conn).await.unwrap();
             assert_eq!(status, StatusCode::OK);
@@ -646,7 +645,7 @@ mod tests {
 
     #[tokio::test]
     async fn chunked_answers_after_a_continue_with_retry_after() {
-        let (target, connections, _) = server(vec![
+        let (mut conn, connections, _) = connect(vec![
             Reply::Pieces(vec![
                 b"HTTP/1.1 100 Continue\r\n\r\n",
                 b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -654,9 +653,7 @@ mod tests {
                 b"5;ext=1\r\n full\r\n0\r\nx-trailer: 1\r\n\r\n",
             ]),
             Reply::Pieces(vec![OK]),
-        ])
-        .await;
-        let mut conn = Connection::new(target, Duration::from_secs(1));
+        ]).await;
         let (status, body, retry_after) = post(&mut conn).await.unwrap();
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body, b"queue full");
@@ -669,12 +666,11 @@ mod tests {
     async fn a_long_body_is_read_to_its_end_and_its_start_kept() {
         const LONG: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 1000\r\n\r\n";
         let filler: &'static [u8] = Box::leak(vec![b'x'; 1000].into_boxed_slice());
-        let (target, connections, _) = server(vec![
+        let (mut conn, connections, _) = connect(vec![
             Reply::Pieces(vec![LONG, filler]),
             Reply::Pieces(vec![OK]),
         ])
         .await;
-        let mut conn = Connection::new(target, Duration::from_secs(1));
         let (status, body, _) = post(&mut conn).await.unwrap();
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body.len(), BODY_KEPT);
@@ -686,11 +682,10 @@ mod tests {
     async fn closed_connections_are_replaced_before_the_next_request() {
         // A body that ends with the connection, a `Connection: close`, and a server that
         // closes an idle keep-alive connection: each next request goes on a new one.
-        let (target, connections, requests) = server(vec![Reply::ThenClose(
+        let (mut conn, connections, requests) = connect(vec![Reply::ThenClose(
             b"HTTP/1.0 200 OK\r\n\r\n{\"accepted\":1}",
         )])
         .await;
-        let mut conn = Connection::new(target, Duration::from_secs(1));
         for _ in 0..3 {
             let (status, body, _) = post(&mut conn).await.unwrap();
             assert_eq!(status, StatusCode::OK);
@@ -699,8 +694,7 @@ mod tests {
         assert_eq!(connections.load(Ordering::SeqCst), 3);
         assert_eq!(requests.lock().unwrap().len(), 3);
 
-        let (target, connections, _) = server(vec![Reply::ThenClose(OK)]).await;
-        let mut conn = Connection::new(target, Duration::from_secs(1));
+        let (mut conn, connections, _) = connect(vec![Reply::ThenClose(OK)]).await;
         for _ in 0..3 {
             assert_eq!(post(&mut conn).await.unwrap().0, StatusCode::OK);
             // The server's FIN has arrived by the next request.
@@ -711,7 +705,7 @@ mod tests {
 
     #[tokio::test]
     async fn broken_answers_are_errors_that_say_what_was_wrong() {
-        let cases: [(&'static [u8], &str); 5] = [
+        let cases: [(&'static [u8], &str); 6] = [
             (b"SMTP ready\r\n\r\n", "reading the answer's head"),
             (
                 b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n",
@@ -725,11 +719,14 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
                 "chunk size",
             ),
+            (
+                b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n9\r\nshort",
+                "4 bytes before the end",
+            ),
             (b"", "closed before an answer"),
         ];
         for (reply, expected) in cases {
-            let (target, _, _) = server(vec![Reply::ThenClose(reply)]).await;
-            let mut conn = Connection::new(target, Duration::from_secs(1));
+            let (mut conn, _, _) = connect(vec![Reply::ThenClose(reply)]).await;
             let error = post(&mut conn).await.unwrap_err().to_string();
             assert!(
                 error.contains(expected),
