@@ -4,7 +4,14 @@
 //! shutdown stops accepting and lets the requests in flight finish.
 //!
 //! axum's own `serve` offers none of the timeouts or TLS, so this is hyper's connection
-//! builder driven directly, as axum's `serve` does underneath.
+//! builder driven directly, as axum's `serve` does underneath. A plain-HTTP connection
+//! starts on the [`express`] lane when the server has one: its hot request is answered
+//! without hyper, and hyper takes the connection over at the first request that is not
+//! that one.
+
+mod express;
+
+pub use express::{Express, Head};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,9 +58,10 @@ impl ServeOptions {
 /// returns once every open connection has finished its request in flight (callers bound
 /// that wait with their grace period). Each accepted connection is served on one of
 /// `workers` (the least busy), start to end.
-pub async fn serve(
+pub async fn serve<E: Express>(
     listener: TcpListener,
     app: Router,
+    express: E,
     options: ServeOptions,
     workers: Arc<Workers>,
     shutdown: CancellationToken,
@@ -97,9 +105,11 @@ pub async fn serve(
         };
         let connection = Connection {
             app: app.clone(),
+            express: express.clone(),
+            shutdown: shutdown.clone(),
             http: http.clone(),
             acceptor: acceptor.clone(),
-            handshake_timeout: options.header_timeout,
+            header_timeout: options.header_timeout,
             watcher: graceful.watcher(),
         };
         workers.spawn_connection(async move {
@@ -112,15 +122,18 @@ pub async fn serve(
 }
 
 /// What serving one accepted connection needs.
-struct Connection {
+struct Connection<E> {
     app: Router,
+    express: E,
+    shutdown: CancellationToken,
     http: hyper::server::conn::http1::Builder,
     acceptor: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
+    /// Bounds each request's head and the TLS handshake.
+    header_timeout: Duration,
     watcher: hyper_util::server::graceful::Watcher,
 }
 
-impl Connection {
+impl<E: Express> Connection<E> {
     async fn run(self, stream: std::net::TcpStream, peer: SocketAddr) {
         let stream = match TcpStream::from_std(stream) {
             Ok(stream) => stream,
@@ -138,12 +151,22 @@ impl Connection {
         });
         let outcome = match self.acceptor {
             None => {
+                let stream = if E::ENABLED {
+                    match express::serve(stream, &self.express, self.header_timeout, &self.shutdown)
+                        .await
+                    {
+                        express::Outcome::Closed => return,
+                        express::Outcome::Handoff(stream) => stream,
+                    }
+                } else {
+                    express::Rewind::new(stream, bytes::BytesMut::new())
+                };
                 let conn = self.http.serve_connection(TokioIo::new(stream), service);
                 self.watcher.watch(conn).await
             }
             Some(acceptor) => {
                 let stream =
-                    match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream))
+                    match tokio::time::timeout(self.header_timeout, acceptor.accept(stream))
                         .await
                     {
                         Ok(Ok(stream)) => stream,

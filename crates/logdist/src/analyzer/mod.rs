@@ -314,6 +314,7 @@ pub async fn run(
     let server = tokio::spawn(serve(
         listener,
         app(state.clone()),
+        (),
         options,
         crate::workers::Workers::current(),
         server_stop.clone(),

@@ -24,6 +24,7 @@ use super::error::ApiError;
 use super::idempotency::{self, Answer, Claim};
 use super::member::{Job, Refusal};
 use crate::api::PacketAck;
+use crate::serve::Head;
 
 /// `POST /packets`: a JSON array of messages or NDJSON, optionally gzip or zstd.
 pub async fn packets(
@@ -41,6 +42,53 @@ pub async fn message_send(
     body: Body,
 ) -> Response {
     respond(receive(&shared, &headers, body, Endpoint::MessageSend).await)
+}
+
+/// `POST /packets` on the express lane (see [`crate::serve::Express`]): every such
+/// request an agent sends, except one with an `Idempotency-Key` or without the ingest
+/// token (hyper's router answers those), answered as [`packets`] answers it.
+#[derive(Clone)]
+pub struct Express(pub Arc<Shared>);
+
+impl crate::serve::Express for Express {
+    fn take(&self, head: &Head) -> Option<usize> {
+        let config = &self.0.config;
+        let ours = head.path() == Endpoint::Packets.path().as_bytes()
+            && head.header(idempotency::HEADER.as_str()).is_none()
+            && config.ingest_token().is_none_or(|token| {
+                super::token_matches(token, head.header("authorization").as_deref())
+            });
+        ours.then(|| config.max_body.as_u64() as usize)
+    }
+
+    fn body_timeout(&self) -> Duration {
+        self.0.config.body_timeout
+    }
+
+    async fn answer(&self, head: Head, body: Bytes) -> Response {
+        let value = |name: &str| {
+            head.header(name)
+                .map(|v| {
+                    HeaderValue::from_maybe_shared(v).map_err(|_| {
+                        ApiError::BadRequest(format!("header {name} is not a valid value"))
+                    })
+                })
+                .transpose()
+        };
+        let result = async {
+            let encoding = Encoding {
+                content_type: value("content-type")?,
+                content_encoding: value("content-encoding")?,
+            };
+            let answer = process(&self.0, &encoding, body, Endpoint::Packets).await?;
+            Ok(answer.into_response())
+        };
+        respond(result.await)
+    }
+
+    fn late(&self) -> Response {
+        respond(Err(body_too_slow(self.0.config.body_timeout)))
+    }
 }
 
 /// The two ingest endpoints.
@@ -67,8 +115,9 @@ async fn receive(
     body: Body,
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
+    let encoding = Encoding::of(headers);
     if endpoint == Endpoint::MessageSend {
-        match essence(headers)? {
+        match essence(encoding.content_type.as_ref())? {
             None | Some("application/json") => {}
             Some(other) => {
                 return Err(ApiError::UnsupportedMediaType(format!(
@@ -81,7 +130,7 @@ async fn receive(
     let limit = shared.config.max_body.as_u64() as usize;
     let body = read_body(body, headers, limit, shared.config.body_timeout).await?;
     let Some(key) = key else {
-        return Ok(process(shared, headers, body, endpoint)
+        return Ok(process(shared, &encoding, body, endpoint)
             .await?
             .into_response());
     };
@@ -108,37 +157,52 @@ async fn receive(
             }
         }
     };
-    let answer = process(shared, headers, body, endpoint).await?;
+    let answer = process(shared, &encoding, body, endpoint).await?;
     pending.complete(&answer);
     Ok(answer.into_response())
+}
+
+/// The headers that say how to read a body: all the decoding needs of a request.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Encoding {
+    content_type: Option<HeaderValue>,
+    content_encoding: Option<HeaderValue>,
+}
+
+impl Encoding {
+    fn of(headers: &HeaderMap) -> Self {
+        Self {
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
+        }
+    }
 }
 
 /// Decodes and validates the body, then routes the packet.
 async fn process(
     shared: &Arc<Shared>,
-    headers: &HeaderMap,
+    encoding: &Encoding,
     body: Bytes,
     endpoint: Endpoint,
 ) -> Result<Answer, ApiError> {
     let limit = shared.config.max_body.as_u64() as usize;
     let packet = match endpoint {
         Endpoint::MessageSend => {
-            let body = decompress(headers, body, limit)?;
+            let body = decompress(encoding, body, limit)?;
             decode_message(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?
         }
         Endpoint::Packets
-            if body.len() <= INLINE_DECODE_BYTES
-                && !headers.contains_key(header::CONTENT_ENCODING) =>
+            if body.len() <= INLINE_DECODE_BYTES && encoding.content_encoding.is_none() =>
         {
-            refuse_early_if_full(shared, headers, &body)?;
-            decode(headers, body, limit, shared.config.validate.into())?
+            refuse_early_if_full(shared, encoding, &body)?;
+            decode(encoding, body, limit, shared.config.validate.into())?
         }
         Endpoint::Packets => {
             // Decompressing and validating megabytes takes milliseconds of CPU: do it off
             // the async workers, which also run every lane and probe.
-            let headers = headers.clone();
+            let encoding = encoding.clone();
             let validation = shared.config.validate.into();
-            tokio::task::spawn_blocking(move || decode(&headers, body, limit, validation))
+            tokio::task::spawn_blocking(move || decode(&encoding, body, limit, validation))
                 .await
                 .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))??
         }
@@ -154,9 +218,9 @@ async fn process(
 /// is validated: validating a packet that is then refused is the costliest way to shed
 /// load. Its messages are counted by lines for the routing question; a malformed packet
 /// refused here gets its 400 when it is sent again.
-fn refuse_early_if_full(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+fn refuse_early_if_full(shared: &Shared, encoding: &Encoding, body: &[u8]) -> Result<(), ApiError> {
     if shared.registry.refusing()
-        && packet_format(headers, body)? == Format::Ndjson
+        && packet_format(encoding, body)? == Format::Ndjson
         && shared
             .registry
             .queue_full_for(ndjson_messages(body), body.len())
@@ -178,13 +242,13 @@ const INLINE_DECODE_BYTES: usize = 256 * 1024;
 
 /// Undoes the Content-Encoding, then decodes and validates every message.
 fn decode(
-    headers: &HeaderMap,
+    encoding: &Encoding,
     body: Bytes,
     limit: usize,
     validation: Validation,
 ) -> Result<Packet, ApiError> {
-    let body = decompress(headers, body, limit)?;
-    let format = packet_format(headers, &body)?;
+    let body = decompress(encoding, body, limit)?;
+    let format = packet_format(encoding, &body)?;
     decode_packet_with(body, format, validation).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
@@ -270,12 +334,14 @@ pub async fn read_body(
 ) -> Result<Bytes, ApiError> {
     tokio::time::timeout(timeout, read_within(body, headers, limit))
         .await
-        .unwrap_or_else(|_| {
-            Err(ApiError::Timeout(format!(
-                "the request body was not received within {}",
-                humantime::format_duration(timeout)
-            )))
-        })
+        .unwrap_or_else(|_| Err(body_too_slow(timeout)))
+}
+
+fn body_too_slow(timeout: Duration) -> ApiError {
+    ApiError::Timeout(format!(
+        "the request body was not received within {}",
+        humantime::format_duration(timeout)
+    ))
 }
 
 async fn read_within(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
@@ -333,8 +399,8 @@ fn concat(mut chunks: Vec<Bytes>, total: usize) -> Bytes {
 
 /// Undoes `Content-Encoding: gzip` or `zstd`, refusing output over `limit` (a
 /// decompression bomb stops there).
-fn decompress(headers: &HeaderMap, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
-    let Some(encoding) = headers.get(header::CONTENT_ENCODING) else {
+fn decompress(encoding: &Encoding, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let Some(encoding) = &encoding.content_encoding else {
         return Ok(body);
     };
     let encoding = encoding
@@ -372,8 +438,8 @@ fn inflate(reader: impl Read, limit: usize, name: &str) -> Result<Bytes, ApiErro
 }
 
 /// The media type without parameters, lowercased; `None` when absent.
-fn essence(headers: &HeaderMap) -> Result<Option<&'static str>, ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+fn essence(content_type: Option<&HeaderValue>) -> Result<Option<&'static str>, ApiError> {
+    let Some(value) = content_type else {
         return Ok(None);
     };
     let text = value
@@ -403,8 +469,8 @@ fn essence(headers: &HeaderMap) -> Result<Option<&'static str>, ApiError> {
 }
 
 /// How to read a `/packets` body: by Content-Type, or by its first byte when absent.
-fn packet_format(headers: &HeaderMap, body: &[u8]) -> Result<Format, ApiError> {
-    Ok(match essence(headers)? {
+fn packet_format(encoding: &Encoding, body: &[u8]) -> Result<Format, ApiError> {
+    Ok(match essence(encoding.content_type.as_ref())? {
         Some("application/json") => Format::Json,
         Some(_) => Format::Ndjson,
         None if body.trim_ascii_start().starts_with(b"[") => Format::Json,

@@ -280,17 +280,22 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let given = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .unwrap_or("");
-    if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+    let given = request.headers().get(http::header::AUTHORIZATION);
+    if !token_matches(&token, given.map(|v| v.as_bytes())) {
         metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
         return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
+}
+
+/// Whether an `Authorization` value carries `token` as its bearer credentials, compared in
+/// constant time.
+fn token_matches(token: &str, authorization: Option<&[u8]>) -> bool {
+    let given = authorization
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(bearer)
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
 }
 
 /// The credentials of an `Authorization: Bearer TOKEN` value (the scheme is
@@ -368,6 +373,7 @@ async fn run_on(
     let server = tokio::spawn(serve(
         listener,
         app(shared.clone()),
+        ingest::Express(shared.clone()),
         options,
         workers.clone(),
         stopping,

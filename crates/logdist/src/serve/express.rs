@@ -1,0 +1,423 @@
+//! The express lane: one hot request, served straight off the socket.
+//!
+//! An agent's connection carries the same request over and over: `POST /packets` with a
+//! `Content-Length` body. For it, hyper's connection machinery (its dispatcher, the
+//! channel its body streams through, a `HeaderMap` of every header, the router, the
+//! response encoder) costs more than reading the packet does. So a plain-HTTP connection
+//! starts here: the head is parsed with `httparse` (hyper's own parser), and a request
+//! the [`Express`] handler takes is read whole and answered with one write.
+//!
+//! Anything else, from the first request that is not plain (another path, chunked,
+//! `Expect`, HTTP/1.0, a head over [`MAX_HEAD`] or one `httparse` refuses, a body over
+//! the limit), hands the connection to hyper with every byte read so far, and hyper serves
+//! it to its end exactly as it serves any connection: the same routes, limits, errors
+//! and timeouts. The express lane answers only what it is sure of.
+
+use std::future::Future;
+use std::io;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A request head longer than this goes to hyper (which answers 431 past its own limit).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Headers the express lane reads; a request with more goes to hyper.
+const MAX_HEADERS: usize = 32;
+/// Room made in the read buffer before each read of a head: a packet of 100 messages
+/// (about 12 KB) arrives with its head in one read.
+const READ_ROOM: usize = 16 * 1024;
+/// Below this much free room, the next read gets a fresh [`READ_ROOM`].
+const MIN_ROOM: usize = 2 * 1024;
+
+/// What a server answers on the express lane.
+pub trait Express: Clone + Send + Sync + 'static {
+    /// Whether connections start on the express lane at all (a server without an express
+    /// route sets `false` and every connection goes straight to hyper).
+    const ENABLED: bool = true;
+
+    /// The body limit in bytes when this request is answered here; `None` hands the
+    /// connection to hyper. Called once the head is complete.
+    fn take(&self, head: &Head) -> Option<usize>;
+
+    /// How long the body may take to arrive once the head has.
+    fn body_timeout(&self) -> Duration;
+
+    /// The answer to a request whose whole body has been read.
+    fn answer(&self, head: Head, body: Bytes) -> impl Future<Output = Response> + Send;
+
+    /// The answer to a request whose body did not arrive within [`Self::body_timeout`]
+    /// (the connection is closed after it).
+    fn late(&self) -> Response;
+}
+
+/// No express route: every connection is hyper's.
+impl Express for () {
+    const ENABLED: bool = false;
+
+    fn take(&self, _: &Head) -> Option<usize> {
+        None
+    }
+
+    fn body_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    async fn answer(&self, _: Head, _: Bytes) -> Response {
+        Response::default()
+    }
+
+    fn late(&self) -> Response {
+        Response::default()
+    }
+}
+
+/// A byte range within [`Head::bytes`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Span {
+    start: u16,
+    end: u16,
+}
+
+impl Span {
+    fn of(whole: &[u8], part: &[u8]) -> Self {
+        let start = part.as_ptr() as usize - whole.as_ptr() as usize;
+        Self {
+            start: start as u16,
+            end: (start + part.len()) as u16,
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        usize::from(self.start)..usize::from(self.end)
+    }
+}
+
+/// A parsed request head: a `POST` over HTTP/1.1 with a `Content-Length` body, no
+/// `Transfer-Encoding`, `Expect` or `Upgrade`.
+#[derive(Debug)]
+pub struct Head {
+    bytes: Bytes,
+    path: Span,
+    headers: [(Span, Span); MAX_HEADERS],
+    count: usize,
+    /// The body's declared length.
+    pub content_length: usize,
+    /// The client asked to close the connection after this request.
+    pub close: bool,
+}
+
+impl Head {
+    /// The request target as sent (path and query).
+    pub fn path(&self) -> &[u8] {
+        &self.bytes[self.path.range()]
+    }
+
+    /// The first value of header `name` (lowercase), sharing the head's buffer.
+    pub fn header(&self, name: &str) -> Option<Bytes> {
+        self.headers[..self.count]
+            .iter()
+            .find(|(n, _)| self.bytes[n.range()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| self.bytes.slice(v.range()))
+    }
+}
+
+/// What the start of the buffer holds.
+enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    /// A head of this many bytes the express lane can read; its spans are relative to the
+    /// buffer's start.
+    Plain(usize, Head),
+    /// Anything else: hyper's to serve.
+    Other,
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let len = match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Parsed::Partial,
+        _ => return Parsed::Other,
+    };
+    if request.method != Some("POST") || request.version != Some(1) {
+        return Parsed::Other;
+    }
+    let Some(path) = request.path else {
+        return Parsed::Other;
+    };
+    let mut head = Head {
+        bytes: Bytes::new(),
+        path: Span::of(buf, path.as_bytes()),
+        headers: [(Span::default(), Span::default()); MAX_HEADERS],
+        count: request.headers.len(),
+        content_length: 0,
+        close: false,
+    };
+    let mut length = None;
+    for (slot, header) in head.headers.iter_mut().zip(request.headers.iter()) {
+        let name = header.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"content-length") {
+            // One length, digits only: anything else is hyper's to refuse.
+            if length.is_some() || header.value.is_empty() || header.value.len() > 12 {
+                return Parsed::Other;
+            }
+            let mut n = 0usize;
+            for &b in header.value {
+                if !b.is_ascii_digit() {
+                    return Parsed::Other;
+                }
+                n = n * 10 + usize::from(b - b'0');
+            }
+            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
+            || name.eq_ignore_ascii_case(b"expect")
+            || name.eq_ignore_ascii_case(b"upgrade")
+        {
+            return Parsed::Other;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for token in header.value.split(|&b| b == b',') {
+                let token = token.trim_ascii();
+                if token.eq_ignore_ascii_case(b"close") {
+                    head.close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    return Parsed::Other;
+                }
+            }
+        }
+        *slot = (Span::of(buf, name), Span::of(buf, header.value));
+    }
+    let Some(length) = length else {
+        return Parsed::Other;
+    };
+    head.content_length = length;
+    Parsed::Plain(len, head)
+}
+
+/// How an express connection ended.
+pub enum Outcome {
+    /// Closed (by the client, a timeout, shutdown or an answer that closes it).
+    Closed,
+    /// A request the express lane does not answer: hyper serves the rest of the
+    /// connection, starting with the bytes already read.
+    Handoff(Rewind),
+}
+
+/// Serves `stream` on the express lane until it closes or a request is not one for it.
+/// `header_timeout` bounds each head from the moment the last answer was written (an idle
+/// connection is closed after it, as hyper does); on `shutdown`, an idle connection is
+/// closed and a request in flight is answered first.
+pub async fn serve<E: Express>(
+    mut stream: TcpStream,
+    express: &E,
+    header_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Outcome {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::with_capacity(256);
+    let mut stopping = pin!(shutdown.cancelled());
+    loop {
+        // The head.
+        let deadline = Instant::now() + header_timeout;
+        let (len, mut head) = loop {
+            if !buf.is_empty() {
+                match parse(&buf) {
+                    Parsed::Plain(len, head) => break (len, head),
+                    Parsed::Other => return Outcome::Handoff(Rewind::new(stream, buf)),
+                    Parsed::Partial => {}
+                }
+            }
+            if buf.capacity() - buf.len() < MIN_ROOM {
+                buf.reserve(READ_ROOM);
+            }
+            let read = tokio::select! {
+                biased;
+                read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => read,
+                () = &mut stopping, if buf.is_empty() => return Outcome::Closed,
+            };
+            match read {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Outcome::Closed,
+                Ok(Ok(_)) => {}
+            }
+        };
+        head.bytes = buf.split_to(len).freeze();
+        // Over the limit, hyper answers 413 and drains what is still coming.
+        let taken = express.take(&head);
+        let Some(_) = taken.filter(|&limit| head.content_length <= limit) else {
+            let mut all = BytesMut::with_capacity(head.bytes.len() + buf.len());
+            all.extend_from_slice(&head.bytes);
+            all.extend_from_slice(&buf);
+            return Outcome::Handoff(Rewind::new(stream, all));
+        };
+
+        // The body.
+        let need = head.content_length;
+        if buf.len() < need {
+            buf.reserve(need - buf.len());
+            let deadline = Instant::now() + express.body_timeout();
+            while buf.len() < need {
+                match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return Outcome::Closed,
+                    Ok(Ok(_)) => {}
+                    Err(_) => {
+                        let _ = answer(&mut stream, &mut out, express.late(), true).await;
+                        return Outcome::Closed;
+                    }
+                }
+            }
+        }
+        let body = buf.split_to(need).freeze();
+        let close = head.close;
+        let response = express.answer(head, body).await;
+        match answer(&mut stream, &mut out, response, close).await {
+            Ok(true) => {}
+            Ok(false) | Err(_) => return Outcome::Closed,
+        }
+    }
+}
+
+/// Writes `response` in one write; `Ok(false)` when the connection is to be closed after
+/// it (the client asked, or the answer says so).
+async fn answer(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    response: Response,
+    close: bool,
+) -> io::Result<bool> {
+    let (parts, body) = response.into_parts();
+    let body = body_bytes(body).await;
+    let close = close
+        || parts
+            .headers
+            .get(http::header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or("Unknown")
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if name == http::header::CONNECTION || name == http::header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
+    out.extend_from_slice(b"\r\ndate: ");
+    out.extend_from_slice(&http_date());
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&body);
+    stream.write_all(out).await?;
+    if close {
+        let _ = stream.shutdown().await;
+    }
+    Ok(!close)
+}
+
+/// A response body's bytes: the handlers' bodies are whole buffers, so this does not wait.
+async fn body_bytes(body: Body) -> Bytes {
+    axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default()
+}
+
+/// `Date` in IMF-fixdate, formatted once a second per thread.
+fn http_date() -> [u8; 29] {
+    use std::cell::Cell;
+    thread_local! {
+        static CACHED: Cell<(u64, [u8; 29])> = const { Cell::new((u64::MAX, [0; 29])) };
+    }
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    CACHED.with(|cached| {
+        let (at, text) = cached.get();
+        if at == secs {
+            return text;
+        }
+        let mut text = [0u8; 29];
+        text.copy_from_slice(httpdate::fmt_http_date(now).as_bytes());
+        cached.set((secs, text));
+        text
+    })
+}
+
+/// A connection with the bytes already read from it put back in front, for hyper.
+pub struct Rewind {
+    prefix: BytesMut,
+    stream: TcpStream,
+}
+
+impl Rewind {
+    /// `stream`, with `prefix` read first.
+    pub fn new(stream: TcpStream, prefix: BytesMut) -> Self {
+        Self { prefix, stream }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if self.prefix.is_empty() {
+            return Pin::new(&mut self.stream).poll_read(cx, buf);
+        }
+        let n = self.prefix.len().min(buf.remaining());
+        buf.put_slice(&self.prefix[..n]);
+        self.prefix.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
