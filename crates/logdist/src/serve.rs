@@ -165,20 +165,22 @@ impl<E: Express> Connection<E> {
                 self.watcher.watch(conn).await
             }
             Some(acceptor) => {
-                let stream =
-                    match tokio::time::timeout(self.header_timeout, acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(stream)) => stream,
-                        Ok(Err(e)) => {
-                            debug!(%peer, error = %e, "TLS handshake failed.");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!(%peer, "TLS handshake not finished in time; closing.");
-                            return;
-                        }
-                    };
+                let stream = match tokio::time::timeout(
+                    self.header_timeout,
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "TLS handshake failed.");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "TLS handshake not finished in time; closing.");
+                        return;
+                    }
+                };
                 let conn = self.http.serve_connection(TokioIo::new(stream), service);
                 self.watcher.watch(conn).await
             }

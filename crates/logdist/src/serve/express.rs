@@ -130,6 +130,10 @@ impl Head {
 }
 
 /// What the start of the buffer holds.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a head is moved once per request; boxing it would allocate per request"
+)]
 enum Parsed {
     /// Not a whole head yet.
     Partial,
@@ -419,5 +423,196 @@ impl AsyncWrite for Rewind {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(request: &str) -> (usize, Head) {
+        match parse(request.as_bytes()) {
+            Parsed::Plain(len, mut head) => {
+                head.bytes = Bytes::copy_from_slice(&request.as_bytes()[..len]);
+                (len, head)
+            }
+            Parsed::Partial => panic!("partial: {request:?}"),
+            Parsed::Other => panic!("other: {request:?}"),
+        }
+    }
+
+    fn is_other(request: &[u8]) -> bool {
+        matches!(parse(request), Parsed::Other)
+    }
+
+    /// Answers `POST /toy` with `express <body length>`.
+    #[derive(Clone)]
+    struct Toy;
+
+    impl Express for Toy {
+        fn take(&self, head: &Head) -> Option<usize> {
+            (head.path() == b"/toy").then_some(64)
+        }
+
+        fn body_timeout(&self) -> Duration {
+            Duration::from_secs(5)
+        }
+
+        async fn answer(&self, _: Head, body: Bytes) -> Response {
+            Response::new(Body::from(format!("express {}", body.len())))
+        }
+
+        fn late(&self) -> Response {
+            Response::new(Body::from("late"))
+        }
+    }
+
+    /// Sends `requests` on one connection and reads `count` answers' bodies.
+    async fn exchange(addr: std::net::SocketAddr, requests: &[&str]) -> Vec<String> {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mut bodies = Vec::new();
+        let mut buf = BytesMut::new();
+        for request in requests {
+            stream.write_all(request.as_bytes()).await.unwrap();
+            loop {
+                let mut headers = [httparse::EMPTY_HEADER; 16];
+                let mut response = httparse::Response::new(&mut headers);
+                let parsed = match response.parse(&buf).unwrap() {
+                    httparse::Status::Complete(len) => response
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                        .map(|h| (len, std::str::from_utf8(h.value).unwrap().parse().unwrap())),
+                    httparse::Status::Partial => None,
+                };
+                if let Some((len, length)) =
+                    parsed.filter(|(len, length)| buf.len() >= len + length)
+                {
+                    let body = buf.split_to(len + length).split_off(len);
+                    bodies.push(String::from_utf8(body.to_vec()).unwrap());
+                    break;
+                }
+                assert!(stream.read_buf(&mut buf).await.unwrap() > 0, "closed");
+            }
+        }
+        bodies
+    }
+
+    #[tokio::test]
+    async fn the_express_lane_answers_its_route_and_hyper_takes_over_for_good() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = axum::Router::new()
+            .route("/toy", axum::routing::post(|| async { "hyper toy" }))
+            .fallback(|| async { "hyper fallback" });
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(super::super::serve(
+            listener,
+            router,
+            Toy,
+            super::super::ServeOptions::plain(Duration::from_secs(5)),
+            crate::workers::Workers::current(),
+            stop.clone(),
+        ));
+        let toy = "POST /toy HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let other = "POST /other HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+        let chunked =
+            "POST /toy HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+        let big = "POST /toy HTTP/1.1\r\nContent-Length: 65\r\n\r\n";
+        let big = format!("{big}{}", "x".repeat(65));
+        // The express lane, until a request it does not take; hyper from then on, even
+        // for its route.
+        assert_eq!(
+            exchange(addr, &[toy, toy, other, toy]).await,
+            ["express 5", "express 5", "hyper fallback", "hyper toy"]
+        );
+        // A pipeline whose second request is not plain: both answered, in order.
+        assert_eq!(
+            exchange(addr, &[&format!("{toy}{chunked}"), toy]).await[..2],
+            ["express 5", "hyper toy"]
+        );
+        // Over the express lane's limit: hyper's.
+        assert_eq!(
+            exchange(addr, &[toy, &big]).await,
+            ["express 5", "hyper toy"]
+        );
+        stop.cancel();
+        server.await.unwrap();
+    }
+
+    #[test]
+    fn a_plain_post_is_parsed_with_its_headers() {
+        let request = "POST /packets HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
+                       Content-Length: 12\r\nAuthorization: Bearer t\r\n\r\n{\"a\":1}\n{\"b\":";
+        let (len, head) = plain(request);
+        assert_eq!(len, request.find("\r\n\r\n").unwrap() + 4);
+        assert_eq!(head.path(), b"/packets");
+        assert_eq!(head.content_length, 12);
+        assert!(!head.close);
+        assert_eq!(
+            head.header("content-type").as_deref(),
+            Some(&b"application/x-ndjson"[..])
+        );
+        assert_eq!(
+            head.header("authorization").as_deref(),
+            Some(&b"Bearer t"[..])
+        );
+        assert_eq!(head.header("idempotency-key"), None);
+    }
+
+    #[test]
+    fn connection_close_is_seen_among_other_tokens() {
+        let (_, head) =
+            plain("POST /p HTTP/1.1\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n");
+        assert!(head.close);
+        assert_eq!(head.content_length, 0);
+    }
+
+    #[test]
+    fn a_head_in_pieces_is_partial_until_it_ends() {
+        let request = b"POST /packets HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+        for end in 1..request.len() {
+            assert!(
+                matches!(parse(&request[..end]), Parsed::Partial),
+                "{end} bytes"
+            );
+        }
+        assert!(matches!(parse(request), Parsed::Plain(..)));
+    }
+
+    #[test]
+    fn what_is_not_plain_is_left_to_hyper() {
+        let others: [&[u8]; 11] = [
+            b"GET /health HTTP/1.1\r\n\r\n",
+            b"POST /packets HTTP/1.0\r\nContent-Length: 1\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nContent-Length: 1\r\nConnection: upgrade\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nContent-Length: 99999999999999\r\n\r\n",
+            b"POST /pack ets HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+        ];
+        for request in others {
+            assert!(is_other(request), "{}", String::from_utf8_lossy(request));
+        }
+    }
+
+    #[test]
+    fn a_head_too_long_or_with_too_many_headers_is_left_to_hyper() {
+        let long = format!(
+            "POST /packets HTTP/1.1\r\nX-Pad: {}\r\nContent-Length: 1\r\n\r\n",
+            "a".repeat(MAX_HEAD)
+        );
+        assert!(is_other(long.as_bytes()));
+        let unfinished = format!("POST /packets HTTP/1.1\r\nX-Pad: {}", "a".repeat(MAX_HEAD));
+        assert!(is_other(unfinished.as_bytes()));
+        let many = format!(
+            "POST /packets HTTP/1.1\r\n{}Content-Length: 1\r\n\r\n",
+            "X-A: b\r\n".repeat(MAX_HEADERS)
+        );
+        assert!(is_other(many.as_bytes()));
     }
 }
