@@ -35,7 +35,7 @@ const MAX_HEADERS: usize = 32;
 /// (about 12 KB) arrives with its head in one read.
 const READ_ROOM: usize = 16 * 1024;
 /// Below this much free room, the next read gets a fresh [`READ_ROOM`].
-const MIN_ROOM: usize = 2 * 1024;
+const MIN_ROOM: usize = 8 * 1024;
 
 /// What a server answers on the express lane.
 pub trait Express: Clone + Send + Sync + 'static {
