@@ -265,7 +265,10 @@ async fn accept(
     packet: Packet,
     status: StatusCode,
 ) -> Result<Answer, ApiError> {
-    if shared.shutting_down.is_cancelled() {
+    if shared
+        .shutting_down
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
         return Err(unavailable(Refusal::ShuttingDown));
     }
     let messages = packet.messages;

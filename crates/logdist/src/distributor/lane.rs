@@ -57,11 +57,14 @@ pub async fn run(
 ) {
     let max_bytes = shared.config.batch_bytes.as_u64() as usize;
     let mut deliveries = JoinSet::new();
+    // The lane's own child of the member's token: a token's state sits behind a lock, and
+    // the member's is shared by its lanes on every worker.
+    let retire = member.retire.child_token();
     loop {
         let first = tokio::select! {
             biased;
             job = queue.recv() => job,
-            () = member.retire.cancelled() => {
+            () = retire.cancelled() => {
                 queue.close();
                 queue.recv().await
             }

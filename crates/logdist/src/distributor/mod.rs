@@ -22,6 +22,7 @@ mod registry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -75,8 +76,9 @@ pub struct Shared {
     /// Deliveries, one keep-alive pool per worker, so that a delivery's connection is
     /// driven on the thread that sends on it.
     lane_clients: Vec<DeliveryClient>,
-    /// Cancelled when shutdown begins: new packets get 503.
-    shutting_down: CancellationToken,
+    /// Set when shutdown begins: new packets get 503. A flag, not a cancellation token:
+    /// every packet reads it, and a token's state sits behind a lock both workers take.
+    shutting_down: AtomicBool,
     /// Renders `/metrics`.
     metrics: PrometheusHandle,
     /// The fleet on Redis, in cluster mode.
@@ -126,7 +128,7 @@ impl Shared {
             workers,
             idempotency: idempotency::Keys::new(config.idempotency_window, config.idempotency_keys),
             config,
-            shutting_down: CancellationToken::new(),
+            shutting_down: AtomicBool::new(false),
             metrics: crate::telemetry::metrics().clone(),
             packets_received: metrics::counter!("logdist_packets_received_total"),
             messages_received: metrics::counter!("logdist_messages_received_total"),
@@ -383,7 +385,7 @@ async fn run_on(
         ?grace,
         "Shutting down: answering requests in flight, then draining queues."
     );
-    shared.shutting_down.cancel();
+    shared.shutting_down.store(true, Ordering::Release);
     let deadline = tokio::time::Instant::now() + grace;
     match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(())) => {}

@@ -227,6 +227,9 @@ pub async fn serve<E: Express>(
 ) -> Outcome {
     let mut buf = BytesMut::new();
     let mut out = Vec::with_capacity(256);
+    // The connection's own child of the server's token: a token's state sits behind a
+    // lock, and the server's is shared by every connection on every worker.
+    let shutdown = shutdown.child_token();
     let mut stopping = pin!(shutdown.cancelled());
     loop {
         // The head.
