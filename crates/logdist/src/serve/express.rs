@@ -618,4 +618,79 @@ mod tests {
         );
         assert!(is_other(many.as_bytes()));
     }
+
+    /// A header line for the property test: a name that matters to the parser (or not)
+    /// and a value that may or may not be a length.
+    fn header_line() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        let name = prop::sample::select(vec![
+            "Content-Length",
+            "content-length",
+            "Transfer-Encoding",
+            "Expect",
+            "Upgrade",
+            "Connection",
+            "Content-Type",
+            "X-Other",
+        ]);
+        let value = prop_oneof![
+            "[0-9]{1,14}",
+            "[ -~]{0,12}",
+            prop::sample::select(vec![
+                "close",
+                "keep-alive",
+                "upgrade",
+                "chunked",
+                "+5",
+                " 7"
+            ])
+            .prop_map(String::from),
+        ];
+        (name.prop_map(String::from), value)
+    }
+
+    proptest::proptest! {
+        /// Whatever the head holds, the parser does not panic, and it takes a head exactly
+        /// when a plain reading of the same lines says the express lane may: one
+        /// `Content-Length` of digits, no `Transfer-Encoding`, `Expect` or `Upgrade`.
+        #[test]
+        fn the_parser_takes_exactly_the_plain_heads(
+            lines in proptest::collection::vec(header_line(), 0..6),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let mut request = String::from("POST /packets HTTP/1.1\r\n");
+            for (name, value) in &lines {
+                request.push_str(&format!("{name}: {value}\r\n"));
+            }
+            request.push_str("\r\n");
+            let head_len = request.len();
+            let mut bytes = request.into_bytes();
+            bytes.extend_from_slice(&tail);
+
+            let trimmed = |v: &str| v.trim_matches([' ', '\t']).to_owned();
+            let lengths: Vec<String> = lines
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| trimmed(v))
+                .collect();
+            let banned = lines.iter().any(|(n, v)| {
+                ["transfer-encoding", "expect", "upgrade"].iter().any(|b| n.eq_ignore_ascii_case(b))
+                    || (n == "Connection" && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+            });
+            let plain = !banned
+                && lengths.len() == 1
+                && !lengths[0].is_empty()
+                && lengths[0].len() <= 12
+                && lengths[0].bytes().all(|b| b.is_ascii_digit());
+            match parse(&bytes) {
+                Parsed::Plain(len, head) => {
+                    proptest::prop_assert!(plain, "took {:?}", lines);
+                    proptest::prop_assert_eq!(len, head_len);
+                    proptest::prop_assert_eq!(head.content_length, lengths[0].parse::<usize>().unwrap());
+                }
+                Parsed::Other => proptest::prop_assert!(!plain, "left {:?}", lines),
+                Parsed::Partial => proptest::prop_assert!(false, "a whole head read as partial"),
+            }
+        }
+    }
 }
