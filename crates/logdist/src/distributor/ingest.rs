@@ -4,6 +4,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Json;
@@ -163,8 +164,8 @@ async fn receive(
 }
 
 /// The headers that say how to read a body: all the decoding needs of a request.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Encoding {
+#[derive(Debug, Clone)]
+struct Encoding {
     content_type: Option<HeaderValue>,
     content_encoding: Option<HeaderValue>,
 }
@@ -265,10 +266,7 @@ async fn accept(
     packet: Packet,
     status: StatusCode,
 ) -> Result<Answer, ApiError> {
-    if shared
-        .shutting_down
-        .load(std::sync::atomic::Ordering::Acquire)
-    {
+    if shared.shutting_down.load(Ordering::Acquire) {
         return Err(unavailable(Refusal::ShuttingDown));
     }
     let messages = packet.messages;
