@@ -31,7 +31,7 @@
 # system the packages may also start their system services; this benchmark does not use
 # them), and builds target/release/logdist.
 #
-#   bench/compare.sh                                   # the full run: 3 rounds, ~25 min
+#   bench/compare.sh                                   # the full run: 3 rounds, 25-36 min
 #   RUNS=1 DURATION=2s WARMUP=1s CASES=ceiling,nginx WORKLOADS=1 bench/compare.sh
 #
 # Knobs (environment):
