@@ -68,6 +68,14 @@ fn connect(url: &str) -> TcpStream {
     stream
 }
 
+/// Sends `request` on a new connection and reads its answer; the connection stays open.
+fn send_fresh(url: &str, request: &str) -> (TcpStream, Raw) {
+    let mut stream = connect(url);
+    stream.write_all(request.as_bytes()).unwrap();
+    let answer = read_answer(&mut stream, &mut Vec::new());
+    (stream, answer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_is_served_on_the_express_lane_then_by_hyper() {
     let dir = scratch("express");
@@ -179,23 +187,14 @@ async fn closing_oversize_idle_and_shutdown_on_the_express_lane() {
     let target = url.clone();
     tokio::task::spawn_blocking(move || {
         // A client that asks to close gets its answer, then the close.
-        let mut stream = connect(&target);
-        let mut pending = Vec::new();
-        stream
-            .write_all(post("/packets", "Connection: close\r\n", &packet(0, 1)).as_bytes())
-            .unwrap();
-        let answer = read_answer(&mut stream, &mut pending);
+        let request = post("/packets", "Connection: close\r\n", &packet(0, 1));
+        let (mut stream, answer) = send_fresh(&target, &request);
         assert_eq!(answer.status, 200, "{}", answer.body);
         assert!(answer.head.contains("connection: close"), "{}", answer.head);
         assert_eq!(stream.read(&mut [0u8; 16]).unwrap(), 0, "not closed");
 
         // Over --max-body: hyper's 413, which closes the connection.
-        let mut stream = connect(&target);
-        let mut pending = Vec::new();
-        stream
-            .write_all(post("/packets", "", &packet(1, 20)).as_bytes())
-            .unwrap();
-        let answer = read_answer(&mut stream, &mut pending);
+        let (_, answer) = send_fresh(&target, &post("/packets", "", &packet(1, 20)));
         assert_eq!(answer.status, 413, "{}", answer.body);
         assert!(
             answer.body.contains("limit of 1024 bytes"),
@@ -204,12 +203,8 @@ async fn closing_oversize_idle_and_shutdown_on_the_express_lane() {
         );
 
         // An idle keep-alive connection is closed after the header timeout.
-        let mut stream = connect(&target);
-        let mut pending = Vec::new();
-        stream
-            .write_all(post("/packets", "", &packet(21, 1)).as_bytes())
-            .unwrap();
-        assert_eq!(read_answer(&mut stream, &mut pending).status, 200);
+        let (mut stream, answer) = send_fresh(&target, &post("/packets", "", &packet(21, 1)));
+        assert_eq!(answer.status, 200, "{}", answer.body);
         let idle = Instant::now();
         assert_eq!(stream.read(&mut [0u8; 16]).unwrap(), 0, "not closed");
         let waited = idle.elapsed();
@@ -223,11 +218,8 @@ async fn closing_oversize_idle_and_shutdown_on_the_express_lane() {
 
     // On SIGTERM an idle express connection is closed at once, and the distributor exits
     // well within its grace period.
-    let mut idle = connect(&url);
-    let mut pending = Vec::new();
-    idle.write_all(post("/packets", "", &packet(22, 1)).as_bytes())
-        .unwrap();
-    assert_eq!(read_answer(&mut idle, &mut pending).status, 200);
+    let (mut idle, answer) = send_fresh(&url, &post("/packets", "", &packet(22, 1)));
+    assert_eq!(answer.status, 200, "{}", answer.body);
     let stopping = Instant::now();
     d.signal("TERM");
     assert_eq!(idle.read(&mut [0u8; 16]).unwrap(), 0, "not closed");
