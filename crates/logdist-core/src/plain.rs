@@ -325,6 +325,7 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
     Some(offset + len)
 }
 
+/// Whether a string scan stops at `b`, byte by byte: what [`string_stop`] finds in words.
 fn stops_a_string(b: u8) -> bool {
     b == b'"' || b == b'\\' || b < 0x20
 }
