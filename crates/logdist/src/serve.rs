@@ -9,6 +9,7 @@
 //! without hyper, and hyper takes the connection over at the first request that is not
 //! that one.
 
+mod bodies;
 mod express;
 
 pub use express::{Express, Head};

@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
 use axum::response::Response;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::bodies;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -267,11 +269,18 @@ pub async fn serve<E: Express>(
 
         // The body.
         let need = head.content_length;
-        if buf.len() < need {
-            buf.reserve(need - buf.len());
+        let body = if buf.len() >= need {
+            buf.split_to(need).freeze()
+        } else {
+            // What has arrived is the body's start and nothing else.
+            let mut own = bodies::take(need);
+            own.extend_from_slice(&buf);
+            buf.clear();
             let deadline = Instant::now() + express.body_timeout();
-            while buf.len() < need {
-                match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            while own.len() < need {
+                match tokio::time::timeout_at(deadline, read_up_to(&mut stream, &mut own, need))
+                    .await
+                {
                     Ok(Ok(0)) | Ok(Err(_)) => return Outcome::Closed,
                     Ok(Ok(_)) => {}
                     Err(_) => {
@@ -280,8 +289,8 @@ pub async fn serve<E: Express>(
                     }
                 }
             }
-        }
-        let body = buf.split_to(need).freeze();
+            bodies::freeze(own)
+        };
         let close = head.close;
         let response = express.answer(head, body).await;
         match answer(&mut stream, &mut out, response, close).await {
@@ -289,6 +298,13 @@ pub async fn serve<E: Express>(
             Ok(false) | Err(_) => return Outcome::Closed,
         }
     }
+}
+
+/// Reads into `buf` no further than `len` bytes: what follows the body is the next
+/// request's, and belongs in the connection's buffer.
+async fn read_up_to(stream: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> io::Result<usize> {
+    let room = len - buf.len();
+    stream.read_buf(&mut (&mut *buf).limit(room)).await
 }
 
 /// Writes `response` in one write; `Ok(false)` when the connection is to be closed after
