@@ -22,12 +22,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::Body;
 use axum::response::Response;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-
-use super::bodies;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+use super::bodies;
 
 /// A request head longer than this goes to hyper (which answers 431 past its own limit).
 pub const MAX_HEAD: usize = 16 * 1024;
