@@ -12,7 +12,7 @@
 mod bodies;
 mod express;
 
-pub use express::{Express, Head};
+pub use express::{Express, Head, Reply};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

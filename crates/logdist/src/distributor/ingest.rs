@@ -25,7 +25,7 @@ use super::error::ApiError;
 use super::idempotency::{self, Answer, Claim};
 use super::member::{Job, Refusal};
 use crate::api::PacketAck;
-use crate::serve::Head;
+use crate::serve::{Head, Reply};
 
 /// `POST /packets`: a JSON array of messages or NDJSON, optionally gzip or zstd.
 pub async fn packets(
@@ -66,7 +66,7 @@ impl crate::serve::Express for Express {
         self.0.config.body_timeout
     }
 
-    async fn answer(&self, head: Head, body: Bytes) -> Response {
+    async fn answer(&self, head: Head, body: Bytes) -> Reply {
         let value = |name: &str| {
             head.header(name)
                 .map(|v| {
@@ -81,10 +81,12 @@ impl crate::serve::Express for Express {
                 content_type: value("content-type")?,
                 content_encoding: value("content-encoding")?,
             };
-            let answer = process(&self.0, &encoding, body, Endpoint::Packets).await?;
-            Ok(answer.into_response())
+            process(&self.0, &encoding, body, Endpoint::Packets).await
         };
-        respond(result.await)
+        match result.await {
+            Ok(answer) => answer.into_reply(),
+            Err(e) => respond(Err(e)).into(),
+        }
     }
 
     fn late(&self) -> Response {
@@ -234,6 +236,16 @@ fn refuse_early_if_full(shared: &Shared, encoding: &Encoding, body: &[u8]) -> Re
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
         (self.status, Json(self.ack)).into_response()
+    }
+}
+
+impl Answer {
+    /// The same answer for the express lane, as its JSON bytes.
+    fn into_reply(self) -> Reply {
+        match serde_json::to_vec(&self.ack) {
+            Ok(json) => Reply::Json(self.status, json),
+            Err(_) => self.into_response().into(),
+        }
     }
 }
 
@@ -438,7 +450,7 @@ fn inflate(reader: impl Read, limit: usize, name: &str) -> Result<Bytes, ApiErro
     Ok(Bytes::from(out))
 }
 
-/// The media type without parameters, lowercased; `None` when absent.
+/// The media type without parameters, in its canonical spelling; `None` when absent.
 fn essence(content_type: Option<&HeaderValue>) -> Result<Option<&'static str>, ApiError> {
     let Some(value) = content_type else {
         return Ok(None);
@@ -446,28 +458,28 @@ fn essence(content_type: Option<&HeaderValue>) -> Result<Option<&'static str>, A
     let text = value
         .to_str()
         .map_err(|_| ApiError::UnsupportedMediaType("Content-Type is not ASCII".to_owned()))?;
-    let essence = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    Ok(Some(match essence.as_str() {
-        "application/json" => "application/json",
-        "application/x-ndjson"
-        | "application/ndjson"
-        | "application/jsonl"
-        | "application/x-jsonl"
-        | "application/jsonlines"
-        | "application/x-jsonlines"
-        | "application/json-lines" => "application/x-ndjson",
-        _ => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "Content-Type `{text}` is not supported; send application/json (an array of messages) or application/x-ndjson"
-            )));
-        }
-    }))
+    let essence = text.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(Some("application/json"));
+    }
+    if NDJSON_TYPES.iter().any(|t| essence.eq_ignore_ascii_case(t)) {
+        return Ok(Some("application/x-ndjson"));
+    }
+    Err(ApiError::UnsupportedMediaType(format!(
+        "Content-Type `{text}` is not supported; send application/json (an array of messages) or application/x-ndjson"
+    )))
 }
+
+/// The names NDJSON goes by, as media types.
+const NDJSON_TYPES: [&str; 7] = [
+    "application/x-ndjson",
+    "application/ndjson",
+    "application/jsonl",
+    "application/x-jsonl",
+    "application/jsonlines",
+    "application/x-jsonlines",
+    "application/json-lines",
+];
 
 /// How to read a `/packets` body: by Content-Type, or by its first byte when absent.
 fn packet_format(encoding: &Encoding, body: &[u8]) -> Result<Format, ApiError> {

@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
+use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -53,11 +54,26 @@ pub trait Express: Clone + Send + Sync + 'static {
     fn body_timeout(&self) -> Duration;
 
     /// The answer to a request whose whole body has been read.
-    fn answer(&self, head: Head, body: Bytes) -> impl Future<Output = Response> + Send;
+    fn answer(&self, head: Head, body: Bytes) -> impl Future<Output = Reply> + Send;
 
     /// The answer to a request whose body did not arrive within [`Self::body_timeout`]
     /// (the connection is closed after it).
     fn late(&self) -> Response;
+}
+
+/// An answer on the express lane.
+pub enum Reply {
+    /// A JSON body and its status, written as they are: the hot request's answer, with no
+    /// `Response` (its header map, boxed body and the collecting of that body) built for it.
+    Json(StatusCode, Vec<u8>),
+    /// Any other answer.
+    Response(Response),
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Self {
+        Self::Response(response)
+    }
 }
 
 /// No express route: every connection is hyper's.
@@ -72,8 +88,8 @@ impl Express for () {
         Duration::ZERO
     }
 
-    async fn answer(&self, _: Head, _: Bytes) -> Response {
-        Response::default()
+    async fn answer(&self, _: Head, _: Bytes) -> Reply {
+        Reply::Response(Response::default())
     }
 
     fn late(&self) -> Response {
@@ -284,7 +300,8 @@ pub async fn serve<E: Express>(
                     Ok(Ok(0)) | Ok(Err(_)) => return Outcome::Closed,
                     Ok(Ok(_)) => {}
                     Err(_) => {
-                        let _ = answer(&mut stream, &mut out, express.late(), true).await;
+                        let late = express.late().into();
+                        let _ = answer(&mut stream, &mut out, late, true).await;
                         return Outcome::Closed;
                     }
                 }
@@ -292,8 +309,8 @@ pub async fn serve<E: Express>(
             bodies::freeze(own)
         };
         let close = head.close;
-        let response = express.answer(head, body).await;
-        match answer(&mut stream, &mut out, response, close).await {
+        let reply = express.answer(head, body).await;
+        match answer(&mut stream, &mut out, reply, close).await {
             Ok(true) => {}
             Ok(false) | Err(_) => return Outcome::Closed,
         }
@@ -307,41 +324,46 @@ async fn read_up_to(stream: &mut TcpStream, buf: &mut Vec<u8>, len: usize) -> io
     stream.read_buf(&mut (&mut *buf).limit(room)).await
 }
 
-/// Writes `response` in one write; `Ok(false)` when the connection is to be closed after
+/// Writes `reply` in one write; `Ok(false)` when the connection is to be closed after
 /// it (the client asked, or the answer says so).
 async fn answer(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    response: Response,
+    reply: Reply,
     close: bool,
 ) -> io::Result<bool> {
-    let (parts, body) = response.into_parts();
-    let body = body_bytes(body).await;
+    let (status, headers, body) = match reply {
+        Reply::Json(status, body) => (status, None, Bytes::from(body)),
+        Reply::Response(response) => {
+            let (parts, body) = response.into_parts();
+            (parts.status, Some(parts.headers), body_bytes(body).await)
+        }
+    };
     let close = close
-        || parts
-            .headers
-            .get(http::header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        || headers.as_ref().is_some_and(|headers| {
+            headers
+                .get(http::header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"))
+        });
     out.clear();
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or("Unknown")
-            .as_bytes(),
-    );
+    out.extend_from_slice(status.canonical_reason().unwrap_or("Unknown").as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &parts.headers {
-        if name == http::header::CONNECTION || name == http::header::CONTENT_LENGTH {
-            continue;
+    match &headers {
+        None => out.extend_from_slice(b"content-type: application/json\r\n"),
+        Some(headers) => {
+            for (name, value) in headers {
+                if name == http::header::CONNECTION || name == http::header::CONTENT_LENGTH {
+                    continue;
+                }
+                out.extend_from_slice(name.as_str().as_bytes());
+                out.extend_from_slice(b": ");
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
     }
     if close {
         out.extend_from_slice(b"connection: close\r\n");
@@ -477,8 +499,8 @@ mod tests {
             Duration::from_secs(5)
         }
 
-        async fn answer(&self, _: Head, body: Bytes) -> Response {
-            Response::new(Body::from(format!("express {}", body.len())))
+        async fn answer(&self, _: Head, body: Bytes) -> Reply {
+            Response::new(Body::from(format!("express {}", body.len()))).into()
         }
 
         fn late(&self) -> Response {
