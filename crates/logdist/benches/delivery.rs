@@ -11,13 +11,13 @@
 mod common;
 
 use std::hint::black_box;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hyper::{Request, Uri, header};
-use logdist::distributor::DEADLINE_HEADER;
 use logdist::distributor::batch::Batch;
+use logdist::distributor::{DEADLINE_HEADER, delivery_deadline};
 use logdist_core::{Format, decode_packet};
 
 const BATCHES: [usize; 3] = [1, 16, 64];
@@ -33,15 +33,11 @@ fn packets(count: usize) -> Vec<Bytes> {
         .collect()
 }
 
-/// The request `lane::post` builds for a body (its deadline function is private: this is
-/// the same computation).
+/// The request `lane::post` builds for a body.
 fn request(uri: &Uri, body: Batch, timeout: Duration) -> Request<Batch> {
-    let margin = (timeout / 10).min(Duration::from_millis(500));
-    let at = SystemTime::now() + timeout.saturating_sub(margin);
-    let deadline = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     Request::post(uri.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(DEADLINE_HEADER, deadline.to_string())
+        .header(DEADLINE_HEADER, delivery_deadline(timeout))
         .body(body)
         .expect("a valid request")
 }

@@ -17,7 +17,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
-use hyper::{Request, header};
+use hyper::Request;
+use hyper::header::{self, HeaderName, HeaderValue};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
@@ -192,7 +193,7 @@ async fn post(
     let timeout = shared.config.delivery_timeout;
     let request = Request::post(member.url.packets.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(DEADLINE_HEADER, deadline(timeout))
+        .header(DEADLINE_HEADER, delivery_deadline(timeout))
         .body(body)
         .map_err(|e| DeliveryError::Transport(e.to_string()))?;
     let exchange = async {
@@ -225,17 +226,17 @@ async fn post(
 /// milliseconds. An analyzer that was hung (stopped, swapping, paused) and reads the
 /// request only after that drops it instead of keeping a copy the distributor has already
 /// sent elsewhere: no duplicate.
-pub const DEADLINE_HEADER: &str = "logdist-deadline";
+pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("logdist-deadline");
 
-/// The deadline of a delivery starting now: a margin before the timeout, so that an
+/// The [`DEADLINE_HEADER`] of a delivery starting now: a margin before the timeout, so that an
 /// analyzer that takes it just in time still answers before the distributor gives up.
-fn deadline(timeout: Duration) -> String {
+pub fn delivery_deadline(timeout: Duration) -> HeaderValue {
     let margin = (timeout / 10).min(Duration::from_millis(500));
     let at = std::time::SystemTime::now() + timeout.saturating_sub(margin);
     let millis = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    millis.to_string()
+    HeaderValue::from(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// Routes the packets of a failed or abandoned delivery again. Only a delivery whose

@@ -16,7 +16,7 @@ mod idempotency;
 mod ingest;
 pub use ingest::read_body;
 mod lane;
-pub use lane::DEADLINE_HEADER;
+pub use lane::{DEADLINE_HEADER, delivery_deadline};
 mod member;
 mod registry;
 
