@@ -228,8 +228,9 @@ async fn post(
 /// sent elsewhere: no duplicate.
 pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("logdist-deadline");
 
-/// The [`DEADLINE_HEADER`] of a delivery starting now: a margin before the timeout, so that an
-/// analyzer that takes it just in time still answers before the distributor gives up.
+/// The [`DEADLINE_HEADER`] of a delivery starting now: a margin before the timeout, so
+/// that an analyzer that takes it just in time still answers before the distributor
+/// gives up.
 pub fn delivery_deadline(timeout: Duration) -> HeaderValue {
     let margin = (timeout / 10).min(Duration::from_millis(500));
     let at = std::time::SystemTime::now() + timeout.saturating_sub(margin);
