@@ -332,11 +332,17 @@ async fn answer(
     reply: Reply,
     close: bool,
 ) -> io::Result<bool> {
+    // The body as a `Vec`: the JSON's own buffer as it is (a `Bytes` made of it would
+    // allocate for its shared state), and any other answer's bytes.
     let (status, headers, body) = match reply {
-        Reply::Json(status, body) => (status, None, Bytes::from(body)),
+        Reply::Json(status, body) => (status, None, body),
         Reply::Response(response) => {
             let (parts, body) = response.into_parts();
-            (parts.status, Some(parts.headers), body_bytes(body).await)
+            (
+                parts.status,
+                Some(parts.headers),
+                Vec::from(body_bytes(body).await),
+            )
         }
     };
     let close = close
