@@ -457,15 +457,42 @@ fn decode_ndjson(body: Bytes, validation: Validation) -> Result<Packet, PacketEr
 /// Checks every line; returns the message count and whether the body is canonical (no
 /// blank lines, no `\r`, a final newline), so it can be forwarded as it is.
 ///
-/// With full validation, the plain lines at the start of the body (usually all of them)
-/// are validated in one walk over the body, without splitting it into lines first; the
-/// line-by-line path takes over at the first line that is not plain.
+/// The lines at the start of the body that are written the usual way (usually all of
+/// them) are taken in one pass: with full validation, the plain messages, in one walk over
+/// the body without splitting it into lines first; with framing, the lines that are an
+/// object and nothing else. The line-by-line path takes over at the first other line.
 fn scan_ndjson(text: &str, validation: Validation) -> Result<(u32, bool), PacketError> {
-    let check = checker(validation);
-    let (mut messages, mut start) = match validation {
+    let start = match validation {
         Validation::Full => crate::plain::plain_ndjson_prefix(text.as_bytes()),
-        Validation::Framing => (0, 0),
+        Validation::Framing => framed_prefix(text.as_bytes()),
     };
+    scan_lines(text, checker(validation), start)
+}
+
+/// The longest start of an NDJSON body whose lines each begin with `{` and end with `}`
+/// and `\n`, up to `u32::MAX` of them: how many lines, and where that start ends. Such a
+/// line passes the framing check as it is (no spaces to trim, no `\r`, not blank), so
+/// only the byte at each end of it is looked at.
+fn framed_prefix(body: &[u8]) -> (u32, usize) {
+    let (mut lines, mut end) = (0u32, 0);
+    for newline in memchr::memchr_iter(b'\n', body) {
+        let line = &body[end..newline];
+        if lines == u32::MAX || line.first() != Some(&b'{') || line.last() != Some(&b'}') {
+            break;
+        }
+        lines += 1;
+        end = newline + 1;
+    }
+    (lines, end)
+}
+
+/// The line-by-line check of [`scan_ndjson`], from `start`: the messages already counted
+/// and where the lines still to check begin (just after a `\n`, or 0).
+fn scan_lines(
+    text: &str,
+    check: Check,
+    (mut messages, mut start): (u32, usize),
+) -> Result<(u32, bool), PacketError> {
     let first_line = messages as usize;
     let mut canonical = text.ends_with('\n');
     // The prefix ends after a `\n`, so it is a char boundary too.
@@ -819,6 +846,52 @@ mod tests {
                 let weak = decode_packet_with(body, format, Validation::Framing);
                 prop_assert_eq!(weak, Ok(full));
             }
+        }
+    }
+
+    #[test]
+    fn framing_takes_lines_written_the_usual_way_in_one_pass() {
+        let line = format!("{HELLO}\n");
+        let n = line.len();
+        for (body, expected) in [
+            (format!("{line}{line}{line}"), (3, 3 * n)),
+            (format!("{line}{line}{HELLO}"), (2, 2 * n)),
+            (format!("{line}\n{line}"), (1, n)),
+            (format!("{line} {line}"), (1, n)),
+            (format!("{HELLO}\r\n{line}"), (0, 0)),
+            ("{}\n{\n}\n".to_owned(), (1, 3)),
+            (String::new(), (0, 0)),
+        ] {
+            assert_eq!(framed_prefix(body.as_bytes()), expected, "{body:?}");
+        }
+    }
+
+    proptest! {
+        /// The one-pass start of the framing check changes nothing: every body gets the
+        /// answer the line-by-line check alone gives it, errors and all.
+        #[test]
+        fn framing_in_one_pass_answers_as_line_by_line(
+            parts in prop::collection::vec(prop_oneof![
+                Just(HELLO.to_owned()),
+                Just(format!("{HELLO}\r")),
+                Just(format!(" {HELLO} ")),
+                Just(String::new()),
+                Just("{}".to_owned()),
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just("[1]".to_owned()),
+                "\\PC{0,20}",
+            ], 0..12),
+            final_newline in any::<bool>(),
+        ) {
+            let mut text = parts.join("\n");
+            if final_newline {
+                text.push('\n');
+            }
+            prop_assert_eq!(
+                scan_ndjson(&text, Validation::Framing),
+                scan_lines(&text, check_framing, (0, 0))
+            );
         }
     }
 
