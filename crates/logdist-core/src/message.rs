@@ -819,21 +819,38 @@ mod tests {
         assert_eq!(e.to_string(), "message at index 1: expected a JSON object");
     }
 
+    /// Up to a dozen lines (or array items) of the kinds the two validation modes tell
+    /// apart: messages, framed objects that are not messages, bad framing, blank lines and
+    /// spaces, carriage returns, and arbitrary text.
+    fn lines_of_every_kind() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(
+            prop_oneof![
+                Just(HELLO.to_owned()),
+                Just(format!("{HELLO}\r")),
+                Just(format!(" {HELLO} ")),
+                Just(String::new()),
+                Just("  ".to_owned()),
+                Just(
+                    r#"{"timestamp":1,"severity":"E","source":"s","message":"m","x":[{}]}"#
+                        .to_owned()
+                ),
+                Just(r#"{"timestamp":1}"#.to_owned()),
+                Just("{}".to_owned()),
+                Just("{".to_owned()),
+                Just("}".to_owned()),
+                Just("[1]".to_owned()),
+                "\\PC{0,20}",
+            ],
+            0..12,
+        )
+    }
+
     proptest! {
         /// Framing is the weaker check: whatever full validation accepts, it accepts as the
         /// same NDJSON with the same count.
         #[test]
         fn framing_accepts_whatever_full_validation_accepts(
-            parts in prop::collection::vec(prop_oneof![
-                Just(HELLO.to_owned()),
-                Just(format!("{HELLO}\r")),
-                Just(String::new()),
-                Just("  ".to_owned()),
-                Just(r#"{"timestamp":1,"severity":"E","source":"s","message":"m","x":[{}]}"#.to_owned()),
-                Just(r#"{"timestamp":1}"#.to_owned()),
-                Just("[1]".to_owned()),
-                "\\PC{0,20}",
-            ], 0..12),
+            parts in lines_of_every_kind(),
             as_json in any::<bool>(),
         ) {
             let (body, format) = if as_json {
@@ -871,17 +888,7 @@ mod tests {
         /// answer the line-by-line check alone gives it, errors and all.
         #[test]
         fn framing_in_one_pass_answers_as_line_by_line(
-            parts in prop::collection::vec(prop_oneof![
-                Just(HELLO.to_owned()),
-                Just(format!("{HELLO}\r")),
-                Just(format!(" {HELLO} ")),
-                Just(String::new()),
-                Just("{}".to_owned()),
-                Just("{".to_owned()),
-                Just("}".to_owned()),
-                Just("[1]".to_owned()),
-                "\\PC{0,20}",
-            ], 0..12),
+            parts in lines_of_every_kind(),
             final_newline in any::<bool>(),
         ) {
             let mut text = parts.join("\n");
