@@ -422,19 +422,7 @@ fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 fn decode_ndjson(body: Bytes, validation: Validation) -> Result<Packet, PacketError> {
-    let text = match std::str::from_utf8(&body) {
-        Ok(text) => text,
-        Err(e) => {
-            // A bad message on an earlier line is the first problem: report that one.
-            let at = e.valid_up_to();
-            let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
-            if let Ok(before) = std::str::from_utf8(&body[..line_start]) {
-                scan_ndjson(before, validation)?;
-            }
-            return Err(utf8_error(&body, at, Format::Ndjson));
-        }
-    };
-    let (messages, canonical) = scan_ndjson(text, validation)?;
+    let (messages, canonical) = scan_ndjson(&body, validation)?;
     if canonical {
         return Ok(Packet {
             ndjson: body,
@@ -454,19 +442,48 @@ fn decode_ndjson(body: Bytes, validation: Validation) -> Result<Packet, PacketEr
     })
 }
 
-/// Checks every line; returns the message count and whether the body is canonical (no
-/// blank lines, no `\r`, a final newline), so it can be forwarded as it is.
+/// Checks every line, UTF-8 included; returns the message count and whether the body is
+/// canonical (no blank lines, no `\r`, a final newline), so it can be forwarded as it is.
 ///
 /// The lines at the start of the body that are written the usual way (usually all of
 /// them) are taken in one pass: with full validation, the plain messages, in one walk over
-/// the body without splitting it into lines first; with framing, the lines that are an
-/// object and nothing else. The line-by-line path takes over at the first other line.
-fn scan_ndjson(text: &str, validation: Validation) -> Result<(u32, bool), PacketError> {
-    let start = match validation {
-        Validation::Full => crate::plain::plain_ndjson_prefix(text.as_bytes()),
-        Validation::Framing => framed_prefix(text.as_bytes()),
+/// the body without splitting it into lines first (which checks their UTF-8 as it goes);
+/// with framing, the lines that are an object and nothing else. The line-by-line path
+/// takes over at the first other line.
+fn scan_ndjson(body: &[u8], validation: Validation) -> Result<(u32, bool), PacketError> {
+    let check = checker(validation);
+    let (start, rest) = match validation {
+        Validation::Full => {
+            let start = crate::plain::plain_ndjson_prefix(body);
+            (start, text_after(body, start, check)?)
+        }
+        Validation::Framing => {
+            let text = text_after(body, (0, 0), check)?;
+            let start = framed_prefix(text.as_bytes());
+            (start, &text[start.1..])
+        }
     };
-    scan_lines(text, checker(validation), start)
+    scan_lines(rest, check, start.0)
+}
+
+/// The body after the `messages` already taken, which end at `end` (just after a `\n`, or
+/// 0), as text. If it is not UTF-8, the error is that of the first bad message on a line
+/// before the bad byte, if any: the first problem in the body.
+fn text_after(
+    body: &[u8],
+    (messages, end): (u32, usize),
+    check: Check,
+) -> Result<&str, PacketError> {
+    let rest = &body[end..];
+    std::str::from_utf8(rest).map_err(|e| {
+        let at = e.valid_up_to();
+        let line_start = memchr::memrchr(b'\n', &rest[..at]).map_or(0, |i| i + 1);
+        let before = std::str::from_utf8(&rest[..line_start]).unwrap_or_default();
+        match scan_lines(before, check, messages) {
+            Err(earlier) => earlier,
+            Ok(_) => utf8_error(body, end + at, Format::Ndjson),
+        }
+    })
 }
 
 /// The longest start of an NDJSON body whose lines each begin with `{` and end with `}`
@@ -486,17 +503,15 @@ fn framed_prefix(body: &[u8]) -> (u32, usize) {
     (lines, end)
 }
 
-/// The line-by-line check of [`scan_ndjson`], from `start`: the messages already counted
-/// and where the lines still to check begin (just after a `\n`, or 0).
-fn scan_lines(
-    text: &str,
-    check: Check,
-    (mut messages, mut start): (u32, usize),
-) -> Result<(u32, bool), PacketError> {
+/// The line-by-line check of [`scan_ndjson`] for the lines in `text`, the rest of a body
+/// after the `messages` already taken (one a line, so the first line of `text` is line
+/// `messages + 1`).
+fn scan_lines(text: &str, check: Check, mut messages: u32) -> Result<(u32, bool), PacketError> {
     let first_line = messages as usize;
-    let mut canonical = text.ends_with('\n');
-    // The prefix ends after a `\n`, so it is a char boundary too.
-    for (n, piece) in lines(&text.as_bytes()[start..]).enumerate() {
+    // Nothing left: the body ended with the last line taken, and so with a `\n`.
+    let mut canonical = text.is_empty() || text.ends_with('\n');
+    let mut start = 0;
+    for (n, piece) in lines(text.as_bytes()).enumerate() {
         let n = first_line + n;
         // Line boundaries are `\n` bytes, so they are char boundaries too.
         let piece = &text[start..start + piece.len()];
@@ -896,9 +911,54 @@ mod tests {
                 text.push('\n');
             }
             prop_assert_eq!(
-                scan_ndjson(&text, Validation::Framing),
-                scan_lines(&text, check_framing, (0, 0))
+                scan_ndjson(text.as_bytes(), Validation::Framing),
+                scan_lines(&text, check_framing, 0)
             );
+        }
+    }
+
+    /// The line-by-line check of a whole body, after one UTF-8 check of all of it, as
+    /// full validation ran before its one-pass start checked UTF-8 itself.
+    fn line_by_line(body: &[u8]) -> Result<(u32, bool), PacketError> {
+        match std::str::from_utf8(body) {
+            Ok(text) => scan_lines(text, validate, 0),
+            Err(e) => {
+                let at = e.valid_up_to();
+                let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
+                scan_lines(
+                    std::str::from_utf8(&body[..line_start]).unwrap(),
+                    validate,
+                    0,
+                )?;
+                Err(utf8_error(body, at, Format::Ndjson))
+            }
+        }
+    }
+
+    proptest! {
+        /// The one-pass start of full validation, which checks UTF-8 as it walks, changes
+        /// nothing: every body, UTF-8 or not, gets the answer of the line-by-line check
+        /// after a UTF-8 check of the whole body, errors and all.
+        #[test]
+        fn validation_in_one_pass_answers_as_line_by_line(
+            parts in lines_of_every_kind(),
+            texts in prop::collection::vec("[a-zé日😀\"\\\\]{0,6}", 12),
+            bad in prop::collection::vec((any::<prop::sample::Index>(), prop_oneof![Just(0x80_u8), Just(0xc3), Just(0xe6), Just(0xed), Just(0xff)]), 0..2),
+            final_newline in any::<bool>(),
+        ) {
+            // Most lines valid messages, their text not all ASCII.
+            let parts: Vec<String> = parts.iter().zip(&texts).map(|(part, text)| {
+                part.replacen("world", text, 1)
+            }).collect();
+            let mut body = parts.join("\n").into_bytes();
+            if final_newline {
+                body.push(b'\n');
+            }
+            for (at, byte) in bad {
+                let at = at.index(body.len() + 1);
+                body.insert(at, byte);
+            }
+            prop_assert_eq!(scan_ndjson(&body, Validation::Full), line_by_line(&body));
         }
     }
 

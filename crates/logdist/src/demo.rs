@@ -152,10 +152,10 @@ async fn wait_for_analyzers(
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(stats) = client.get::<Vec<AnalyzerStats>>(stats_url).await {
-            if stats.iter().filter(|a| a.state == "online").count() == ANALYZERS.len() {
-                return Ok(());
-            }
+        if let Ok(stats) = client.get::<Vec<AnalyzerStats>>(stats_url).await
+            && stats.iter().filter(|a| a.state == "online").count() == ANALYZERS.len()
+        {
+            return Ok(());
         }
         anyhow::ensure!(
             Instant::now() < deadline,

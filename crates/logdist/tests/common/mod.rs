@@ -408,16 +408,16 @@ impl Http {
     ) -> Vec<AnalyzerStats> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(answer) = self.try_get(&format!("{distributor}/analyzer/stats")).await {
-                if let Ok(stats) = serde_json::from_slice::<Vec<AnalyzerStats>>(&answer.body) {
-                    if ready(&stats) {
-                        return stats;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "timed out waiting for {what}; stats: {stats:#?}"
-                    );
+            if let Some(answer) = self.try_get(&format!("{distributor}/analyzer/stats")).await
+                && let Ok(stats) = serde_json::from_slice::<Vec<AnalyzerStats>>(&answer.body)
+            {
+                if ready(&stats) {
+                    return stats;
                 }
+                assert!(
+                    Instant::now() < deadline,
+                    "timed out waiting for {what}; stats: {stats:#?}"
+                );
             }
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -427,10 +427,11 @@ impl Http {
     async fn wait_for(&self, url: &str, ok: impl Fn(&Answer) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(answer) = self.try_get(url).await {
-                if answer.status == StatusCode::OK && ok(&answer) {
-                    return;
-                }
+            if let Some(answer) = self.try_get(url).await
+                && answer.status == StatusCode::OK
+                && ok(&answer)
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
