@@ -466,9 +466,9 @@ fn scan_ndjson(body: &[u8], validation: Validation) -> Result<(u32, bool), Packe
     scan_lines(rest, check, start.0)
 }
 
-/// The body after the `messages` already taken, which end at `end` (just after a `\n`, or
-/// 0), as text. If it is not UTF-8, the error is that of the first bad message on a line
-/// before the bad byte, if any: the first problem in the body.
+/// What is left of the body once its first `messages` lines are taken (they end at `end`,
+/// just after a `\n`, or 0), as text. If it is not UTF-8, the error is that of the first
+/// bad message on a line before the bad byte, if any: the first problem in the body.
 fn text_after(
     body: &[u8],
     (messages, end): (u32, usize),
@@ -478,6 +478,7 @@ fn text_after(
     std::str::from_utf8(rest).map_err(|e| {
         let at = e.valid_up_to();
         let line_start = memchr::memrchr(b'\n', &rest[..at]).map_or(0, |i| i + 1);
+        // UTF-8 up to `at`, so up to the start of its line too.
         let before = std::str::from_utf8(&rest[..line_start]).unwrap_or_default();
         match scan_lines(before, check, messages) {
             Err(earlier) => earlier,
@@ -503,8 +504,8 @@ fn framed_prefix(body: &[u8]) -> (u32, usize) {
     (lines, end)
 }
 
-/// The line-by-line check of [`scan_ndjson`] for the lines in `text`, the rest of a body
-/// after the `messages` already taken (one a line, so the first line of `text` is line
+/// The line-by-line check of [`scan_ndjson`] for `text`, what is left of a body once its
+/// first `messages` lines are taken (a message each, so `text` starts at line
 /// `messages + 1`).
 fn scan_lines(text: &str, check: Check, mut messages: u32) -> Result<(u32, bool), PacketError> {
     let first_line = messages as usize;
