@@ -7,6 +7,7 @@
 //!
 //! Everything here is deterministic, so it is tested exhaustively with property tests.
 
+mod framing;
 pub mod message;
 mod plain;
 pub mod routing;

@@ -448,21 +448,24 @@ fn decode_ndjson(body: Bytes, validation: Validation) -> Result<Packet, PacketEr
 /// The lines at the start of the body that are written the usual way (usually all of
 /// them) are taken in one pass: with full validation, the plain messages, in one walk over
 /// the body without splitting it into lines first (which checks their UTF-8 as it goes);
-/// with framing, the lines that are an object and nothing else. The line-by-line path
-/// takes over at the first other line.
+/// with framing, the lines that are an object and nothing else, from one pass that marks
+/// newlines and bytes that are not ASCII. The line-by-line path takes over at the first
+/// other line.
 fn scan_ndjson(body: &[u8], validation: Validation) -> Result<(u32, bool), PacketError> {
     let check = checker(validation);
-    let (start, rest) = match validation {
-        Validation::Full => {
-            let start = crate::plain::plain_ndjson_prefix(body);
-            (start, text_after(body, start, check)?)
-        }
+    let start = match validation {
+        Validation::Full => crate::plain::plain_ndjson_prefix(body),
         Validation::Framing => {
-            let text = text_after(body, (0, 0), check)?;
-            let start = framed_prefix(text.as_bytes());
-            (start, &text[start.1..])
+            let (lines, end, ascii) = crate::framing::framed_prefix(body);
+            // Its lines are framed right, so a byte that is not UTF-8 is the first problem
+            // there can be in them.
+            if !ascii {
+                utf8(&body[..end], Format::Ndjson)?;
+            }
+            (lines, end)
         }
     };
+    let rest = text_after(body, start, check)?;
     scan_lines(rest, check, start.0)
 }
 
@@ -485,23 +488,6 @@ fn text_after(
             Ok(_) => utf8_error(body, end + at, Format::Ndjson),
         }
     })
-}
-
-/// The longest start of an NDJSON body whose lines each begin with `{` and end with `}`
-/// and `\n`, up to `u32::MAX` of them: how many lines, and where that start ends. Such a
-/// line passes the framing check as it is (no spaces to trim, no `\r`, not blank), so
-/// only the byte at each end of it is looked at.
-fn framed_prefix(body: &[u8]) -> (u32, usize) {
-    let (mut lines, mut end) = (0u32, 0);
-    for newline in memchr::memchr_iter(b'\n', body) {
-        let line = &body[end..newline];
-        if lines == u32::MAX || line.first() != Some(&b'{') || line.last() != Some(&b'}') {
-            break;
-        }
-        lines += 1;
-        end = newline + 1;
-    }
-    (lines, end)
 }
 
 /// The line-by-line check of [`scan_ndjson`] for `text`, what is left of a body once its
@@ -882,64 +868,25 @@ mod tests {
         }
     }
 
-    #[test]
-    fn framing_takes_lines_written_the_usual_way_in_one_pass() {
-        let line = format!("{HELLO}\n");
-        let n = line.len();
-        for (body, expected) in [
-            (format!("{line}{line}{line}"), (3, 3 * n)),
-            (format!("{line}{line}{HELLO}"), (2, 2 * n)),
-            (format!("{line}\n{line}"), (1, n)),
-            (format!("{line} {line}"), (1, n)),
-            (format!("{HELLO}\r\n{line}"), (0, 0)),
-            ("{}\n{\n}\n".to_owned(), (1, 3)),
-            (String::new(), (0, 0)),
-        ] {
-            assert_eq!(framed_prefix(body.as_bytes()), expected, "{body:?}");
-        }
-    }
-
-    proptest! {
-        /// The one-pass start of the framing check changes nothing: every body gets the
-        /// answer the line-by-line check alone gives it, errors and all.
-        #[test]
-        fn framing_in_one_pass_answers_as_line_by_line(
-            parts in lines_of_every_kind(),
-            final_newline in any::<bool>(),
-        ) {
-            let mut text = parts.join("\n");
-            if final_newline {
-                text.push('\n');
-            }
-            prop_assert_eq!(
-                scan_ndjson(text.as_bytes(), Validation::Framing),
-                scan_lines(&text, check_framing, 0)
-            );
-        }
-    }
-
     /// The line-by-line check of a whole body, after one UTF-8 check of all of it, as
-    /// full validation ran before its one-pass start checked UTF-8 itself.
-    fn line_by_line(body: &[u8]) -> Result<(u32, bool), PacketError> {
+    /// both validation modes ran before their one-pass starts checked UTF-8 themselves.
+    fn line_by_line(body: &[u8], check: Check) -> Result<(u32, bool), PacketError> {
         match std::str::from_utf8(body) {
-            Ok(text) => scan_lines(text, validate, 0),
+            Ok(text) => scan_lines(text, check, 0),
             Err(e) => {
                 let at = e.valid_up_to();
                 let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
-                scan_lines(
-                    std::str::from_utf8(&body[..line_start]).unwrap(),
-                    validate,
-                    0,
-                )?;
+                scan_lines(std::str::from_utf8(&body[..line_start]).unwrap(), check, 0)?;
                 Err(utf8_error(body, at, Format::Ndjson))
             }
         }
     }
 
     proptest! {
-        /// The one-pass start of full validation, which checks UTF-8 as it walks, changes
-        /// nothing: every body, UTF-8 or not, gets the answer of the line-by-line check
-        /// after a UTF-8 check of the whole body, errors and all.
+        /// The one-pass starts change nothing: every body, UTF-8 or not, gets the answer
+        /// of the line-by-line check after a UTF-8 check of the whole body, errors and
+        /// all, in both modes (full validation checks UTF-8 as it walks; framing only where
+        /// a byte is not ASCII).
         #[test]
         fn validation_in_one_pass_answers_as_line_by_line(
             parts in lines_of_every_kind(),
@@ -959,7 +906,11 @@ mod tests {
                 let at = at.index(body.len() + 1);
                 body.insert(at, byte);
             }
-            prop_assert_eq!(scan_ndjson(&body, Validation::Full), line_by_line(&body));
+            prop_assert_eq!(scan_ndjson(&body, Validation::Full), line_by_line(&body, validate));
+            prop_assert_eq!(
+                scan_ndjson(&body, Validation::Framing),
+                line_by_line(&body, check_framing)
+            );
         }
     }
 
