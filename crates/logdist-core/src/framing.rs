@@ -9,7 +9,7 @@
 //! Why not `memchr` from newline to newline, as before: log lines are short (100-200
 //! bytes), and each call's setup cost as much as its search. On the paced mix that loop
 //! and the UTF-8 check after it took a quarter of the distributor's user time with
-//! framing (see the README's table of changes for what this pass saves).
+//! framing (see the table of changes in `bench/HISTORY.md` for what this pass saves).
 
 /// The longest start of an NDJSON body whose lines each begin with `{` and end with `}`
 /// and `\n`, up to `u32::MAX` of them: how many lines, where that start ends, and whether
