@@ -22,7 +22,7 @@ pub(crate) fn framed_prefix(body: &[u8]) -> (u32, usize, bool) {
     // The last bytes padded with zeros, which are neither newlines nor above ASCII.
     let mut last = [0u8; 64];
     last[..tail.len()].copy_from_slice(tail);
-    for (i, block) in blocks.iter().chain([&last]).enumerate() {
+    'blocks: for (i, block) in blocks.iter().chain([&last]).enumerate() {
         let base = i * 64;
         let (mut newlines, others) = marks(block);
         if first_other.is_none() && others != 0 {
@@ -33,7 +33,7 @@ pub(crate) fn framed_prefix(body: &[u8]) -> (u32, usize, bool) {
             newlines &= newlines - 1;
             let line = &body[end..newline];
             if lines == u32::MAX || line.first() != Some(&b'{') || line.last() != Some(&b'}') {
-                return (lines, end, first_other.is_none_or(|at| at >= end));
+                break 'blocks;
             }
             lines += 1;
             end = newline + 1;
