@@ -172,6 +172,33 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_HEALTHY_AFTER", default_value_t = 2)]
     pub healthy_after: u32,
 
+    /// Ejection after a failed delivery: an analyzer whose delivery fails or times out is
+    /// taken out of routing for this long, doubled for each ejection in a row (probes
+    /// that pass do not end an ejection early).
+    #[arg(long, env = "LOGDIST_EJECT_BASE", default_value = "2s", value_parser = crate::parse_duration)]
+    pub eject_base: Duration,
+
+    /// The longest ejection; an analyzer that delivers without a failure for this long
+    /// after its last ejection starts again from --eject-base.
+    #[arg(long, env = "LOGDIST_EJECT_MAX", default_value = "2m", value_parser = crate::parse_duration)]
+    pub eject_max: Duration,
+
+    /// Health probes sent per second at most, over all analyzers: probing costs a bounded
+    /// amount of work whatever the number of analyzers (with many, each is probed less
+    /// often than --probe-interval).
+    #[arg(long, env = "LOGDIST_PROBE_RATE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub probe_rate: u32,
+
+    /// Analyzers registered at most; a registration of a new one beyond gets 503.
+    #[arg(long, env = "LOGDIST_MAX_ANALYZERS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_analyzers: u32,
+
+    /// Registrations that add or change an analyzer, per second and source address (a
+    /// burst of as many is allowed); beyond, 429 with Retry-After. Renewing a
+    /// registration as it is (an analyzer's keep-alive) is not counted.
+    #[arg(long, env = "LOGDIST_REGISTER_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub register_rate: u32,
+
     /// Share analyzers, weights and counts with every distributor on this Redis
     /// (redis://HOST:PORT/DB). Without it all state is in this process.
     #[arg(long, env = "LOGDIST_REDIS")]
