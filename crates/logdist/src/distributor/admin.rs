@@ -53,7 +53,10 @@ pub async fn register(
             ));
         }
     };
-    shared.check_not_self(&url).map_err(ApiError::BadRequest)?;
+    shared
+        .check_not_self(&url)
+        .await
+        .map_err(ApiError::BadRequest)?;
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.
