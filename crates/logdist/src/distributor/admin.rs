@@ -54,8 +54,13 @@ pub async fn register(
             ));
         }
     };
-    shared.check_not_self(&url).map_err(ApiError::BadRequest)?;
+    // Rate-limited before the host is resolved: a flood of names that resolve slowly
+    // must not tie up the resolver's threads.
     admit(&shared, peer.ip(), &reg.id, &url, reg.weight)?;
+    shared
+        .check_not_self(&url)
+        .await
+        .map_err(ApiError::BadRequest)?;
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.

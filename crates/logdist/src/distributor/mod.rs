@@ -21,6 +21,7 @@ mod lane;
 pub use lane::{DEADLINE_HEADER, delivery_deadline};
 mod member;
 mod registry;
+mod self_loop;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -218,15 +219,12 @@ impl Shared {
     }
 
     /// Refuses an analyzer URL that reaches this distributor itself, by `--analyzer` or by
-    /// registration: every packet routed there would come back in, forever.
-    fn check_not_self(&self, url: &config::AnalyzerUrl) -> Result<(), String> {
-        if url.is_loop_to(self.listen) {
-            return Err(format!(
-                "{} is this distributor itself; packets routed there would come back forever",
-                url.base
-            ));
-        }
-        Ok(())
+    /// registration: every packet routed there would come back in, forever. The host is
+    /// resolved (as deliveries will resolve it) and every address it has is checked, so no
+    /// spelling gets through; a host that does not resolve is refused too (see
+    /// [`self_loop`]).
+    async fn check_not_self(&self, url: &config::AnalyzerUrl) -> Result<(), String> {
+        self_loop::check(url, self.listen).await
     }
 
     /// Stops routing to an analyzer, and removes it once its queue is delivered.
@@ -371,6 +369,7 @@ async fn run_on(
     for spec in shared.config.analyzers.clone() {
         shared
             .check_not_self(&spec.url)
+            .await
             .map_err(anyhow::Error::msg)?;
         let (_, member) = shared
             .register(&spec.id, spec.url, spec.weight, true)
