@@ -370,3 +370,216 @@ async fn two_fleets_with_different_prefixes_do_not_see_each_other() {
         );
     }
 }
+
+/// Polls `distributor`'s stats every 50 ms until `stop`; returns how many answers it read
+/// and each one in which one of `ids` was not online (when, after `since`, and the states).
+fn watch_online(
+    http: &Http,
+    distributor: &str,
+    ids: &'static [&'static str],
+    since: Instant,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, Vec<String>)> {
+    let (http, distributor) = (http.clone(), distributor.to_owned());
+    tokio::spawn(async move {
+        let (mut polls, mut missing) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let stats = http.stats(&distributor).await;
+            polls += 1;
+            let up = |id: &&str| stats.iter().any(|a| a.id == *id && a.state == "online");
+            if !ids.iter().all(up) {
+                let states: Vec<_> = stats.iter().map(|a| (&a.id, &a.state)).collect();
+                missing.push(format!(
+                    "{distributor} at {:?}: {states:?}",
+                    since.elapsed()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (polls, missing)
+    })
+}
+
+/// Stops the watchers and fails if any of them saw an analyzer missing; returns the
+/// number of polls of each.
+async fn no_analyzer_missed(
+    stop: Arc<AtomicBool>,
+    watchers: impl IntoIterator<Item = tokio::task::JoinHandle<(u64, Vec<String>)>>,
+    what: &str,
+) -> Vec<u64> {
+    stop.store(true, Ordering::Relaxed);
+    let mut polls = Vec::new();
+    for watcher in watchers {
+        let (n, missing) = watcher.await.unwrap();
+        assert!(
+            missing.is_empty(),
+            "{what}: a live analyzer was dropped:\n{}",
+            missing.join("\n")
+        );
+        polls.push(n);
+    }
+    polls
+}
+
+/// An analyzer on a free port registering with `distributor` every `heartbeat`.
+fn analyzer_every(dir: &std::path::Path, id: u32, distributor: &str, heartbeat: &str) -> Proc {
+    let id = id.to_string();
+    let (proc, _) = spawn_server(dir, &format!("analyzer_{id}"), |listen| {
+        let args = ["analyzer", "--id", &id, "--distributor", distributor];
+        let mut args = args.map(String::from).to_vec();
+        args.extend(["--listen", listen, "--heartbeat", heartbeat].map(String::from));
+        args
+    });
+    proc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_analyzer_stays_online_when_redis_stops_for_longer_than_its_lease() {
+    let dir = scratch("cluster-redis-stop");
+    let http = Http::new();
+    let (redis_proc, redis) = redis_server(&dir, None);
+    let args = ["--redis", redis.as_str(), "--lease-ttl", "2s"];
+    let (_a, a) = distributor(&dir, &args);
+    let (_b, b) = spawn_distributor_named(&dir, "distributor_b", &args);
+    let _a1 = analyzer_every(&dir, 1, &a, "600ms");
+    for url in [&a, &b] {
+        http.wait_stats(url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+            .await;
+    }
+
+    // Redis is frozen for longer than the lease: every lease has lapsed when it runs
+    // again. The analyzer renews at A all along, so neither distributor may drop it.
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchers =
+        [&a, &b].map(|url| watch_online(&http, url, &["analyzer_1"], start, stop.clone()));
+    redis_proc.signal("STOP");
+    for url in [&a, &b] {
+        wait_health(&http, url, "down").await;
+    }
+    tokio::time::sleep(Duration::from_millis(3000).saturating_sub(start.elapsed())).await;
+    let stopped_for = start.elapsed();
+    redis_proc.signal("CONT");
+    for url in [&a, &b] {
+        wait_health(&http, url, "up").await;
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let polls = no_analyzer_missed(stop, watchers, "after SIGSTOP").await;
+    eprintln!(
+        "Redis stopped for {stopped_for:?} (lease 2 s): analyzer_1 online in all {polls:?} polls of A and B"
+    );
+}
+
+/// A `redis-server` on `port` that keeps its data in `dir` (an append-only file, synced
+/// on every write), so that a restart finds the leases again, lapsed. With `user_a`, it
+/// also lets user `a` (password `pw`) in.
+fn persistent_redis(dir: &std::path::Path, port: u16, life: u32, user_a: bool) -> Proc {
+    let name = format!("redis-aof.{life}");
+    let log = dir.join(format!("{name}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let mut command = std::process::Command::new("redis-server");
+    command
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+        .arg(dir);
+    if user_a {
+        command.args(["--user", "a", "on", ">pw", "~*", "&*", "+@all"]);
+    }
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    let proc = Proc { child, name, log };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proc.log_text().contains("Ready to accept connections") {
+        assert!(
+            Instant::now() < deadline,
+            "redis-server did not start: {}",
+            proc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    proc
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_is_away_longer_than_the_lease_live_analyzers_stay_and_a_vanished_one_leaves() {
+    let dir = scratch("cluster-redis-away");
+    let http = Http::new();
+    let port = free_port();
+    // A logs in as user `a`, B as the default user: so that the test can let B back in
+    // first, as it happens by chance when both reconnect.
+    let (redis_a, redis_b) = (
+        format!("redis://a:pw@127.0.0.1:{port}/"),
+        format!("redis://127.0.0.1:{port}/"),
+    );
+    let mut redis_proc = persistent_redis(&dir, port, 0, true);
+    let (_a, a) = distributor(&dir, &["--redis", &redis_a, "--lease-ttl", "2s"]);
+    let (_b, b) = spawn_distributor_named(
+        &dir,
+        "distributor_b",
+        &["--redis", &redis_b, "--lease-ttl", "2s"],
+    );
+    const LIVE: &[&str] = &["analyzer_1", "analyzer_2", "analyzer_3"];
+    let _live: Vec<Proc> = (1..=3)
+        .map(|id| analyzer_every(&dir, id, &a, "1500ms"))
+        .collect();
+    let mut doomed = analyzer_every(&dir, 4, &a, "1500ms");
+    let all = ["analyzer_1", "analyzer_2", "analyzer_3", "analyzer_4"];
+    for url in [&a, &b] {
+        http.wait_stats(url, "four analyzers", |s| online(s, &all))
+            .await;
+    }
+
+    // Redis goes away for longer than the lease (refusing connections, so no keep-alive
+    // reaches it; A keeps them), and analyzer_4 vanishes meanwhile. Redis comes back with
+    // every lease lapsed, B first: it must not drop the live analyzers before A is back
+    // and renews them.
+    let start = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watchers = [&a, &b].map(|url| watch_online(&http, url, LIVE, start, stop.clone()));
+    redis_proc.child.kill().unwrap();
+    redis_proc.child.wait().unwrap();
+    doomed.child.kill().unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let _redis_again = persistent_redis(&dir, port, 1, false);
+    let away = start.elapsed();
+    wait_health(&http, &b, "up").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = redis::Client::open(redis_b.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "a", "on", ">pw", "~*", "&*", "+@all"][..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let back = Instant::now();
+    wait_health(&http, &a, "up").await;
+
+    // analyzer_4 renews nothing: it leaves both within a lease of Redis being back.
+    for url in [&a, &b] {
+        http.wait_stats(url, "analyzer_4 gone", |s| {
+            !s.iter().any(|a| a.id == "analyzer_4")
+        })
+        .await;
+    }
+    let gone = back.elapsed();
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(gone)).await;
+    let polls = no_analyzer_missed(stop, watchers, "after Redis was away").await;
+    assert!(
+        gone <= Duration::from_millis(2500),
+        "analyzer_4 left {gone:?} after A had Redis back, lease is 2 s"
+    );
+    eprintln!(
+        "Redis away {away:?} (lease 2 s), back at B then A: analyzers 1-3 online in all {polls:?} polls of A and B; vanished analyzer_4 left both {gone:?} after A had Redis back"
+    );
+}

@@ -5,7 +5,11 @@
 //! `--heartbeat` as a keep-alive -> on shutdown, deregister (the distributor answers once
 //! it has stopped routing here and delivered what was queued), then finish the requests
 //! in flight and exit.
+//!
+//! With a token (`--token`, or `--packets-token`) it takes packets only from whoever
+//! holds it: the distributor sends its admin token with every delivery.
 
+mod auth;
 mod counts;
 mod faults;
 
@@ -20,8 +24,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post, put};
 use bytesize::ByteSize;
 use clap::Args;
 use serde_json::json;
@@ -61,9 +66,16 @@ pub struct AnalyzerArgs {
     #[arg(long, env = "ANALYZER_URL")]
     pub advertise_url: Option<String>,
 
-    /// Bearer token for registration, if the distributor requires one.
+    /// Bearer token for registration (the distributor's admin token), if the distributor
+    /// requires one. When set, `POST /packets` (and `PUT /faults`) require it too, unless
+    /// --packets-token names another; `/health` and `/stats` stay open.
     #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+
+    /// Bearer token `POST /packets` (and `PUT /faults`) require, when the distributor
+    /// delivers with another token than --token [default: --token].
+    #[arg(long, env = "ANALYZER_PACKETS_TOKEN", hide_env_values = true)]
+    pub packets_token: Option<String>,
 
     /// How often to renew the registration.
     #[arg(long, env = "ANALYZER_HEARTBEAT", default_value = "5s", value_parser = crate::parse_duration)]
@@ -125,6 +137,11 @@ impl AnalyzerArgs {
         })
     }
 
+    /// The token `POST /packets` requires, if any: --packets-token, else --token.
+    pub fn packets_token(&self) -> Option<&str> {
+        self.packets_token.as_deref().or(self.token.as_deref())
+    }
+
     /// Defaults for an analyzer run in-process (demo, tests).
     pub fn new(id: u32, weight: f64, distributor: String) -> Self {
         Self {
@@ -134,6 +151,7 @@ impl AnalyzerArgs {
             listen: None,
             advertise_url: None,
             token: None,
+            packets_token: None,
             heartbeat: Duration::from_secs(5),
             journal: None,
             max_body: ByteSize::mib(64),
@@ -157,6 +175,8 @@ struct AppState {
     faults: Option<faults::Faults>,
     /// `--count-only`.
     count_only: bool,
+    /// The bearer token `POST /packets` and `PUT /faults` require, if any.
+    packets_token: Option<Arc<str>>,
 }
 
 /// A request body must arrive within this time.
@@ -164,14 +184,25 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request's headers must arrive within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The analyzer's routes.
+/// The analyzer's routes. With a token, what writes (packets, faults) sits behind its
+/// check; without one, the check is not in the path at all.
 fn app(state: Arc<AppState>) -> Router {
+    let guarded = |route: MethodRouter<Arc<AppState>>| match &state.packets_token {
+        Some(token) => route.route_layer(middleware::from_fn_with_state(
+            token.clone(),
+            auth::require_token,
+        )),
+        None => route,
+    };
     let mut router = Router::new()
-        .route("/packets", post(receive))
+        .route("/packets", guarded(post(receive)))
         .route("/stats", get(stats))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
     if state.faults.is_some() {
-        router = router.route("/faults", get(faults::show).put(faults::set));
+        router = router.route(
+            "/faults",
+            get(faults::show).merge(guarded(put(faults::set))),
+        );
     }
     router.with_state(state)
 }
@@ -290,6 +321,7 @@ pub async fn run(
         max_body: args.max_body.as_u64() as usize,
         faults: args.faults.then(faults::Faults::default),
         count_only: args.count_only,
+        packets_token: args.packets_token().map(Arc::from),
     });
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
@@ -304,7 +336,8 @@ pub async fn run(
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(id = %state.name, %addr, scheme, weight = args.weight, "Analyzer listening.");
+    let token = state.packets_token.is_some();
+    info!(id = %state.name, %addr, scheme, weight = args.weight, token, "Analyzer listening.");
 
     let server_stop = CancellationToken::new();
     let options = ServeOptions {

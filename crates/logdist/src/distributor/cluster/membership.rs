@@ -118,6 +118,7 @@ impl Cluster {
     /// Reads the whole membership and makes the local registry match it.
     pub(super) async fn sync_membership(&self, shared: &Arc<Shared>) -> RedisResult<()> {
         self.check_generation(shared).await?;
+        let hold_until = self.hold_until();
         let mut pipe = redis::pipe();
         pipe.cmd("SMEMBERS")
             .arg(self.keys.analyzers())
@@ -156,9 +157,22 @@ impl Cluster {
                     None => lapsed.push(id),
                 }
             }
-            let soonest = ttls.into_iter().filter(|t| *t >= 0).min();
-            *lock(&self.next_lapse) = soonest
-                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms as u64 + 2));
+            let soonest = ttls
+                .into_iter()
+                .filter(|t| *t >= 0)
+                .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms as u64 + 2))
+                .min();
+            let mut next = soonest;
+            if let Some(until) = hold_until
+                && !lapsed.is_empty()
+            {
+                // Keep them as they are here, and leave them in the set so that the other
+                // distributors holding them do too; look again when the hold ends.
+                hold_lapsed(shared, &lapsed, &mut desired, until);
+                lapsed.clear();
+                next = Some(next.map_or(until, |n| n.min(until)));
+            }
+            *lock(&self.next_lapse) = next;
             if !lapsed.is_empty() {
                 let mut pipe = redis::pipe();
                 pipe.cmd("SREM")
@@ -171,6 +185,17 @@ impl Cluster {
         }
         shared.reconcile(&desired);
         Ok(())
+    }
+
+    /// When the hold on lapsed leases ends, if one is in force. The first call after Redis
+    /// failed starts it: one lease TTL, within which every live analyzer renews.
+    fn hold_until(&self) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let mut hold = lock(&self.hold_until);
+        if self.lost.swap(false, Ordering::Relaxed) {
+            *hold = Some(now + self.lease_ttl);
+        }
+        hold.filter(|until| *until > now)
     }
 
     /// Notices a Redis that lost its data (restarted without persistence, or flushed): its
@@ -215,5 +240,26 @@ impl Cluster {
         }
         *lock(&self.generation) = Some(current);
         Ok(())
+    }
+}
+
+/// Puts the members known here whose lease lapsed while Redis was away into `desired` as
+/// they are, so that the sync keeps them until `until`.
+fn hold_lapsed(
+    shared: &Shared,
+    lapsed: &[String],
+    desired: &mut BTreeMap<String, (AnalyzerUrl, f64)>,
+    until: tokio::time::Instant,
+) {
+    let left = until.saturating_duration_since(tokio::time::Instant::now());
+    for (member, weight) in shared.registry.weighted() {
+        if lapsed.iter().any(|id| **id == *member.id) && member.state() != State::Draining {
+            debug!(
+                analyzer = %member.id,
+                hold_ms = left.as_millis() as u64,
+                "Lease lapsed while Redis was away; keeping the analyzer until it renews."
+            );
+            desired.insert(member.id.to_string(), (member.url.clone(), weight));
+        }
     }
 }

@@ -18,6 +18,10 @@
 //!   `/health` says `"redis": "down"`, and registrations made meanwhile are published once
 //!   Redis answers again. A Redis that comes back empty (restarted without persistence) is
 //!   noticed by its missing generation key, and the distributors publish what they know.
+//!   A lease that lapsed while Redis was away proves nothing (the keep-alives could not
+//!   reach it), so for one lease TTL after Redis answers again a distributor keeps the
+//!   members whose lease lapsed; a live analyzer renews within that time, one that
+//!   vanished is dropped when it ends.
 //!
 //! Key layout, all under `--redis-prefix` (default `logdist:`):
 //!
@@ -85,6 +89,12 @@ pub struct Cluster {
     /// When the next lease lapses: the sync loop wakes then, so an analyzer that stopped
     /// renewing leaves within its TTL even without keyspace notifications.
     next_lapse: Mutex<Option<tokio::time::Instant>>,
+    /// Set when an exchange with Redis fails; the first sync that works after it clears
+    /// it and starts a hold.
+    lost: AtomicBool,
+    /// Until then a lapsed lease does not drop its member here: Redis was away, and the
+    /// keep-alives received meanwhile may not have reached it yet.
+    hold_until: Mutex<Option<tokio::time::Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +141,8 @@ impl Cluster {
             poke: Notify::new(),
             generation: Mutex::new(None),
             next_lapse: Mutex::new(None),
+            lost: AtomicBool::new(false),
+            hold_until: Mutex::new(None),
         }))
     }
 
@@ -171,6 +183,9 @@ impl Cluster {
     }
 
     fn set_up(&self, up: bool, error: Option<&redis::RedisError>) {
+        if !up {
+            self.lost.store(true, Ordering::Relaxed);
+        }
         let was = self.up.swap(up, Ordering::Relaxed);
         metrics::gauge!("logdist_redis_up").set(if up { 1.0 } else { 0.0 });
         match (was, up) {
