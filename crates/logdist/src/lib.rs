@@ -8,6 +8,7 @@
 
 pub mod analyzer;
 pub mod api;
+pub mod auth;
 pub mod client;
 pub mod demo;
 pub mod distributor;

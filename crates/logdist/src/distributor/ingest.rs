@@ -60,7 +60,7 @@ impl crate::serve::Express for Express {
             && head.header(idempotency::HEADER.as_str()).is_none()
             && head.header(super::via::HEADER.as_str()).is_none()
             && config.ingest_token().is_none_or(|token| {
-                super::token_matches(token, head.header("authorization").as_deref())
+                crate::auth::token_matches(token, head.header("authorization").as_deref())
             });
         ours.then(|| config.max_body.as_u64() as usize)
     }

@@ -338,17 +338,33 @@ impl Member {
     }
 
     /// Ejects it after a failed delivery: returns for how long (`base` doubled for each
-    /// ejection in a row, at most `max`).
+    /// ejection in a row, at most `max`). A failure while it is ejected already (another
+    /// delivery of the same stall, in flight at once) does not eject it again.
     pub fn eject(&self, base: Duration, max: Duration) -> Duration {
-        let count = self.ejection.count.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let until = self.ejection.until_ms.load(Ordering::Acquire);
+        if until > now {
+            return Duration::from_millis(until - now);
+        }
+        let count = self.ejection.count.load(Ordering::Relaxed);
         let time = base
             .saturating_mul(1u32 << count.min(20))
             .min(max.max(base));
-        self.ejection
-            .until_ms
-            .store(now_ms() + time.as_millis() as u64, Ordering::Relaxed);
-        self.metrics.ejections.fetch_add(1, Ordering::Relaxed);
-        time
+        let end = now + time.as_millis() as u64;
+        // One ejection per stall, whichever lane sees its failure first.
+        match self.ejection.until_ms.compare_exchange(
+            until,
+            end,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                self.ejection.count.fetch_add(1, Ordering::Relaxed);
+                self.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+                time
+            }
+            Err(other) => Duration::from_millis(other.saturating_sub(now)),
+        }
     }
 
     /// How long its current ejection still runs (zero when it is not ejected).
@@ -366,5 +382,51 @@ impl Member {
                 self.ejection.count.store(0, Ordering::Relaxed);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> Arc<Member> {
+        let limits = QueueLimits {
+            lanes: 1,
+            packets: 1,
+            concurrency: 1,
+        };
+        let url = "http://127.0.0.1:9".parse().unwrap();
+        Member::new(Arc::from("a"), url, false, limits).0
+    }
+
+    #[test]
+    fn one_stall_is_one_ejection_and_the_next_is_longer() {
+        let m = member();
+        let (base, max) = (Duration::from_millis(40), Duration::from_secs(1));
+        assert_eq!(m.eject(base, max), base);
+        // The other delivery in flight fails too: the same ejection, not a second one.
+        assert!(m.eject(base, max) <= base);
+        assert_eq!(m.metrics.ejections.load(Ordering::Relaxed), 1);
+        std::thread::sleep(base + Duration::from_millis(10));
+        assert!(m.ejected_for().is_zero());
+        assert_eq!(m.eject(base, max), base * 2, "doubled");
+        assert_eq!(m.metrics.ejections.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn ejections_stop_at_the_longest() {
+        let m = member();
+        m.ejection.count.store(30, Ordering::Relaxed);
+        let (base, max) = (Duration::from_millis(1), Duration::from_millis(50));
+        assert_eq!(m.eject(base, max), max);
+    }
+
+    #[test]
+    fn a_learned_limit_only_falls() {
+        let m = member();
+        assert_eq!(m.accepts_at_most(), usize::MAX);
+        assert_eq!(m.refused_size(100_000), 99_999);
+        assert_eq!(m.refused_size(200_000), 99_999);
+        assert_eq!(m.refused_size(70_000), 69_999);
     }
 }

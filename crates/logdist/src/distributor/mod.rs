@@ -43,7 +43,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
-use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -321,30 +320,11 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let given = request.headers().get(http::header::AUTHORIZATION);
-    if !token_matches(&token, given.map(|v| v.as_bytes())) {
+    if !crate::auth::token_matches(&token, given.map(|v| v.as_bytes())) {
         metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
         return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
-}
-
-/// Whether an `Authorization` value carries `token` as its bearer credentials, compared in
-/// constant time.
-fn token_matches(token: &str, authorization: Option<&[u8]>) -> bool {
-    let given = authorization
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(bearer)
-        .unwrap_or("");
-    bool::from(given.as_bytes().ct_eq(token.as_bytes()))
-}
-
-/// The credentials of an `Authorization: Bearer TOKEN` value (the scheme is
-/// case-insensitive, RFC 9110 §11.1).
-fn bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start())
 }
 
 /// Runs a distributor on `listener` until `shutdown` is cancelled, then stops accepting,
@@ -460,18 +440,4 @@ async fn run_on(
     }
     info!("Distributor stopped.");
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bearer;
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        assert_eq!(bearer("Bearer s3cret"), Some("s3cret"));
-        assert_eq!(bearer("bearer s3cret"), Some("s3cret"));
-        assert_eq!(bearer("BEARER  s3cret"), Some("s3cret"));
-        assert_eq!(bearer("Basic czNjcmV0"), None);
-        assert_eq!(bearer("s3cret"), None);
-    }
 }
