@@ -23,7 +23,7 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -90,6 +90,7 @@ enum Ack {
 }
 
 impl Ack {
+    /// Its value for `--ack`.
     fn flag(self) -> &'static str {
         match self {
             Ack::Delivered => "delivered",
@@ -102,8 +103,11 @@ impl Ack {
 /// test needs and the build lacks is a failure; `--eject-base` only sharpens a check.
 #[derive(Debug, Clone, Copy)]
 struct Flags {
+    /// `--max-analyzers`: registered analyzers at most.
     max_analyzers: bool,
+    /// `--register-rate`: registrations per second and source address.
     register_rate: bool,
+    /// `--eject-base`: the first ejection after a failed delivery.
     eject_base: bool,
 }
 
@@ -156,6 +160,7 @@ impl Flags {
 struct Verdict(Vec<String>);
 
 impl Verdict {
+    /// Records `broken` unless the promise was `kept`.
     fn check(&mut self, kept: bool, broken: impl FnOnce() -> String) {
         if !kept {
             self.0.push(broken());
@@ -197,11 +202,13 @@ struct Run {
     sizes: HashMap<String, u64>,
     /// Messages in each analyzer's journal.
     journaled: Vec<(String, usize)>,
+    /// What `/analyzer/stats` and `/health` showed during the run.
     watch: Watch,
     /// The poison packets' answers: status and body, or why there was none.
     poison: Vec<Result<(u16, String), String>>,
     /// The analyzer's own reason for refusing the poison packet.
     poison_reason: String,
+    /// The registration flood's requests and answers.
     flood: Flood,
     /// The largest total of a dropped or dead-letter counter in `/metrics` at the end.
     dropped: Option<(String, f64)>,
@@ -211,8 +218,57 @@ struct Run {
     trouble: Vec<String>,
 }
 
-/// The analyzers of a run: (id, its journal, the process and its URL).
-type Analyzers = Vec<(String, PathBuf, Proc, String)>;
+/// One analyzer of a run.
+struct Analyzer {
+    /// The id it registers with, `analyzer_{n}`.
+    id: String,
+    /// Its `--journal`: what it acknowledged.
+    journal: PathBuf,
+    /// The process, held so it lives as long as the run; killed when dropped.
+    _proc: Proc,
+    url: String,
+}
+
+/// Starts the analyzers of a run, each with a journal in `dir`, and waits until the
+/// distributor at `url` has them all online: three healthy ones, and with `hazards` one
+/// with a 64 KiB body limit (`analyzer_4`) and one half-dead (`analyzer_5`).
+async fn start_analyzers(http: &Http, dir: &Path, url: &str, hazards: bool) -> Vec<Analyzer> {
+    let mut ids: Vec<(u32, &[&str])> = vec![(1, &[]), (2, &[]), (3, &[])];
+    if hazards {
+        ids.extend([(4, &["--max-body", "64KiB"][..]), (5, &["--faults"][..])]);
+    }
+    let analyzers: Vec<Analyzer> = ids
+        .into_iter()
+        .map(|(n, extra)| {
+            let journal = dir.join(format!("analyzer_{n}.journal"));
+            let journal_s = journal.to_str().unwrap().to_owned();
+            let mut args = vec!["--journal", &journal_s];
+            args.extend_from_slice(extra);
+            let (proc, url) = analyzer(dir, n, 1.0, url, &args);
+            Analyzer {
+                id: format!("analyzer_{n}"),
+                journal,
+                _proc: proc,
+                url,
+            }
+        })
+        .collect();
+    let ids: Vec<&str> = analyzers.iter().map(|a| a.id.as_str()).collect();
+    http.wait_stats(url, "the analyzers online", |s| online(s, &ids))
+        .await;
+    if hazards {
+        let answer = http
+            .request(
+                Method::PUT,
+                &format!("{}/faults", analyzers[4].url),
+                &[("content-type", "application/json")],
+                r#"{"delay_ms":3600000}"#,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    analyzers
+}
 
 /// One run: a fresh distributor and analyzers, the load generator for `RUN_SECS`, and
 /// with `hazards` the poison sender, the flood and the two bad analyzers.
@@ -223,66 +279,89 @@ async fn run(ack: Ack, flags: Flags, hazards: bool) -> Run {
     let args = flags.distributor_args(ack);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let (mut distributor, url) = distributor(&dir, &args);
-
-    let mut analyzers: Analyzers = Vec::new();
-    let mut start = |id: u32, extra: &[&str]| {
-        let journal = dir.join(format!("analyzer_{id}.journal"));
-        let journal_s = journal.to_str().unwrap().to_owned();
-        let mut args = vec!["--journal", &journal_s];
-        args.extend_from_slice(extra);
-        let (proc, analyzer_url) = analyzer(&dir, id, 1.0, &url, &args);
-        analyzers.push((format!("analyzer_{id}"), journal, proc, analyzer_url));
+    let analyzers = start_analyzers(&http, &dir, &url, hazards).await;
+    let poison_reason = if hazards {
+        analyzers_reason(&http, &analyzers[0].url).await
+    } else {
+        String::new()
     };
-    for id in 1..=3 {
-        start(id, &[]);
-    }
-    if hazards {
-        start(4, &["--max-body", "64KiB"]);
-        start(5, &["--faults"]);
-    }
-    let ids: Vec<String> = analyzers.iter().map(|a| a.0.clone()).collect();
-    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    http.wait_stats(&url, "the analyzers online", |s| online(s, &id_refs))
-        .await;
-
-    let mut poison_reason = String::new();
-    if hazards {
-        poison_reason = analyzers_reason(&http, &analyzers[0].3).await;
-        let answer = http
-            .request(
-                Method::PUT,
-                &format!("{}/faults", analyzers[4].3),
-                &[("content-type", "application/json")],
-                r#"{"delay_ms":3600000}"#,
-            )
-            .await;
-        assert_eq!(answer.status, 200, "{}", answer.text());
-    }
 
     // The watcher runs from before the load to its end; the hazards start with the load.
     let stop = Arc::new(AtomicBool::new(false));
-    let began = Instant::now();
-    let watching = {
-        let (url, stop) = (url.clone(), stop.clone());
-        let steady: Vec<String> = ids
-            .iter()
-            .filter(|id| *id != "analyzer_5")
-            .cloned()
-            .collect();
-        tokio::spawn(watch(url, steady, ids.clone(), began, stop))
-    };
+    let real: Vec<String> = analyzers.iter().map(|a| a.id.clone()).collect();
+    let steady: Vec<String> = real
+        .iter()
+        .filter(|id| *id != "analyzer_5")
+        .cloned()
+        .collect();
+    let watching = tokio::spawn(watch(url.clone(), steady, real, stop.clone()));
     let poisoning = hazards.then(|| tokio::spawn(poison(url.clone(), stop.clone())));
     let flooding = hazards.then(|| tokio::spawn(flood(url.clone(), stop.clone())));
+    let mut trouble = Vec::new();
+    let (trace, report) = load(&dir, &url, &mut trouble).await;
+    stop.store(true, Ordering::Relaxed);
+    let watch = watching.await.unwrap();
+    let poison = match poisoning {
+        Some(task) => task.await.unwrap(),
+        None => Vec::new(),
+    };
+    let flood = match flooding {
+        Some(task) => task.await.unwrap(),
+        None => Flood::default(),
+    };
 
+    // With `--ack accepted` a refused packet is counted as dropped once it is refused:
+    // wait for the count to reach the poison packets answered.
+    let answered = poison.iter().filter(|p| p.is_ok()).count() as f64;
+    let patience = match ack {
+        Ack::Delivered => Duration::ZERO,
+        Ack::Accepted => Duration::from_secs(10),
+    };
+    let (dropped, metrics) = final_metrics(&http, &url, answered, patience).await;
+
+    // SIGTERM drains every lane: with `--ack accepted`, what was acknowledged reaches a
+    // journal before the distributor exits.
+    distributor.signal("TERM");
+    if let Some(why) = exits_within(&mut distributor, Duration::from_secs(20)).await {
+        trouble.push(format!("the distributor after SIGTERM: {why}"));
+    }
+    let journals: Vec<&Path> = analyzers.iter().map(|a| a.journal.as_path()).collect();
+    let books = balance(&read_trace(&trace), &read_journals(&journals));
+    let sizes = packet_bytes(&journals);
+    let journaled = analyzers
+        .iter()
+        .map(|a| (a.id.clone(), read_journals(&[&a.journal]).len()))
+        .collect();
+    // The analyzers are killed as they drop: everything they acknowledged is in their
+    // journals already, and the distributor that would deliver more is gone.
+    drop(analyzers);
+    Run {
+        report,
+        books,
+        sizes,
+        journaled,
+        watch,
+        poison,
+        poison_reason,
+        flood,
+        dropped,
+        metrics,
+        trouble,
+    }
+}
+
+/// Runs the load generator against `url` to its end; returns its trace's path and its
+/// report (null if it wrote none).
+async fn load(dir: &Path, url: &str, trouble: &mut Vec<String>) -> (PathBuf, serde_json::Value) {
     let trace = dir.join("trace.ndjson");
     let report = dir.join("report.json");
     let mut loadgen = spawn(
-        &dir,
+        dir,
         "loadgen",
         &[
             "loadgen",
             "--target",
-            &url,
+            url,
             "--agents",
             AGENTS,
             "--packet-size",
@@ -302,7 +381,6 @@ async fn run(ack: Ack, flags: Flags, hazards: bool) -> Run {
             "--quiet",
         ],
     );
-    let mut trouble = Vec::new();
     let (status, log) = tokio::task::spawn_blocking(move || {
         let status = loadgen.wait_exit(Duration::from_secs(RUN_SECS + 60));
         (status, loadgen.log_text())
@@ -312,25 +390,26 @@ async fn run(ack: Ack, flags: Flags, hazards: bool) -> Run {
     if !status.success() {
         trouble.push(format!("the load generator exited {status}: {log}"));
     }
-    stop.store(true, Ordering::Relaxed);
-    let watch = watching.await.unwrap();
-    let poison = match poisoning {
-        Some(task) => task.await.unwrap(),
-        None => Vec::new(),
-    };
-    let flood = match flooding {
-        Some(task) => task.await.unwrap(),
-        None => Flood::default(),
-    };
+    let report = std::fs::read(&report)
+        .ok()
+        .and_then(|r| serde_json::from_slice(&r).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (trace, report)
+}
 
-    // A refused packet accepted with 202 is counted as dropped once it is refused; wait
-    // for the count to reach the poison packets answered, or give up after 10 s.
-    let answered = poison.iter().filter(|p| p.is_ok()).count() as f64;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut metrics_text = String::new();
-    let mut dropped = None;
+/// Reads `/metrics` until its largest dropped or dead-letter counter reaches `dropped`,
+/// for at most `patience`. Returns that counter and the lines of interest.
+async fn final_metrics(
+    http: &Http,
+    url: &str,
+    dropped: f64,
+    patience: Duration,
+) -> (Option<(String, f64)>, Vec<String>) {
+    let deadline = Instant::now() + patience;
+    let mut text = String::new();
+    let mut largest = None;
     loop {
-        if let Ok(answer) = http
+        let answer = http
             .try_request(
                 Method::GET,
                 &format!("{url}/metrics"),
@@ -338,18 +417,18 @@ async fn run(ack: Ack, flags: Flags, hazards: bool) -> Run {
                 "",
                 Duration::from_secs(5),
             )
-            .await
-        {
-            metrics_text = answer.text();
-            dropped = largest_dropped_count(&metrics_text);
+            .await;
+        if let Ok(answer) = answer {
+            text = answer.text();
+            largest = largest_dropped_count(&text);
         }
-        let counted = dropped.as_ref().map_or(0.0, |(_, n)| *n);
-        if ack == Ack::Delivered || counted >= answered || Instant::now() > deadline {
+        let counted = largest.as_ref().map_or(0.0, |(_, n)| *n);
+        if counted >= dropped || Instant::now() >= deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = metrics_text
+    let lines = text
         .lines()
         .filter(|l| !l.contains("junk_"))
         .filter(|l| {
@@ -365,40 +444,7 @@ async fn run(ack: Ack, flags: Flags, hazards: bool) -> Run {
         })
         .map(String::from)
         .collect();
-
-    // SIGTERM drains every lane: with `--ack accepted`, what was acknowledged reaches a
-    // journal before the distributor exits.
-    distributor.signal("TERM");
-    if let Some(why) = exits_within(&mut distributor, Duration::from_secs(20)).await {
-        trouble.push(format!("the distributor after SIGTERM: {why}"));
-    }
-    let journals: Vec<PathBuf> = analyzers.iter().map(|a| a.1.clone()).collect();
-    let books = balance(&read_trace(&trace), &read_journals(&journals));
-    let sizes = packet_bytes(&journals);
-    let journaled = analyzers
-        .iter()
-        .map(|a| (a.0.clone(), read_journals(&[&a.1]).len()))
-        .collect();
-    let report = std::fs::read(&report)
-        .ok()
-        .and_then(|r| serde_json::from_slice(&r).ok())
-        .unwrap_or(serde_json::Value::Null);
-    // The analyzers are killed as they drop: everything they acknowledged is in their
-    // journals already, and the distributor that would deliver more is gone.
-    drop(analyzers);
-    Run {
-        report,
-        books,
-        sizes,
-        journaled,
-        watch,
-        poison,
-        poison_reason,
-        flood,
-        dropped,
-        metrics,
-        trouble,
-    }
+    (largest, lines)
 }
 
 /// Why an analyzer refuses the poison packet, as it says it when sent the packet alone,
@@ -455,6 +501,7 @@ fn largest_dropped_count(metrics: &str) -> Option<(String, f64)> {
 /// What the watcher saw of `/analyzer/stats` and `/health` during a run.
 #[derive(Debug, Default)]
 struct Watch {
+    /// Polls of `/analyzer/stats`.
     stats_polls: u64,
     /// Polls of `/analyzer/stats` that got no answer within 5 s.
     stats_failures: u64,
@@ -470,6 +517,7 @@ struct Watch {
     /// and the first few.
     junk_served: u64,
     junk_served_first: Vec<String>,
+    /// Polls of `/health`.
     health_polls: u64,
     /// The slowest answer of `/health`, and every poll that was not a 200 within
     /// `HEALTH_WITHIN`: (seconds into the run, what happened).
@@ -483,9 +531,9 @@ async fn watch(
     url: String,
     steady: Vec<String>,
     real: Vec<String>,
-    began: Instant,
     stop: Arc<AtomicBool>,
 ) -> Watch {
+    let began = Instant::now();
     let health = {
         let (url, stop) = (url.clone(), stop.clone());
         tokio::spawn(async move {
@@ -611,6 +659,7 @@ async fn poison(url: String, stop: Arc<AtomicBool>) -> Vec<Result<(u16, String),
 /// What the registration flood sent and was answered.
 #[derive(Debug, Default)]
 struct Flood {
+    /// Registrations sent.
     sent: u64,
     /// Answers by status (`"200"`, `"429"`, ...) or failure (`"error: ..."`).
     answers: BTreeMap<String, u64>,
@@ -783,7 +832,8 @@ impl Run {
                 *answers.entry(key).or_default() += 1;
             }
             eprintln!(
-                "hostile fleet, {name}: poison packets {} (analyzer's reason: {:?}), answers {answers:?}",
+                "hostile fleet, {name}: poison packets {} (analyzer's reason: {:?}), \
+                 answers {answers:?}",
                 self.poison.len(),
                 self.poison_reason
             );
@@ -832,8 +882,15 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
     for trouble in &hazard.trouble {
         verdict.check(false, || format!("hazard run: {trouble}"));
     }
+    judge_load(baseline, hazard, verdict);
+    judge_poison(ack, hazard, verdict);
+    judge_small_limit(hazard, verdict);
+    judge_half_dead(flags, hazard, verdict);
+    judge_flood(flags, hazard, verdict);
+}
 
-    // (a) Throughput.
+/// (a) throughput, (b) no good packet refused, (c) nothing acknowledged lost.
+fn judge_load(baseline: &Run, hazard: &Run, verdict: &mut Verdict) {
     let (base, hostile) = (baseline.throughput(), hazard.throughput());
     verdict.check(hostile >= 0.8 * base, || {
         format!(
@@ -842,8 +899,7 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             100.0 * hostile / base.max(1.0)
         )
     });
-
-    // (b) No good packet refused: no retries, so any non-2xx answer fails its packet.
+    // The load generator does not retry, so any answer but 200 or 202 fails its packet.
     let books = &hazard.books;
     verdict.check(books.packets_sent > 0 && books.packets_failed == 0, || {
         format!(
@@ -851,8 +907,6 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             books.packets_failed, books.packets_sent, hazard.report["failures"]
         )
     });
-
-    // (c) Nothing acknowledged lost.
     verdict.check(books.lost.is_empty(), || {
         format!(
             "{} acknowledged messages are in no journal, e.g. {:?}",
@@ -860,8 +914,12 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             &books.lost[..books.lost.len().min(3)]
         )
     });
+}
 
-    // 1. The poison packet.
+/// Hazard 1: the poison packet. Its sender is told why (delivered) or it is counted as
+/// dropped (accepted), and no analyzer is marked unhealthy for it. Nor for the small
+/// limit or the flood: the good analyzers and the one with the small limit stay online.
+fn judge_poison(ack: Ack, hazard: &Run, verdict: &mut Verdict) {
     let poison = &hazard.poison;
     verdict.check(poison.len() as u64 >= RUN_SECS - 1, || {
         format!("only {} poison packets were sent", poison.len())
@@ -893,7 +951,6 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             )
         });
     }
-    // The poison, the small limit and the flood mark no good analyzer unhealthy.
     let w = &hazard.watch;
     verdict.check(w.not_online == 0 && w.stats_polls > 0, || {
         format!(
@@ -908,17 +965,19 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             w.stats_failures, w.stats_polls
         )
     });
+}
 
-    // 2. The analyzer with a small body limit: many packets are over it (about 55%, and
-    // 80% of the bytes, since a message is about 170 bytes), and it still takes packets.
+/// Hazard 2: the analyzer with a small body limit still takes packets, while many are
+/// over it (about 55% of packets and 80% of the bytes: a message is about 170 bytes).
+fn judge_small_limit(hazard: &Run, verdict: &mut Verdict) {
     let (over, over_bytes, bytes) = hazard.over_small_limit();
+    let packets = hazard.sizes.len();
     verdict.check(
-        over * 5 >= hazard.sizes.len() * 2 && over_bytes * 3 >= bytes * 2,
+        over * 5 >= packets * 2 && over_bytes * 3 >= bytes * 2,
         || {
             format!(
-                "the test itself: only {over} of {} packets ({over_bytes} of {bytes} bytes) are \
-             over {SMALL_LIMIT} bytes",
-                hazard.sizes.len()
+                "the test itself: only {over} of {packets} packets ({over_bytes} of {bytes} \
+             bytes) are over {SMALL_LIMIT} bytes"
             )
         },
     );
@@ -930,43 +989,46 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
     verdict.check(small > 0, || {
         "the analyzer with a 64 KiB limit journaled nothing".to_owned()
     });
+}
 
-    // 3. The half-dead analyzer: ejected, and each ejection longer than the one before.
+/// Hazard 3: the half-dead analyzer is ejected, each time for longer, and its good
+/// probes do not bring it back early.
+fn judge_half_dead(flags: Flags, hazard: &Run, verdict: &mut Verdict) {
     let ejections = hazard.ejections();
     verdict.check(!ejections.is_empty(), || {
         "the half-dead analyzer was never taken out of routing".to_owned()
     });
-    let complete: Vec<f64> = ejections.iter().filter_map(|(_, out)| *out).collect();
-    for pair in complete.windows(2) {
-        // Doubling, measured to a poll (50 ms) at each end: 1.3 leaves room for both.
-        verdict.check(pair[1] >= 1.3 * pair[0], || {
-            format!(
-                "the half-dead analyzer's ejections do not grow: {:.2}s then {:.2}s \
-                 (all: {ejections:?})",
-                pair[0], pair[1]
-            )
-        });
-    }
+    let ended: Vec<f64> = ejections.iter().filter_map(|(_, out)| *out).collect();
+    // Doubling, measured to a poll (50 ms) at each end: 1.3 leaves room for both.
+    verdict.check(ended.windows(2).all(|w| w[1] >= 1.3 * w[0]), || {
+        format!(
+            "the half-dead analyzer's ejections do not grow (each at least 1.3 times the one \
+             before): {ejections:.2?}"
+        )
+    });
     if flags.eject_base {
         // Ejected at about 1 s (its first delivery times out), back at about 2 s, ejected
         // again at about 3 s and back at about 5 s: a run of 7 s sees two ejections end.
-        verdict.check(complete.len() >= 2, || {
+        verdict.check(ended.len() >= 2, || {
             format!(
                 "with --eject-base {EJECT_BASE:?}, the half-dead analyzer should be ejected, \
-                 let back and ejected again within the run; its ejections: {ejections:?}"
+                 let back and ejected again within the run; its ejections: {ejections:.2?}"
             )
         });
         // Its probes pass every 200 ms; an ejection ended by them would last ~0.4 s.
         let least = EJECT_BASE.as_secs_f64() - 0.2;
-        verdict.check(complete.iter().all(|out| *out >= least), || {
+        verdict.check(ended.iter().all(|out| *out >= least), || {
             format!(
-                "the half-dead analyzer came back before --eject-base {EJECT_BASE:?} \
-                 (ejections {ejections:?})"
+                "the half-dead analyzer came back before --eject-base {EJECT_BASE:?}: \
+                 {ejections:.2?}"
             )
         });
     }
+}
 
-    // 4. The registration flood.
+/// Hazard 4: the registration flood is refused beyond the rate and the bound, its junk
+/// takes no traffic, and `/health` answers within a second throughout.
+fn judge_flood(flags: Flags, hazard: &Run, verdict: &mut Verdict) {
     verdict.check(flags.max_analyzers, || {
         "this build has no --max-analyzers".to_owned()
     });
@@ -981,6 +1043,7 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             flood.answers
         )
     });
+    let w = &hazard.watch;
     verdict.check(w.most_listed <= MAX_ANALYZERS, || {
         format!(
             "/analyzer/stats listed {} analyzers, over --max-analyzers {MAX_ANALYZERS}",
@@ -993,17 +1056,16 @@ fn judge_hazard(ack: Ack, flags: Flags, baseline: &Run, hazard: &Run, verdict: &
             w.junk_served, w.junk_served_first
         )
     });
-    verdict.check(
-        w.health_failures.is_empty() && w.health_slowest <= HEALTH_WITHIN && w.health_polls > 0,
-        || {
-            format!(
-                "/health: {} of {} polls not a 200 within {HEALTH_WITHIN:?} (slowest {:?}), \
-                 e.g. {:?}",
-                w.health_failures.len(),
-                w.health_polls,
-                w.health_slowest,
-                &w.health_failures[..w.health_failures.len().min(3)]
-            )
-        },
-    );
+    let health_kept =
+        w.health_failures.is_empty() && w.health_slowest <= HEALTH_WITHIN && w.health_polls > 0;
+    verdict.check(health_kept, || {
+        format!(
+            "/health: {} of {} polls not a 200 within {HEALTH_WITHIN:?} (slowest {:?}), \
+             e.g. {:?}",
+            w.health_failures.len(),
+            w.health_polls,
+            w.health_slowest,
+            &w.health_failures[..w.health_failures.len().min(3)]
+        )
+    });
 }
