@@ -88,10 +88,17 @@ impl Router {
     /// would drift without bound. Nothing is recorded for a refused packet, so the window
     /// stays exactly what WF²Q routed.
     pub fn pick(&self, messages: u64) -> Option<usize> {
+        self.pick_among(messages, |_| true)
+    }
+
+    /// [`pick`](Self::pick) among the analyzers that `can_take` the packet (one whose
+    /// known body limit a large packet exceeds cannot): the same choice when all can,
+    /// and otherwise the one whose turn it is among those that can. `None` when none can.
+    pub fn pick_among(&self, messages: u64, can_take: impl Fn(usize) -> bool) -> Option<usize> {
         let horizon = (self.total + messages) as f64;
         let mut best: Option<(usize, f64)> = None;
         for (j, (&share, &sent)) in self.shares.iter().zip(&self.sent).enumerate() {
-            if sent as f64 > share * horizon {
+            if sent as f64 > share * horizon || !can_take(j) {
                 continue;
             }
             let finish = (sent + messages) as f64 / share;
@@ -103,11 +110,11 @@ impl Router {
         // `share * horizon - sent` is `messages >= 0`. When rounding hides it, the one
         // furthest behind is next in line.
         best.map(|(j, _)| j)
-            .or_else(|| self.furthest_behind(horizon))
+            .or_else(|| self.furthest_behind(horizon, &can_take))
     }
 
-    fn furthest_behind(&self, horizon: f64) -> Option<usize> {
-        (0..self.shares.len()).max_by(|&a, &b| {
+    fn furthest_behind(&self, horizon: f64, can_take: impl Fn(usize) -> bool) -> Option<usize> {
+        (0..self.shares.len()).filter(|&j| can_take(j)).max_by(|&a, &b| {
             let behind = |j: usize| self.shares[j] * horizon - self.sent[j] as f64;
             behind(a).total_cmp(&behind(b))
         })
@@ -321,6 +328,29 @@ mod tests {
             prop_assert_eq!(a, router.pick(n));
             prop_assert!(a.unwrap() < weights.len());
             prop_assert_eq!(router.total(), 0);
+        }
+
+        /// `pick_among` names only an analyzer that can take the packet, one whenever any
+        /// can, and the same one as `pick` when every analyzer can.
+        #[test]
+        fn pick_among_respects_who_can_take_it(
+            weights in prop::collection::vec(weight(), 1..=20),
+            can in prop::collection::vec(any::<bool>(), 20),
+            packets in prop::collection::vec(packet(), 1..200),
+        ) {
+            let mut router = Router::new(&weights).unwrap();
+            for n in packets {
+                prop_assert_eq!(router.pick_among(n, |_| true), router.pick(n));
+                let chosen = router.pick_among(n, |j| can[j]);
+                let any_can = (0..weights.len()).any(|j| can[j]);
+                prop_assert_eq!(chosen.is_some(), any_can);
+                if let Some(j) = chosen {
+                    prop_assert!(can[j]);
+                    router.record(j, n);
+                } else {
+                    router.route(n);
+                }
+            }
         }
     }
 }

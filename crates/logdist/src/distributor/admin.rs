@@ -1,7 +1,8 @@
 //! Membership and observability endpoints: register, deregister, stats, health, metrics.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -14,7 +15,7 @@ use super::Shared;
 use super::config::{AnalyzerUrl, check_id};
 use super::error::ApiError;
 use super::ingest::read_body;
-use super::registry::Registered;
+use super::registry::{RegisterError, Registered};
 use crate::api::{AnalyzerStats, Deregistration, Registration};
 
 /// Registration bodies are tiny; anything bigger is a mistake or an attack.
@@ -53,25 +54,72 @@ pub async fn register(
             ));
         }
     };
-    shared.check_not_self(&url).map_err(ApiError::BadRequest)?;
+    // Rate-limited before the host is resolved: a flood of names that resolve slowly
+    // must not tie up the resolver's threads.
+    admit(&shared, peer.ip(), &reg.id, &url, reg.weight)?;
+    shared
+        .check_not_self(&url)
+        .await
+        .map_err(ApiError::BadRequest)?;
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.
     if let Some(cluster) = &shared.cluster {
         cluster.announce(&reg.id, &base, reg.weight).await;
     }
-    let outcome = shared
+    let (outcome, member) = shared
         .register(&reg.id, url, reg.weight, false)
-        .map_err(ApiError::Conflict)?;
+        .map_err(|e| match e {
+            RegisterError::Full(_) => ApiError::Unavailable {
+                reason: e.to_string(),
+                retry_after: Duration::from_secs(30),
+            },
+            RegisterError::Invalid(why) => ApiError::BadRequest(why),
+            RegisterError::Draining(why) => ApiError::Conflict(why),
+        })?;
     let outcome = match outcome {
-        Registered::Added => "added",
+        Registered::Added => {
+            // Answer with what its first probe found: online, or unhealthy (routed to
+            // once a probe passes).
+            shared.first_probe(&member).await;
+            "added"
+        }
         Registered::Updated => "updated",
         Registered::Unchanged => "unchanged",
     };
-    Ok(
-        Json(json!({"id": reg.id, "url": base, "weight": reg.weight, "registration": outcome}))
-            .into_response(),
-    )
+    let state = member.state().as_str();
+    Ok(Json(json!({
+        "id": reg.id, "url": base, "weight": reg.weight, "registration": outcome, "state": state,
+    }))
+    .into_response())
+}
+
+/// Lets a registration that adds or changes a member through if its source has not
+/// spent `--register-rate`, and a new member only while there is room for it
+/// (`--max-analyzers`). A keep-alive (the same registration again) always passes.
+fn admit(
+    shared: &Shared,
+    source: IpAddr,
+    id: &str,
+    url: &AnalyzerUrl,
+    weight: f64,
+) -> Result<(), ApiError> {
+    if !shared.registry.would_change(id, url, weight) {
+        return Ok(());
+    }
+    shared
+        .registrations
+        .take(source, Instant::now())
+        .map_err(|wait| {
+            metrics::counter!("logdist_registrations_refused_total", "reason" => "rate").increment(1);
+            ApiError::TooManyRequests {
+                reason: format!(
+                    "more than {} registrations a second from {source}; retry later",
+                    shared.config.register_rate
+                ),
+                retry_after: wait,
+            }
+        })
 }
 
 /// `POST /analyzer/deregister`: stops routing to the analyzer at once, answers once its
@@ -121,29 +169,13 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> Response {
     Json(body).into_response()
 }
 
-/// `GET /metrics`: Prometheus text. Shares and queue depths are sampled now.
+/// `GET /metrics`: Prometheus text. The process's metrics, then each analyzer's, sampled
+/// now from the members there are (see [`super::exposition`]).
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    for (stats, member) in shared.registry.snapshot() {
-        let id = stats.id;
-        metrics::gauge!("logdist_analyzer_target_share", "analyzer" => id.clone())
-            .set(stats.target_share);
-        metrics::gauge!("logdist_analyzer_share", "analyzer" => id.clone()).set(stats.share);
-        metrics::gauge!("logdist_analyzer_weight", "analyzer" => id.clone()).set(stats.weight);
-        for state in ["online", "unhealthy", "draining"] {
-            let value = if stats.state == state { 1.0 } else { 0.0 };
-            metrics::gauge!("logdist_analyzer_state", "analyzer" => id.clone(), "state" => state)
-                .set(value);
-        }
-        metrics::gauge!("logdist_lane_queued_packets", "analyzer" => id.clone())
-            .set(member.queued_packets() as f64);
-        metrics::gauge!("logdist_lane_queued_bytes", "analyzer" => id).set(
-            member
-                .queued_bytes
-                .load(std::sync::atomic::Ordering::Relaxed) as f64,
-        );
-    }
     metrics::gauge!("logdist_idempotency_keys").set(shared.idempotency.len() as f64);
-    let text = shared.metrics.render();
+    metrics::gauge!("logdist_analyzers").set(shared.registry.len() as f64);
+    let mut text = shared.metrics.render();
+    super::exposition::render(&shared.registry.snapshot(), &mut text);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -172,6 +172,33 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_HEALTHY_AFTER", default_value_t = 2)]
     pub healthy_after: u32,
 
+    /// Ejection after a failed delivery: an analyzer whose delivery fails or times out is
+    /// taken out of routing for this long, doubled for each ejection in a row (probes
+    /// that pass do not end an ejection early).
+    #[arg(long, env = "LOGDIST_EJECT_BASE", default_value = "2s", value_parser = crate::parse_duration)]
+    pub eject_base: Duration,
+
+    /// The longest ejection; an analyzer that delivers without a failure for this long
+    /// after its last ejection starts again from --eject-base.
+    #[arg(long, env = "LOGDIST_EJECT_MAX", default_value = "2m", value_parser = crate::parse_duration)]
+    pub eject_max: Duration,
+
+    /// Health probes sent per second at most, over all analyzers: probing costs a bounded
+    /// amount of work whatever the number of analyzers (with many, each is probed less
+    /// often than --probe-interval).
+    #[arg(long, env = "LOGDIST_PROBE_RATE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub probe_rate: u32,
+
+    /// Analyzers registered at most; a registration of a new one beyond gets 503.
+    #[arg(long, env = "LOGDIST_MAX_ANALYZERS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_analyzers: u32,
+
+    /// Registrations that add or change an analyzer, per second and source address (a
+    /// burst of as many is allowed); beyond, 429 with Retry-After. Renewing a
+    /// registration as it is (an analyzer's keep-alive) is not counted.
+    #[arg(long, env = "LOGDIST_REGISTER_RATE", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub register_rate: u32,
+
     /// Share analyzers, weights and counts with every distributor on this Redis
     /// (redis://HOST:PORT/DB). Without it all state is in this process.
     #[arg(long, env = "LOGDIST_REDIS")]
@@ -258,25 +285,11 @@ pub struct AnalyzerUrl {
 }
 
 impl AnalyzerUrl {
-    /// Whether this URL reaches the distributor listening on `listen` itself: registering
-    /// it would send every packet routed there back in, forever.
-    pub fn is_loop_to(&self, listen: SocketAddr) -> bool {
-        if self.port != listen.port() {
-            return false;
-        }
-        match self.ip() {
-            Some(ip) => ip.is_loopback() || ip == listen.ip(),
-            None => self.host.eq_ignore_ascii_case("localhost"),
-        }
-    }
-
-    /// The host as an IP address, when it is one.
-    fn ip(&self) -> Option<IpAddr> {
-        self.host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()
+    /// The host as resolvers take it: an IPv6 address without its brackets. Whether the
+    /// URL leads back to the distributor itself is judged by what this resolves to (see
+    /// `self_loop`).
+    pub fn bare_host(&self) -> &str {
+        self.host.trim_start_matches('[').trim_end_matches(']')
     }
 }
 
@@ -482,30 +495,23 @@ mod tests {
     }
 
     #[test]
-    fn https_and_loops() {
+    fn https_and_bare_hosts() {
         let url: AnalyzerUrl = "https://analyzer.internal:8443".parse().unwrap();
         assert_eq!(url.packets, "https://analyzer.internal:8443/packets");
         assert_eq!(url.port, 8443);
+        assert_eq!(url.bare_host(), "analyzer.internal");
         let url: AnalyzerUrl = "https://analyzer.internal".parse().unwrap();
         assert_eq!(url.port, 443);
         let url: AnalyzerUrl = "http://[::1]:3001".parse().unwrap();
-        assert_eq!(url.ip(), Some(IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])));
-        let listen: SocketAddr = "127.0.0.1:3000".parse().unwrap();
-        for looping in [
-            "http://127.0.0.1:3000",
-            "http://localhost:3000",
-            "http://[::1]:3000",
-        ] {
-            let url: AnalyzerUrl = looping.parse().unwrap();
-            assert!(url.is_loop_to(listen), "{looping}");
+        assert_eq!(url.host, "[::1]");
+        assert_eq!(url.bare_host(), "::1");
+        let url: AnalyzerUrl = "http://[::ffff:127.0.0.1]:3001".parse().unwrap();
+        assert_eq!(url.bare_host(), "::ffff:127.0.0.1");
+        // The inet_aton spellings are names to this parser; the resolver reads them.
+        for host in ["127.1", "0x7f.1", "2130706433", "0177.0.0.1", "localhost."] {
+            let url: AnalyzerUrl = format!("http://{host}:3000").parse().unwrap();
+            assert_eq!(url.bare_host(), host);
         }
-        let url: AnalyzerUrl = "http://127.0.0.1:3001".parse().unwrap();
-        assert!(!url.is_loop_to(listen));
-        let url: AnalyzerUrl = "http://10.0.0.5:3000".parse().unwrap();
-        assert!(!url.is_loop_to(listen));
-        assert!(!url.is_loop_to("0.0.0.0:3000".parse().unwrap()));
-        let url: AnalyzerUrl = "http://10.0.0.5:3000".parse().unwrap();
-        assert!(url.is_loop_to("10.0.0.5:3000".parse().unwrap()));
     }
 
     #[test]

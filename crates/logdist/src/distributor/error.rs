@@ -54,6 +54,21 @@ pub enum ApiError {
     /// A fault of the distributor's own (never the client's input).
     #[error("internal error: {0}")]
     Internal(String),
+    /// An analyzer refused this packet, sent to it alone, as bad: sending it again
+    /// unchanged would fail the same way.
+    #[error("{0}")]
+    RefusedByAnalyzer(String),
+    /// The packet is larger than any online analyzer takes.
+    #[error("{0}")]
+    TooLargeForAnalyzers(String),
+    /// Too many requests of this kind from this source; retry after the given delay.
+    #[error("{reason}")]
+    TooManyRequests {
+        /// Why, for the caller's logs.
+        reason: String,
+        /// Sent as `Retry-After` (whole seconds, at least 1).
+        retry_after: Duration,
+    },
     /// Nothing was accepted; the agent should retry after the given delay.
     #[error("{reason}")]
     Unavailable {
@@ -78,6 +93,9 @@ impl ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RefusedByAnalyzer(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLargeForAnalyzers(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -95,6 +113,9 @@ impl ApiError {
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Internal(_) => "internal",
+            Self::RefusedByAnalyzer(_) => "refused_by_analyzer",
+            Self::TooLargeForAnalyzers(_) => "too_large_for_analyzers",
+            Self::TooManyRequests { .. } => "too_many_requests",
             Self::Unavailable { .. } => "unavailable",
         }
     }
@@ -104,7 +125,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry_after = match &self {
-            Self::Unavailable { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            Self::Unavailable { retry_after, .. } | Self::TooManyRequests { retry_after, .. } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             _ => None,
         };
         let mut response = (
@@ -119,10 +142,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if matches!(
-            status,
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-        ) {
+        if matches!(self, Self::TooLarge { .. } | Self::Timeout(_)) {
             // The rest of the body may still be on its way: do not reuse this connection.
             response
                 .headers_mut()

@@ -1,9 +1,11 @@
-//! Health probes: `GET {url}/health` on every member, on a fixed interval while online and
-//! with exponential backoff while unhealthy. The state flips only after several
+//! Health probes: `GET {url}/health` on every member, at once when it registers, then on a
+//! fixed interval while online and with exponential backoff while unhealthy, never more
+//! than `--probe-rate` a second over all members. The state flips only after several
 //! consecutive results in a row (`--unhealthy-after`, `--healthy-after`), so a single slow
 //! probe does not make routing flap, and each flip is logged once.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,16 +25,17 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
     let cfg = &shared.config;
     let (mut failures, mut successes, mut backoff) = (0u32, 0u32, MIN_BACKOFF);
     let mut last_state = member.state();
+    // A new member is probed at once: it is routed to from its first good probe.
+    let mut wait = Duration::ZERO;
     loop {
-        let wait = match member.state() {
-            State::Unhealthy => backoff,
-            _ => cfg.probe_interval,
-        };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = member.retire.cancelled() => return,
         }
-        let healthy = probe(&shared, &member).await;
+        let healthy = tokio::select! {
+            healthy = probe(&shared, &member) => healthy,
+            () = member.retire.cancelled() => return,
+        };
         let state = member.state();
         if state != last_state {
             // The state changed under us (a failed delivery, a recovery): count afresh.
@@ -54,7 +57,13 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
             (State::Unhealthy, true) => {
                 successes += 1;
                 backoff = MIN_BACKOFF;
-                if successes >= cfg.healthy_after.max(1) {
+                let needed = if member.joined.load(Ordering::Relaxed) {
+                    cfg.healthy_after.max(1)
+                } else {
+                    1
+                };
+                // An ejected member comes back only once its ejection is over.
+                if successes >= needed && member.ejected_for().is_zero() {
                     shared.registry.mark_online(&member);
                     (failures, successes) = (0, 0);
                     last_state = member.state();
@@ -66,11 +75,25 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
             }
             (State::Draining, _) => {}
         }
+        member.probed.cancel();
+        wait = match member.state() {
+            // While ejected, the next probe that can bring it back is at the ejection's end.
+            State::Unhealthy => backoff.max(member.ejected_for()),
+            _ => cfg.probe_interval,
+        };
     }
 }
 
+/// One `GET {url}/health`, in its turn of `--probe-rate`: whether it answered 2xx within
+/// `--probe-timeout`.
 async fn probe(shared: &Shared, member: &Member) -> bool {
-    let Ok(request) = Request::get(member.url.health.clone()).body(Full::new(Bytes::new())) else {
+    let slot = shared.probes.slot(std::time::Instant::now());
+    tokio::time::sleep_until(slot.into()).await;
+    let mut request = Request::get(member.url.health.clone());
+    if let Some(auth) = &shared.analyzer_auth {
+        request = request.header(http::header::AUTHORIZATION, auth.clone());
+    }
+    let Ok(request) = request.body(Full::new(Bytes::new())) else {
         return false;
     };
     let exchange = async {

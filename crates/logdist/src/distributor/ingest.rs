@@ -318,13 +318,17 @@ async fn accept(
     Ok(Answer { status, ack })
 }
 
+/// The answer to a packet that was not delivered: 503 with Retry-After when sending it
+/// again may work, 413 or 422 (with the analyzer's reason) when it cannot.
 fn unavailable(why: Refusal) -> ApiError {
     let retry_after = match why {
         Refusal::NoAnalyzer | Refusal::ShuttingDown => Duration::from_secs(5),
         Refusal::QueueFull | Refusal::DeliveryFailed => Duration::from_secs(1),
+        Refusal::TooLarge { .. } => return ApiError::TooLargeForAnalyzers(why.to_string()),
+        Refusal::Rejected(_) => return ApiError::RefusedByAnalyzer(why.to_string()),
     };
     ApiError::Unavailable {
-        reason: why.message().to_owned(),
+        reason: why.to_string(),
         retry_after,
     }
 }

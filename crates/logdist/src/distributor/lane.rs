@@ -7,10 +7,23 @@
 //! Full-queue policy: the queue never blocks and never drops. When it is full, `dispatch`
 //! refuses the packet and the agent gets 503 with Retry-After (see the registry).
 //!
-//! Failure policy: a failed or timed-out delivery marks the analyzer unhealthy, and each of
-//! its packets is routed again (to the analyzers still online) up to `--max-attempts`.
-//! A packet that cannot be placed is answered 503 if its agent waits, or retried for a
-//! while and then counted as dropped if it was already answered 202.
+//! Failure policy, by what the analyzer answered (see [`Answer`]):
+//! - 2xx: every packet of the batch is delivered.
+//! - 400, 415 or 422: it refuses something in the batch as bad. That is not a sick
+//!   analyzer: the batch is split in halves, and each half delivered, until the packets it
+//!   refuses are alone. Each of those fails by itself (its agent gets 422 with the
+//!   analyzer's reason; with `--ack accepted` it is counted and logged as dropped); every
+//!   other packet is delivered.
+//! - 413: the batch is over the analyzer's body limit. The limit is learned, the batch
+//!   re-sent in parts under it, and later batches to it are kept under it too. A packet
+//!   larger than the limit alone is routed to an analyzer that takes it (413 to its agent
+//!   when none does).
+//! - anything else (no connection, a broken one, a timeout, 5xx, 401, 404, 429, ...): the
+//!   analyzer is ejected for a time that grows with each ejection (see
+//!   [`Member::eject`]), and each packet of the batch is routed again, up to
+//!   `--max-attempts`. A packet that cannot be placed is answered 503 if its agent
+//!   waits, or retried for a while and then counted as dropped if it was already
+//!   answered 202.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +37,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
 use super::batch::Batch;
-use super::member::{Job, Member, Refusal, State};
+use super::member::{Job, Member, Refusal, Rejection, State};
 use super::{DeliveryClient, Shared};
 use crate::error_chain;
 
@@ -43,9 +56,17 @@ pub enum DeliveryError {
     /// The connection broke: the analyzer may or may not have the packets.
     #[error("{0}")]
     Transport(String),
-    /// The analyzer answered with an error status.
-    #[error("analyzer answered {0}")]
-    Status(http::StatusCode),
+    /// The analyzer answered with an error status, and said this.
+    #[error("analyzer answered {0}: {1}")]
+    Status(http::StatusCode, String),
+}
+
+/// Whether an analyzer's error status is about the request's content (some packet in it
+/// is bad), as opposed to the analyzer itself: a 401, 403, 404 or 405 says it is
+/// misconfigured (every packet would get it), a 408 or 429 that it is busy, a 5xx that it
+/// is failing. A 413 is about the body's size, handled on its own.
+pub fn refuses_content(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 415 | 422)
 }
 
 /// Runs lane `lane` of one member (on worker `lane`) until the member is retired and the
@@ -56,19 +77,25 @@ pub async fn run(
     mut queue: mpsc::UnboundedReceiver<Job>,
     lane: usize,
 ) {
-    let max_bytes = shared.config.batch_bytes.as_u64() as usize;
+    let batch_bytes = shared.config.batch_bytes.as_u64() as usize;
     let mut deliveries = JoinSet::new();
     // The lane's own child of the member's token: a token's state sits behind a lock, and
     // the member's is shared by its lanes on every worker.
     let retire = member.retire.child_token();
+    // A packet taken from the queue that did not fit in the last batch: the next starts
+    // with it.
+    let mut held: Option<Job> = None;
     loop {
-        let first = tokio::select! {
-            biased;
-            job = queue.recv() => job,
-            () = retire.cancelled() => {
-                queue.close();
-                queue.recv().await
-            }
+        let first = match held.take() {
+            Some(job) => Some(job),
+            None => tokio::select! {
+                biased;
+                job = queue.recv() => job,
+                () = retire.cancelled() => {
+                    queue.close();
+                    queue.recv().await
+                }
+            },
         };
         let Some(first) = first else { break };
         // Wait for a delivery slot (shared by the member's lanes) with the packet in hand:
@@ -82,7 +109,9 @@ pub async fn run(
             }
         };
         linger(|| queue.len()).await;
-        let batch = collect(first, &mut queue, max_bytes);
+        let max_bytes = batch_bytes.min(member.accepts_at_most());
+        let (batch, next) = collect(first, || queue.try_recv().ok(), max_bytes);
+        held = next;
         member.dequeued(batch.len());
         while deliveries.try_join_next().is_some() {}
         deliveries.spawn(deliver(shared.clone(), member.clone(), batch, permit, lane));
@@ -117,24 +146,39 @@ async fn linger(queued: impl Fn() -> usize) -> usize {
     LINGER_TURNS
 }
 
-/// Takes what is already queued, up to `max_bytes`, behind `first`, without waiting (the
-/// lane has waited for a delivery slot and lingered before): under load the queue fills
-/// while deliveries are in flight, which is what makes batches large.
-fn collect(first: Job, queue: &mut mpsc::UnboundedReceiver<Job>, max_bytes: usize) -> Vec<Job> {
+/// Takes what is already queued (`next` gives it, without waiting) behind `first`, while
+/// the batch stays within `max_bytes`: the lane has waited for a delivery slot and
+/// lingered before, and under load the queue fills while deliveries are in flight, which
+/// is what makes batches large. Returns the batch and the packet that would have taken it
+/// over `max_bytes`, if one was taken: it starts the next batch. Only `first` alone can be
+/// over `max_bytes`.
+fn collect(
+    first: Job,
+    mut next: impl FnMut() -> Option<Job>,
+    max_bytes: usize,
+) -> (Vec<Job>, Option<Job>) {
     let mut bytes = first.packet.ndjson.len();
     let mut batch = vec![first];
     while bytes < max_bytes {
-        match queue.try_recv() {
-            Ok(job) => {
-                bytes += job.packet.ndjson.len();
-                batch.push(job);
-            }
-            Err(_) => break,
+        let Some(job) = next() else { break };
+        let len = job.packet.ndjson.len();
+        if bytes + len > max_bytes {
+            return (batch, Some(job));
         }
+        bytes += len;
+        batch.push(job);
     }
-    batch
+    (batch, None)
 }
 
+/// The NDJSON bytes of some packets.
+fn bytes_of(jobs: &[Job]) -> usize {
+    jobs.iter().map(|j| j.packet.ndjson.len()).sum()
+}
+
+/// Delivers a batch, and then its parts as the analyzer's answers ask (see the module
+/// documentation): halves of a batch with a packet it refuses, parts under its limit
+/// after a 413. Parts go one after the other, in order, on the same delivery slot.
 async fn deliver(
     shared: Arc<Shared>,
     member: Arc<Member>,
@@ -142,46 +186,134 @@ async fn deliver(
     _permit: OwnedSemaphorePermit,
     lane: usize,
 ) {
-    let bytes: usize = batch.iter().map(|j| j.packet.ndjson.len()).sum();
-    let outcome = if member.state() == State::Unhealthy {
-        // Queued before the analyzer turned unhealthy: send it elsewhere instead.
-        None
-    } else {
-        // One request body for the whole batch, its large packets sent without a copy.
-        let body = Batch::new(batch.iter().map(|job| &job.packet.ndjson));
+    // The parts still to send, the next one last.
+    let mut parts = vec![batch];
+    while let Some(part) = parts.pop() {
+        if member.state() == State::Unhealthy {
+            // Queued before the analyzer turned unhealthy: send it elsewhere instead.
+            for part in std::iter::once(part).chain(parts.drain(..)) {
+                member.queued_bytes.fetch_sub(bytes_of(&part), Ordering::Relaxed);
+                reroute(&shared, part, false);
+            }
+            return;
+        }
+        let bytes = bytes_of(&part);
+        // One request body for the whole part, its large packets sent without a copy.
+        let body = Batch::new(part.iter().map(|job| &job.packet.ndjson));
         let started = Instant::now();
-        let result = post(&shared, shared.lane_client(lane), &member, body).await;
-        Some((result, started.elapsed()))
-    };
-    member.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-    match outcome {
-        Some((Ok(()), elapsed)) => {
-            let messages: u64 = batch.iter().map(|j| u64::from(j.packet.messages)).sum();
-            member.messages_total.fetch_add(messages, Ordering::Relaxed);
-            member
-                .packets_total
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            let m = &member.metrics;
-            m.messages.increment(messages);
-            m.packets.increment(batch.len() as u64);
-            m.ok.increment(1);
-            m.duration.record(elapsed);
-            member.record_delivery(bytes, elapsed, shared.config.lane_concurrency);
-            for job in batch {
-                job.finish(Ok(member.id.clone()));
+        let outcome = post(&shared, shared.lane_client(lane), &member, body).await;
+        let elapsed = started.elapsed();
+        // The member's queued bytes count each packet until it leaves: delivered,
+        // refused, or routed elsewhere. Parts put back stay counted.
+        let gone = |jobs: &[Job]| member.queued_bytes.fetch_sub(bytes_of(jobs), Ordering::Relaxed);
+        match outcome {
+            Ok(()) => {
+                gone(&part);
+                delivered(&shared, &member, part, bytes, elapsed);
+            }
+            Err(DeliveryError::Status(status, reason)) if refuses_content(status) => {
+                if part.len() > 1 {
+                    debug!(analyzer = %member.id, %status, %reason, packets = part.len(), "Analyzer refused a batch; sending it in halves to find the packets it refuses.");
+                    requeue(&mut parts, halves(part));
+                } else {
+                    gone(&part);
+                    for job in part {
+                        rejected(&member, job, status, reason.clone());
+                    }
+                }
+            }
+            Err(DeliveryError::Status(http::StatusCode::PAYLOAD_TOO_LARGE, _)) => {
+                let limit = member.refused_size(bytes);
+                warn!(analyzer = %member.id, bytes, limit, "Analyzer refused a delivery as too large (413); sending less at a time.");
+                let (fit, too_large): (Vec<_>, Vec<_>) =
+                    part.into_iter().partition(|j| j.packet.ndjson.len() <= limit);
+                // Larger than it takes, even alone: routing gives it to an analyzer that
+                // takes it, if one does. Nothing was delivered, so it costs no attempt.
+                gone(&too_large);
+                reroute(&shared, too_large, false);
+                requeue(&mut parts, pack(fit, limit));
+            }
+            Err(e) => {
+                member.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed);
+                let time = member.eject(shared.config.eject_base, shared.config.eject_max);
+                warn!(analyzer = %member.id, error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
+                shared.registry.mark_unhealthy(&member, &e.to_string());
+                // A refused connection delivered nothing for sure: trying elsewhere costs no
+                // attempt (each refusal takes an analyzer out, so this ends). Parts not sent
+                // yet cost none either.
+                let in_doubt = !matches!(e, DeliveryError::Refused(_));
+                gone(&part);
+                reroute(&shared, part, in_doubt);
+                for rest in parts.drain(..).rev() {
+                    gone(&rest);
+                    reroute(&shared, rest, false);
+                }
+                return;
             }
         }
-        Some((Err(e), _)) => {
-            member.metrics.failed.increment(1);
-            warn!(analyzer = %member.id, error = %e, packets = batch.len(), "Delivery failed; re-routing its packets.");
-            shared.registry.mark_unhealthy(&member, &e.to_string());
-            // A refused connection delivered nothing for sure: trying elsewhere costs no
-            // attempt (each refusal takes an analyzer out, so this ends).
-            let in_doubt = !matches!(e, DeliveryError::Refused(_));
-            reroute(&shared, batch, in_doubt);
-        }
-        None => reroute(&shared, batch, false),
     }
+}
+
+/// Puts parts back to be sent next, the first of them first. (Their bytes were counted
+/// off the member's queue with the whole they came from; they are sent on the same slot.)
+fn requeue(parts: &mut Vec<Vec<Job>>, new: Vec<Vec<Job>>) {
+    parts.extend(new.into_iter().rev());
+}
+
+/// A batch in two halves by packets, in order.
+fn halves(mut part: Vec<Job>) -> Vec<Vec<Job>> {
+    let second = part.split_off(part.len() / 2);
+    vec![part, second]
+}
+
+/// Packs packets in order into parts of at most `limit` bytes (a packet over it alone).
+fn pack(jobs: Vec<Job>, limit: usize) -> Vec<Vec<Job>> {
+    let mut parts: Vec<Vec<Job>> = Vec::new();
+    let mut bytes = 0;
+    for job in jobs {
+        let len = job.packet.ndjson.len();
+        match parts.last_mut() {
+            Some(last) if bytes + len <= limit => last.push(job),
+            _ => {
+                parts.push(vec![job]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    parts
+}
+
+/// An acknowledged delivery: counts it, and answers every packet's agent.
+fn delivered(shared: &Shared, member: &Member, part: Vec<Job>, bytes: usize, elapsed: Duration) {
+    let messages: u64 = part.iter().map(|j| u64::from(j.packet.messages)).sum();
+    member.messages_total.fetch_add(messages, Ordering::Relaxed);
+    member
+        .packets_total
+        .fetch_add(part.len() as u64, Ordering::Relaxed);
+    let m = &member.metrics;
+    m.deliveries_ok.fetch_add(1, Ordering::Relaxed);
+    m.duration.record(elapsed);
+    member.record_delivery(bytes, elapsed, shared.config.lane_concurrency);
+    member.delivered_well(shared.config.eject_max);
+    for job in part {
+        job.finish(Ok(member.id.clone()));
+    }
+}
+
+/// A packet the analyzer refused as bad, sent alone: it fails by itself.
+fn rejected(member: &Member, job: Job, status: http::StatusCode, reason: String) {
+    member
+        .metrics
+        .packets_rejected
+        .fetch_add(1, Ordering::Relaxed);
+    warn!(analyzer = %member.id, %status, %reason, messages = job.packet.messages, "Analyzer refused a packet as bad; failing that packet alone.");
+    let why = Refusal::Rejected(Arc::new(Rejection {
+        analyzer: member.id.clone(),
+        status: status.as_u16(),
+        reason,
+    }));
+    fail(job, why);
 }
 
 async fn post(
@@ -191,9 +323,13 @@ async fn post(
     body: Batch,
 ) -> Result<(), DeliveryError> {
     let timeout = shared.config.delivery_timeout;
-    let request = Request::post(member.url.packets.clone())
+    let mut request = Request::post(member.url.packets.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(DEADLINE_HEADER, delivery_deadline(timeout))
+        .header(DEADLINE_HEADER, delivery_deadline(timeout));
+    if let Some(auth) = &shared.analyzer_auth {
+        request = request.header(header::AUTHORIZATION, auth.clone());
+    }
+    let request = request
         .body(body)
         .map_err(|e| DeliveryError::Transport(e.to_string()))?;
     let exchange = async {
@@ -206,20 +342,54 @@ async fn post(
         })?;
         let status = response.status();
         // Read the answer to the end so the connection goes back to the pool.
-        response
+        let body = response
             .into_body()
             .collect()
             .await
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
+            .map_err(|e| DeliveryError::Transport(e.to_string()))?
+            .to_bytes();
         if status.is_success() {
             Ok(())
         } else {
-            Err(DeliveryError::Status(status))
+            Err(DeliveryError::Status(status, reason_of(&body)))
         }
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+}
+
+/// Longest part of an analyzer's error answer passed on to an agent.
+const MAX_REASON: usize = 300;
+
+/// What an analyzer's error answer says: its JSON `error` field (logdist's analyzer and
+/// most HTTP APIs answer so), or else the start of its body as text.
+pub fn reason_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Error {
+        error: serde_json::Value,
+    }
+    let text = match serde_json::from_slice::<Error>(body) {
+        Ok(Error {
+            error: serde_json::Value::String(text),
+        }) => text,
+        Ok(Error { error }) => error.to_string(),
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if text.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    if text.is_empty() {
+        "no reason given".to_owned()
+    } else {
+        text
+    }
 }
 
 /// The header telling an analyzer when the distributor gives up on a delivery, in Unix
@@ -253,8 +423,8 @@ pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>, in_doubt: bool) {
         }
         metrics::counter!("logdist_packets_rerouted_total").increment(1);
         if let Err((job, why)) = shared.dispatch(job) {
-            if job.ack.is_some() {
-                job.finish(Err(why));
+            if job.ack.is_some() || !why.is_retryable() {
+                fail(job, why);
             } else {
                 tokio::spawn(retry_accepted(shared.clone(), job));
             }
@@ -279,7 +449,7 @@ fn fail(job: Job, why: Refusal) {
     if job.ack.is_none() {
         error!(
             messages = job.packet.messages,
-            reason = why.message(),
+            reason = %why,
             "Dropping an accepted packet."
         );
         metrics::counter!("logdist_messages_dropped_total")
@@ -315,6 +485,90 @@ mod tests {
             let turns = linger(|| queued.get()).await;
             (turns, queued.get())
         })
+    }
+
+    fn job(bytes: usize) -> Job {
+        let mut line = vec![b'x'; bytes.max(1)];
+        *line.last_mut().unwrap() = b'\n';
+        Job {
+            packet: logdist_core::Packet {
+                ndjson: bytes::Bytes::from(line),
+                messages: 1,
+            },
+            ack: None,
+            attempts: 0,
+        }
+    }
+
+    fn sizes(jobs: &[Job]) -> Vec<usize> {
+        jobs.iter().map(|j| j.packet.ndjson.len()).collect()
+    }
+
+    proptest::proptest! {
+        /// A batch stays within the byte limit (but for a first packet over it, alone),
+        /// keeps the queue's order, and holds back the packet that would overshoot.
+        #[test]
+        fn batches_never_exceed_the_limit(
+            lens in proptest::collection::vec(1usize..5000, 1..60),
+            limit in 1usize..20_000,
+        ) {
+            let mut queue = lens.iter().map(|&n| job(n)).collect::<std::collections::VecDeque<_>>();
+            let mut seen = Vec::new();
+            let mut held = None;
+            while let Some(first) = held.take().or_else(|| queue.pop_front()) {
+                let (batch, next) = collect(first, || queue.pop_front(), limit);
+                let bytes = bytes_of(&batch);
+                proptest::prop_assert!(bytes <= limit || batch.len() == 1, "{bytes} > {limit}");
+                if let Some(next) = &next {
+                    proptest::prop_assert!(bytes + next.packet.ndjson.len() > limit);
+                }
+                seen.extend(sizes(&batch));
+                held = next;
+            }
+            proptest::prop_assert_eq!(seen, lens);
+        }
+
+        /// Parts after a 413 keep the order and stay within the learned limit (but for a
+        /// packet over it, alone); halves keep the order and are never empty.
+        #[test]
+        fn parts_keep_order_and_limits(
+            lens in proptest::collection::vec(1usize..5000, 2..60),
+            limit in 1usize..20_000,
+        ) {
+            let parts = pack(lens.iter().map(|&n| job(n)).collect(), limit);
+            for part in &parts {
+                proptest::prop_assert!(bytes_of(part) <= limit || part.len() == 1);
+                proptest::prop_assert!(!part.is_empty());
+            }
+            let flat: Vec<usize> = parts.iter().flat_map(|p| sizes(p)).collect();
+            proptest::prop_assert_eq!(&flat, &lens);
+            let two = halves(lens.iter().map(|&n| job(n)).collect());
+            proptest::prop_assert!(two.iter().all(|h| !h.is_empty()));
+            let flat: Vec<usize> = two.iter().flat_map(|p| sizes(p)).collect();
+            proptest::prop_assert_eq!(flat, lens);
+        }
+    }
+
+    #[test]
+    fn content_refusals_are_told_from_sick_analyzers() {
+        use http::StatusCode;
+        for status in [400, 415, 422] {
+            assert!(refuses_content(StatusCode::from_u16(status).unwrap()), "{status}");
+        }
+        for status in [401, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504] {
+            assert!(!refuses_content(StatusCode::from_u16(status).unwrap()), "{status}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_read_from_the_answer() {
+        assert_eq!(reason_of(br#"{"error":"missing field `timestamp` at line 1"}"#), "missing field `timestamp` at line 1");
+        assert_eq!(reason_of(b"bad things\n"), "bad things");
+        assert_eq!(reason_of(b""), "no reason given");
+        assert_eq!(reason_of(br#"{"error":{"code":7}}"#), r#"{"code":7}"#);
+        let long = reason_of("é".repeat(1000).as_bytes());
+        assert!(long.len() <= MAX_REASON + '…'.len_utf8() && long.ends_with('…'));
+        assert!(!reason_of(b"a\x1b[31mred").contains('\x1b'));
     }
 
     #[test]

@@ -2,14 +2,16 @@
 //! queue, and its counters. Shared between the registry, its lane and its health watcher.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use logdist_core::Packet;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AnalyzerUrl;
+use super::exposition::MemberMetrics;
 
 /// Weight of a new delivery in the measured rate (an exponential moving average).
 const RATE_SMOOTHING: f64 = 0.2;
@@ -39,9 +41,10 @@ impl State {
     }
 }
 
-/// Why a packet could not be taken or delivered. Every variant means "not accepted":
-/// the agent gets 503 and should retry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a packet could not be taken or delivered. The first four mean "not accepted, try
+/// again": the agent gets 503. The last two are about the packet itself, and retrying it
+/// unchanged would fail the same way: the agent gets a 4xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// No analyzer is online.
     NoAnalyzer,
@@ -51,16 +54,53 @@ pub enum Refusal {
     DeliveryFailed,
     /// The distributor is shutting down.
     ShuttingDown,
+    /// No online analyzer takes a packet this large (their limits, learned from 413s).
+    TooLarge {
+        /// The packet's NDJSON bytes.
+        bytes: usize,
+        /// The most any online analyzer is known to take.
+        largest: usize,
+    },
+    /// An analyzer refused the packet itself, sent alone, as bad (400, 415, 422).
+    Rejected(Arc<Rejection>),
+}
+
+/// An analyzer's refusal of one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Who refused it.
+    pub analyzer: Arc<str>,
+    /// The status it answered.
+    pub status: u16,
+    /// What it said (its `error` field, or the start of its answer).
+    pub reason: String,
 }
 
 impl Refusal {
-    /// What the agent is told.
-    pub fn message(self) -> &'static str {
+    /// Whether the agent may succeed by sending the same packet again (503), or not (4xx).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::TooLarge { .. } | Self::Rejected(_))
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::NoAnalyzer => "no analyzer is online",
-            Self::QueueFull => "the analyzer whose turn it is has a full queue; retry shortly",
-            Self::DeliveryFailed => "delivery failed at every analyzer tried",
-            Self::ShuttingDown => "the distributor is shutting down",
+            Self::NoAnalyzer => f.write_str("no analyzer is online"),
+            Self::QueueFull => {
+                f.write_str("the analyzer whose turn it is has a full queue; retry shortly")
+            }
+            Self::DeliveryFailed => f.write_str("delivery failed at every analyzer tried"),
+            Self::ShuttingDown => f.write_str("the distributor is shutting down"),
+            Self::TooLarge { bytes, largest } => write!(
+                f,
+                "the packet is {bytes} bytes as NDJSON, and no online analyzer takes more than {largest}; send smaller packets"
+            ),
+            Self::Rejected(r) => write!(
+                f,
+                "analyzer `{}` refused this packet ({}): {}",
+                r.analyzer, r.status, r.reason
+            ),
         }
     }
 }
@@ -133,37 +173,40 @@ pub struct Member {
     pub retire: CancellationToken,
     /// Cancelled by its last lane once every queue is empty and nothing is in flight.
     pub drained: CancellationToken,
-    /// Its metrics, registered once so that a delivery neither allocates labels nor
-    /// looks metrics up by name.
-    pub metrics: LaneMetrics,
+    /// Cancelled by its health watcher once its first probe has answered (or failed), so
+    /// that a registration can answer with the state that probe decided.
+    pub probed: CancellationToken,
+    /// Whether it has ever been online: a member that has not starts unhealthy and goes
+    /// online at its first good probe (so that an address nothing answers at never gets
+    /// traffic); one that has needs `--healthy-after` good probes to come back.
+    pub joined: std::sync::atomic::AtomicBool,
+    /// The largest delivery body it takes, in bytes, learned from its 413s
+    /// (`usize::MAX` until it has refused one).
+    accepts_at_most: AtomicUsize,
+    /// Its outlier state: ejections and when the current one ends.
+    ejection: Ejection,
+    /// Its metrics: its own counters, rendered under its id by `/metrics` while it is a
+    /// member, and gone with it.
+    pub metrics: MemberMetrics,
 }
 
-/// The per-analyzer metrics a lane updates on every delivery.
-#[derive(Debug)]
-pub struct LaneMetrics {
-    /// `logdist_messages_delivered_total{analyzer}`.
-    pub messages: metrics::Counter,
-    /// `logdist_packets_delivered_total{analyzer}`.
-    pub packets: metrics::Counter,
-    /// `logdist_deliveries_total{analyzer, outcome="ok"}`.
-    pub ok: metrics::Counter,
-    /// `logdist_deliveries_total{analyzer, outcome="failed"}`.
-    pub failed: metrics::Counter,
-    /// `logdist_delivery_duration_seconds{analyzer}`.
-    pub duration: metrics::Histogram,
+/// Outlier detection from deliveries, as Envoy's: a failed delivery ejects the member for
+/// a time that doubles with each ejection in a row (from `--eject-base` up to
+/// `--eject-max`). Probes keep running meanwhile, but a good probe does not end an
+/// ejection early. The count starts again once the member has delivered without a failure
+/// for `--eject-max` after its last ejection ended.
+#[derive(Debug, Default)]
+struct Ejection {
+    /// Ejections in a row.
+    count: AtomicU32,
+    /// When the current (or last) ejection ends, in milliseconds of [`now_ms`].
+    until_ms: AtomicU64,
 }
 
-impl LaneMetrics {
-    fn new(id: &str) -> Self {
-        let label = id.to_owned();
-        Self {
-            messages: metrics::counter!("logdist_messages_delivered_total", "analyzer" => label.clone()),
-            packets: metrics::counter!("logdist_packets_delivered_total", "analyzer" => label.clone()),
-            ok: metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "ok"),
-            failed: metrics::counter!("logdist_deliveries_total", "analyzer" => label.clone(), "outcome" => "failed"),
-            duration: metrics::histogram!("logdist_delivery_duration_seconds", "analyzer" => label),
-        }
-    }
+/// Milliseconds since the first call, on the monotonic clock: a time an atomic can hold.
+pub fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 impl Member {
@@ -179,11 +222,11 @@ impl Member {
             .map(|_| mpsc::unbounded_channel())
             .unzip();
         let member = Self {
-            metrics: LaneMetrics::new(&id),
+            metrics: MemberMetrics::default(),
             id,
             url,
             pinned,
-            state: AtomicU8::new(State::Online as u8),
+            state: AtomicU8::new(State::Unhealthy as u8),
             queues,
             queued: AtomicUsize::new(0),
             capacity: queue.packets.max(1),
@@ -195,6 +238,10 @@ impl Member {
             packets_total: AtomicU64::new(0),
             retire: CancellationToken::new(),
             drained: CancellationToken::new(),
+            probed: CancellationToken::new(),
+            joined: std::sync::atomic::AtomicBool::new(false),
+            accepts_at_most: AtomicUsize::new(usize::MAX),
+            ejection: Ejection::default(),
         };
         (Arc::new(member), receivers)
     }
@@ -273,5 +320,46 @@ impl Member {
     /// Packets waiting in its queues.
     pub fn queued_packets(&self) -> usize {
         self.queued.load(Ordering::Relaxed)
+    }
+
+    /// The largest delivery it is known to take, in bytes.
+    pub fn accepts_at_most(&self) -> usize {
+        self.accepts_at_most.load(Ordering::Relaxed)
+    }
+
+    /// Learns from a 413 that it refuses a delivery of `bytes`; returns the new bound.
+    pub fn refused_size(&self, bytes: usize) -> usize {
+        let bound = bytes.saturating_sub(1);
+        self.accepts_at_most.fetch_min(bound, Ordering::Relaxed);
+        self.accepts_at_most()
+    }
+
+    /// Ejects it after a failed delivery: returns for how long (`base` doubled for each
+    /// ejection in a row, at most `max`).
+    pub fn eject(&self, base: Duration, max: Duration) -> Duration {
+        let count = self.ejection.count.fetch_add(1, Ordering::Relaxed);
+        let time = base.saturating_mul(1u32 << count.min(20)).min(max.max(base));
+        self.ejection
+            .until_ms
+            .store(now_ms() + time.as_millis() as u64, Ordering::Relaxed);
+        self.metrics.ejections.fetch_add(1, Ordering::Relaxed);
+        time
+    }
+
+    /// How long its current ejection still runs (zero when it is not ejected).
+    pub fn ejected_for(&self) -> Duration {
+        let until = self.ejection.until_ms.load(Ordering::Relaxed);
+        Duration::from_millis(until.saturating_sub(now_ms()))
+    }
+
+    /// A delivery succeeded: once it has gone `max` since its last ejection ended, the
+    /// next ejection is short again.
+    pub fn delivered_well(&self, max: Duration) {
+        if self.ejection.count.load(Ordering::Relaxed) > 0 {
+            let until = self.ejection.until_ms.load(Ordering::Relaxed);
+            if now_ms() >= until + max.as_millis() as u64 {
+                self.ejection.count.store(0, Ordering::Relaxed);
+            }
+        }
     }
 }

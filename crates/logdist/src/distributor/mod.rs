@@ -7,10 +7,12 @@
 //! [`health`] watches every analyzer; [`admin`] serves membership, stats and metrics.
 
 mod admin;
+mod admission;
 pub mod batch;
 mod cluster;
 pub mod config;
 mod error;
+mod exposition;
 mod health;
 mod idempotency;
 mod ingest;
@@ -19,6 +21,7 @@ mod lane;
 pub use lane::{DEADLINE_HEADER, delivery_deadline};
 mod member;
 mod registry;
+mod self_loop;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,6 +90,13 @@ pub struct Shared {
     packets_received: metrics::Counter,
     /// `logdist_messages_received_total`.
     messages_received: metrics::Counter,
+    /// Registrations that change membership, per source address (`--register-rate`).
+    registrations: admission::PerSource,
+    /// Health probes over all analyzers (`--probe-rate`).
+    probes: admission::Pacer,
+    /// `Authorization` for deliveries and probes: the admin token, which analyzers
+    /// register with and so know (an analyzer with `--token` requires it on `/packets`).
+    analyzer_auth: Option<http::HeaderValue>,
 }
 
 impl Shared {
@@ -123,7 +133,15 @@ impl Shared {
                 },
                 config.queue_bytes.as_u64() as usize,
                 config.queue_wait,
+                config.max_analyzers as usize,
             ),
+            registrations: admission::PerSource::new(config.register_rate),
+            probes: admission::Pacer::new(config.probe_rate),
+            analyzer_auth: config
+                .admin_token()
+                .map(|token| format!("Bearer {token}").parse())
+                .transpose()
+                .context("the admin token is not a valid header value")?,
             listen,
             workers,
             idempotency: idempotency::Keys::new(config.idempotency_window, config.idempotency_keys),
@@ -154,16 +172,31 @@ impl Shared {
         url: config::AnalyzerUrl,
         weight: f64,
         pinned: bool,
-    ) -> Result<registry::Registered, String> {
+    ) -> Result<(registry::Registered, Arc<member::Member>), registry::RegisterError> {
         let (outcome, new) = self.registry.register(id, url, weight, pinned)?;
-        if let Some((member, queues)) = new {
-            for (index, queue) in queues.into_iter().enumerate() {
-                let lane = lane::run(self.clone(), member.clone(), queue, index);
-                self.workers.spawn_on(index, lane);
+        let member = match new {
+            Some((member, queues)) => {
+                for (index, queue) in queues.into_iter().enumerate() {
+                    let lane = lane::run(self.clone(), member.clone(), queue, index);
+                    self.workers.spawn_on(index, lane);
+                }
+                tokio::spawn(health::watch(self.clone(), member.clone()));
+                member
             }
-            tokio::spawn(health::watch(self.clone(), member));
-        }
-        Ok(outcome)
+            None => self
+                .registry
+                .member(id)
+                .ok_or_else(|| registry::RegisterError::Draining(format!("analyzer `{id}` left meanwhile")))?,
+        };
+        Ok((outcome, member))
+    }
+
+    /// Waits (at most a probe's timeout and a little more) for a member's first probe, and
+    /// says whether it is online.
+    async fn first_probe(&self, member: &member::Member) -> bool {
+        let wait = self.config.probe_timeout + Duration::from_millis(500);
+        let _ = tokio::time::timeout(wait, member.probed.cancelled()).await;
+        member.state() == member::State::Online
     }
 
     /// Makes the local membership match the fleet's (cluster mode): adds and updates what
@@ -186,15 +219,12 @@ impl Shared {
     }
 
     /// Refuses an analyzer URL that reaches this distributor itself, by `--analyzer` or by
-    /// registration: every packet routed there would come back in, forever.
-    fn check_not_self(&self, url: &config::AnalyzerUrl) -> Result<(), String> {
-        if url.is_loop_to(self.listen) {
-            return Err(format!(
-                "{} is this distributor itself; packets routed there would come back forever",
-                url.base
-            ));
-        }
-        Ok(())
+    /// registration: every packet routed there would come back in, forever. The host is
+    /// resolved (as deliveries will resolve it) and every address it has is checked, so no
+    /// spelling gets through; a host that does not resolve is refused too (see
+    /// [`self_loop`]).
+    async fn check_not_self(&self, url: &config::AnalyzerUrl) -> Result<(), String> {
+        self_loop::check(url, self.listen).await
     }
 
     /// Stops routing to an analyzer, and removes it once its queue is delivered.
@@ -335,11 +365,23 @@ async fn run_on(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let shared = Shared::new(config, addr, workers.clone())?;
+    let mut pinned = Vec::new();
     for spec in shared.config.analyzers.clone() {
         shared
             .check_not_self(&spec.url)
-            .and_then(|()| shared.register(&spec.id, spec.url, spec.weight, true))
+            .await
             .map_err(anyhow::Error::msg)?;
+        let (_, member) = shared
+            .register(&spec.id, spec.url, spec.weight, true)
+            .map_err(|e| anyhow::anyhow!("--analyzer {}: {e}", spec.id))?;
+        pinned.push(member);
+    }
+    // Serve once the analyzers given at start have answered their first probe (or not,
+    // within the probe timeout), so that the first packets find them online.
+    for member in &pinned {
+        if !shared.first_probe(member).await {
+            warn!(analyzer = %member.id, url = %member.url.base, "Not answering its health probe yet; routing to it once it does.");
+        }
     }
     match (shared.config.ingest_token(), shared.config.admin_token()) {
         (None, None) => {

@@ -31,6 +31,8 @@ pub struct Registry {
     /// Set when a packet was refused for a full queue, cleared when one is queued: while
     /// it is clear, ingest skips [`Registry::queue_full_for`] altogether.
     refusing: AtomicBool,
+    /// Members held at most (`--max-analyzers`): a registration beyond is refused.
+    max_members: usize,
 }
 
 /// A member just created, with the receiving ends of its queues, one per lane: the caller
@@ -80,6 +82,29 @@ impl Inner {
     }
 }
 
+/// Why a registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegisterError {
+    /// A weight that cannot route.
+    Invalid(String),
+    /// The id is deregistering.
+    Draining(String),
+    /// `--max-analyzers` members are there already.
+    Full(usize),
+}
+
+impl std::fmt::Display for RegisterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Invalid(why) | Self::Draining(why) => f.write_str(why),
+            Self::Full(max) => write!(
+                f,
+                "this distributor has {max} analyzers, its --max-analyzers; deregister one or raise the limit"
+            ),
+        }
+    }
+}
+
 /// What a registration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registered {
@@ -94,10 +119,17 @@ pub enum Registered {
 impl Registry {
     /// An empty registry whose members' queues are bounded by `limits` and hold
     /// `queue_bytes` bytes, and no more than their analyzer delivers in `queue_wait`.
-    pub fn new(limits: QueueLimits, queue_bytes: usize, queue_wait: Duration) -> Self {
+    /// At most `max_members` analyzers are members at once.
+    pub fn new(
+        limits: QueueLimits,
+        queue_bytes: usize,
+        queue_wait: Duration,
+        max_members: usize,
+    ) -> Self {
         Self {
             inner: Mutex::default(),
             refusing: AtomicBool::new(false),
+            max_members,
             limits,
             queue_bytes,
             queue_wait,
@@ -122,8 +154,13 @@ impl Registry {
         let mut inner = self.lock();
         let messages = u64::from(job.packet.messages);
         let len = job.packet.ndjson.len();
-        let Some(index) = inner.router.pick(messages) else {
-            return Err((job, Refusal::NoAnalyzer));
+        let fits = |j: usize| len <= inner.online[j].accepts_at_most();
+        let Some(index) = inner.router.pick_among(messages, fits) else {
+            let why = match inner.online.iter().map(|m| m.accepts_at_most()).max() {
+                None => Refusal::NoAnalyzer,
+                Some(largest) => Refusal::TooLarge { bytes: len, largest },
+            };
+            return Err((job, why));
         };
         let member = &inner.online[index];
         if !self.has_room(member, len) {
@@ -159,7 +196,8 @@ impl Registry {
     /// cannot be taken costs no validation: the answer is the 503 it would get after it.
     pub fn queue_full_for(&self, messages: u64, len: usize) -> bool {
         let inner = self.lock();
-        inner.router.pick(messages).is_some_and(|index| {
+        let fits = |j: usize| len <= inner.online[j].accepts_at_most();
+        inner.router.pick_among(messages, fits).is_some_and(|index| {
             let member = &inner.online[index];
             !self.has_room(member, len) || member.queue_full()
         })
@@ -172,25 +210,51 @@ impl Registry {
         queued == 0 || queued + len <= member.queue_limit(self.queue_bytes, self.queue_wait)
     }
 
+    /// Whether registering `id` at `url` with `weight` would change anything (a new
+    /// member, a new address or a new weight), as opposed to renewing a registration as
+    /// it is (an analyzer's keep-alive). Only changes are rate-limited.
+    pub fn would_change(&self, id: &str, url: &AnalyzerUrl, weight: f64) -> bool {
+        self.lock()
+            .members
+            .get(id)
+            .is_none_or(|(member, current)| member.url != *url || *current != weight)
+    }
+
+    /// The member registered as `id`, if any.
+    pub fn member(&self, id: &str) -> Option<Arc<Member>> {
+        self.lock().members.get(id).map(|(m, _)| m.clone())
+    }
+
+    /// Members now, whatever their state.
+    pub fn len(&self) -> usize {
+        self.lock().members.len()
+    }
+
     /// Adds an analyzer, or updates its weight. A changed URL replaces the member: the old
     /// one drains to the old address. Returns the new member when one was created, so the
-    /// caller can start its lane.
+    /// caller can start its lane and its health watcher. A new member is not routed to
+    /// until its first probe passes (see [`Member::joined`]). A new id beyond
+    /// `--max-analyzers` is refused with [`Full`].
     pub fn register(
         &self,
         id: &str,
         url: AnalyzerUrl,
         weight: f64,
         pinned: bool,
-    ) -> Result<(Registered, Option<NewMember>), String> {
+    ) -> Result<(Registered, Option<NewMember>), RegisterError> {
         // Checked here too, whatever the caller checked: one bad weight (from a lease in
         // Redis, say) would otherwise leave the router unable to route at all.
-        logdist_core::routing::check_weight(weight).map_err(|e| e.to_string())?;
+        logdist_core::routing::check_weight(weight)
+            .map_err(|e| RegisterError::Invalid(e.to_string()))?;
         let mut inner = self.lock();
+        if !inner.members.contains_key(id) && inner.members.len() >= self.max_members {
+            return Err(RegisterError::Full(self.max_members));
+        }
         if let Some((member, current)) = inner.members.get_mut(id) {
             if member.state() == State::Draining {
-                return Err(format!(
+                return Err(RegisterError::Draining(format!(
                     "analyzer `{id}` is deregistering; register again once it is gone"
-                ));
+                )));
             }
             if member.url == url {
                 if *current == weight {
@@ -213,9 +277,12 @@ impl Registry {
         }
         let id: Arc<str> = Arc::from(id);
         let (member, queues) = Member::new(id.clone(), url, pinned, self.limits);
-        info!(analyzer = %id, url = %member.url.base, weight, "Analyzer registered.");
-        inner.members.insert(id, (member.clone(), weight));
-        inner.rebuild();
+        info!(analyzer = %id, url = %member.url.base, weight, "Analyzer registered; probing it before routing to it.");
+        let replaced = inner.members.insert(id, (member.clone(), weight));
+        if replaced.is_some() {
+            // The old address was online, perhaps: the targets change without it.
+            inner.rebuild();
+        }
         Ok((Registered::Added, Some((member, queues))))
     }
 
@@ -256,11 +323,16 @@ impl Registry {
         }
     }
 
-    /// Brings an unhealthy member back after consecutive good probes.
+    /// Brings an unhealthy member online: a new one after its first good probe, one that
+    /// was online before after consecutive good probes and the end of its ejection.
     pub fn mark_online(&self, member: &Member) {
         let mut inner = self.lock();
         if member.state() == State::Unhealthy {
-            info!(analyzer = %member.id, "Analyzer recovered; routing to it again.");
+            if member.joined.swap(true, Ordering::Relaxed) {
+                info!(analyzer = %member.id, "Analyzer recovered; routing to it again.");
+            } else {
+                info!(analyzer = %member.id, "Analyzer answered its first probe; routing to it.");
+            }
             member.set_state(State::Online);
             inner.rebuild();
         }
@@ -365,10 +437,12 @@ mod tests {
             packets: 1,
             concurrency: 1,
         };
-        let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2));
+        let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2), 8);
         let url = "http://127.0.0.1:9".parse().unwrap();
         let (_, new) = registry.register("a", url, 1.0, true).unwrap();
         let (member, mut queues) = new.unwrap();
+        assert_eq!(registry.online_count(), 0, "not routed to before a probe passed");
+        registry.mark_online(&member);
 
         // Nothing refused yet.
         assert!(!registry.refusing());
