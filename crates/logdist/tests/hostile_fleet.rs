@@ -184,6 +184,12 @@ async fn hostile_fleet(ack: Ack) {
     for broken in &verdict.0 {
         eprintln!("hostile fleet, {tag}: BROKEN: {broken}");
     }
+    if verdict.0.is_empty() {
+        // Kept only after a failure, for inspection: the journals hold about 100 MiB a run.
+        for dir in [&baseline.dir, &hazard.dir] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
     assert!(
         verdict.0.is_empty(),
         "--ack {tag}: {} promises broken:\n- {}",
@@ -194,6 +200,8 @@ async fn hostile_fleet(ack: Ack) {
 
 /// What one run saw.
 struct Run {
+    /// Its scratch directory: logs, journals, the trace and the report.
+    dir: PathBuf,
     /// The load generator's `--report`.
     report: serde_json::Value,
     /// Its trace balanced against the journals.
@@ -336,6 +344,7 @@ async fn run(ack: Ack, flags: Flags, hazards: bool) -> Run {
     // journals already, and the distributor that would deliver more is gone.
     drop(analyzers);
     Run {
+        dir,
         report,
         books,
         sizes,
