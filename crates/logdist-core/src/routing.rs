@@ -114,10 +114,12 @@ impl Router {
     }
 
     fn furthest_behind(&self, horizon: f64, can_take: impl Fn(usize) -> bool) -> Option<usize> {
-        (0..self.shares.len()).filter(|&j| can_take(j)).max_by(|&a, &b| {
-            let behind = |j: usize| self.shares[j] * horizon - self.sent[j] as f64;
-            behind(a).total_cmp(&behind(b))
-        })
+        (0..self.shares.len())
+            .filter(|&j| can_take(j))
+            .max_by(|&a, &b| {
+                let behind = |j: usize| self.shares[j] * horizon - self.sent[j] as f64;
+                behind(a).total_cmp(&behind(b))
+            })
     }
 
     /// Records that a packet of `messages` went to analyzer `index`.

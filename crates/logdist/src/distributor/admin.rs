@@ -67,16 +67,17 @@ pub async fn register(
     if let Some(cluster) = &shared.cluster {
         cluster.announce(&reg.id, &base, reg.weight).await;
     }
-    let (outcome, member) = shared
-        .register(&reg.id, url, reg.weight, false)
-        .map_err(|e| match e {
-            RegisterError::Full(_) => ApiError::Unavailable {
-                reason: e.to_string(),
-                retry_after: Duration::from_secs(30),
-            },
-            RegisterError::Invalid(why) => ApiError::BadRequest(why),
-            RegisterError::Draining(why) => ApiError::Conflict(why),
-        })?;
+    let (outcome, member) =
+        shared
+            .register(&reg.id, url, reg.weight, false)
+            .map_err(|e| match e {
+                RegisterError::Full(_) => ApiError::Unavailable {
+                    reason: e.to_string(),
+                    retry_after: Duration::from_secs(30),
+                },
+                RegisterError::Invalid(why) => ApiError::BadRequest(why),
+                RegisterError::Draining(why) => ApiError::Conflict(why),
+            })?;
     let outcome = match outcome {
         Registered::Added => {
             // Answer with what its first probe found: online, or unhealthy (routed to
@@ -111,7 +112,8 @@ fn admit(
         .registrations
         .take(source, Instant::now())
         .map_err(|wait| {
-            metrics::counter!("logdist_registrations_refused_total", "reason" => "rate").increment(1);
+            metrics::counter!("logdist_registrations_refused_total", "reason" => "rate")
+                .increment(1);
             ApiError::TooManyRequests {
                 reason: format!(
                     "more than {} registrations a second from {source}; retry later",

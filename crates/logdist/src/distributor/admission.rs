@@ -106,7 +106,10 @@ mod tests {
         }
         let wait = limit.take(a, t0).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
-        assert!(limit.take(b, t0).is_ok(), "another source has its own bucket");
+        assert!(
+            limit.take(b, t0).is_ok(),
+            "another source has its own bucket"
+        );
         assert!(limit.take(a, t0 + Duration::from_millis(100)).is_ok());
         assert!(limit.take(a, t0 + Duration::from_millis(100)).is_err());
         // A long pause refills to the burst, not beyond.
@@ -136,6 +139,10 @@ mod tests {
         assert_eq!(pacer.slot(t0), t0 + Duration::from_millis(10));
         assert_eq!(pacer.slot(t0), t0 + Duration::from_millis(20));
         let later = t0 + Duration::from_secs(1);
-        assert_eq!(pacer.slot(later), later, "an idle pacer does not save up slots");
+        assert_eq!(
+            pacer.slot(later),
+            later,
+            "an idle pacer does not save up slots"
+        );
     }
 }

@@ -192,7 +192,9 @@ async fn deliver(
         if member.state() == State::Unhealthy {
             // Queued before the analyzer turned unhealthy: send it elsewhere instead.
             for part in std::iter::once(part).chain(parts.drain(..)) {
-                member.queued_bytes.fetch_sub(bytes_of(&part), Ordering::Relaxed);
+                member
+                    .queued_bytes
+                    .fetch_sub(bytes_of(&part), Ordering::Relaxed);
                 reroute(&shared, part, false);
             }
             return;
@@ -205,7 +207,11 @@ async fn deliver(
         let elapsed = started.elapsed();
         // The member's queued bytes count each packet until it leaves: delivered,
         // refused, or routed elsewhere. Parts put back stay counted.
-        let gone = |jobs: &[Job]| member.queued_bytes.fetch_sub(bytes_of(jobs), Ordering::Relaxed);
+        let gone = |jobs: &[Job]| {
+            member
+                .queued_bytes
+                .fetch_sub(bytes_of(jobs), Ordering::Relaxed)
+        };
         match outcome {
             Ok(()) => {
                 gone(&part);
@@ -225,8 +231,9 @@ async fn deliver(
             Err(DeliveryError::Status(http::StatusCode::PAYLOAD_TOO_LARGE, _)) => {
                 let limit = member.refused_size(bytes);
                 warn!(analyzer = %member.id, bytes, limit, "Analyzer refused a delivery as too large (413); sending less at a time.");
-                let (fit, too_large): (Vec<_>, Vec<_>) =
-                    part.into_iter().partition(|j| j.packet.ndjson.len() <= limit);
+                let (fit, too_large): (Vec<_>, Vec<_>) = part
+                    .into_iter()
+                    .partition(|j| j.packet.ndjson.len() <= limit);
                 // Larger than it takes, even alone: routing gives it to an analyzer that
                 // takes it, if one does. Nothing was delivered, so it costs no attempt.
                 gone(&too_large);
@@ -234,7 +241,10 @@ async fn deliver(
                 requeue(&mut parts, pack(fit, limit));
             }
             Err(e) => {
-                member.metrics.deliveries_failed.fetch_add(1, Ordering::Relaxed);
+                member
+                    .metrics
+                    .deliveries_failed
+                    .fetch_add(1, Ordering::Relaxed);
                 let time = member.eject(shared.config.eject_base, shared.config.eject_max);
                 warn!(analyzer = %member.id, error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
                 shared.registry.mark_unhealthy(&member, &e.to_string());
@@ -553,16 +563,25 @@ mod tests {
     fn content_refusals_are_told_from_sick_analyzers() {
         use http::StatusCode;
         for status in [400, 415, 422] {
-            assert!(refuses_content(StatusCode::from_u16(status).unwrap()), "{status}");
+            assert!(
+                refuses_content(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
         }
         for status in [401, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504] {
-            assert!(!refuses_content(StatusCode::from_u16(status).unwrap()), "{status}");
+            assert!(
+                !refuses_content(StatusCode::from_u16(status).unwrap()),
+                "{status}"
+            );
         }
     }
 
     #[test]
     fn reasons_are_read_from_the_answer() {
-        assert_eq!(reason_of(br#"{"error":"missing field `timestamp` at line 1"}"#), "missing field `timestamp` at line 1");
+        assert_eq!(
+            reason_of(br#"{"error":"missing field `timestamp` at line 1"}"#),
+            "missing field `timestamp` at line 1"
+        );
         assert_eq!(reason_of(b"bad things\n"), "bad things");
         assert_eq!(reason_of(b""), "no reason given");
         assert_eq!(reason_of(br#"{"error":{"code":7}}"#), r#"{"code":7}"#);

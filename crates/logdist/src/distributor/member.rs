@@ -2,8 +2,8 @@
 //! queue, and its counters. Shared between the registry, its lane and its health watcher.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use logdist_core::Packet;
@@ -338,7 +338,9 @@ impl Member {
     /// ejection in a row, at most `max`).
     pub fn eject(&self, base: Duration, max: Duration) -> Duration {
         let count = self.ejection.count.fetch_add(1, Ordering::Relaxed);
-        let time = base.saturating_mul(1u32 << count.min(20)).min(max.max(base));
+        let time = base
+            .saturating_mul(1u32 << count.min(20))
+            .min(max.max(base));
         self.ejection
             .until_ms
             .store(now_ms() + time.as_millis() as u64, Ordering::Relaxed);

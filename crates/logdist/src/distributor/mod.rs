@@ -183,10 +183,9 @@ impl Shared {
                 tokio::spawn(health::watch(self.clone(), member.clone()));
                 member
             }
-            None => self
-                .registry
-                .member(id)
-                .ok_or_else(|| registry::RegisterError::Draining(format!("analyzer `{id}` left meanwhile")))?,
+            None => self.registry.member(id).ok_or_else(|| {
+                registry::RegisterError::Draining(format!("analyzer `{id}` left meanwhile"))
+            })?,
         };
         Ok((outcome, member))
     }

@@ -158,7 +158,10 @@ impl Registry {
         let Some(index) = inner.router.pick_among(messages, fits) else {
             let why = match inner.online.iter().map(|m| m.accepts_at_most()).max() {
                 None => Refusal::NoAnalyzer,
-                Some(largest) => Refusal::TooLarge { bytes: len, largest },
+                Some(largest) => Refusal::TooLarge {
+                    bytes: len,
+                    largest,
+                },
             };
             return Err((job, why));
         };
@@ -197,10 +200,13 @@ impl Registry {
     pub fn queue_full_for(&self, messages: u64, len: usize) -> bool {
         let inner = self.lock();
         let fits = |j: usize| len <= inner.online[j].accepts_at_most();
-        inner.router.pick_among(messages, fits).is_some_and(|index| {
-            let member = &inner.online[index];
-            !self.has_room(member, len) || member.queue_full()
-        })
+        inner
+            .router
+            .pick_among(messages, fits)
+            .is_some_and(|index| {
+                let member = &inner.online[index];
+                !self.has_room(member, len) || member.queue_full()
+            })
     }
 
     /// Whether `member`'s queue has room for `len` more bytes: by `--queue-bytes`, and by
@@ -441,7 +447,11 @@ mod tests {
         let url = "http://127.0.0.1:9".parse().unwrap();
         let (_, new) = registry.register("a", url, 1.0, true).unwrap();
         let (member, mut queues) = new.unwrap();
-        assert_eq!(registry.online_count(), 0, "not routed to before a probe passed");
+        assert_eq!(
+            registry.online_count(),
+            0,
+            "not routed to before a probe passed"
+        );
         registry.mark_online(&member);
 
         // Nothing refused yet.
