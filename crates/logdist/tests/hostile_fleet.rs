@@ -10,9 +10,10 @@
 //!   and it still takes packets;
 //! - **a half-dead analyzer**: its `/health` answers, its deliveries never do. It must be
 //!   ejected for longer each time, not brought back by its good probes alone;
-//! - **a registration flood** from 16 source addresses, of ids that point at a closed
-//!   port: registrations are rate-limited per source and bounded in number, the junk
-//!   never takes traffic, and `/health` answers within a second throughout.
+//! - **a registration flood** from 16 source addresses (127.0.0.2 to 127.0.0.17: on
+//!   Linux all of 127/8 is loopback), of ids that point at a closed port: registrations
+//!   are rate-limited per source and bounded in number, the junk never takes traffic,
+//!   and `/health` answers within a second throughout.
 //!
 //! Against its baseline, the hazard run must keep 80% of the throughput, refuse no good
 //! packet (the load generator does not retry, so any refusal shows), and lose nothing
