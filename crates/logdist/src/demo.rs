@@ -29,19 +29,19 @@ pub struct DemoArgs {
     pub duration: Duration,
 
     /// When to stop analyzer_1 [default: half of --duration].
-    #[arg(long, value_parser = crate::parse_duration)]
+    #[arg(long, env = "LOGDIST_DEMO_STOP_AFTER", value_parser = crate::parse_duration)]
     pub stop_after: Option<Duration>,
 
     /// Concurrent simulated agents.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, env = "LOGDIST_DEMO_AGENTS", default_value_t = 16)]
     pub agents: usize,
 
     /// Messages per packet: N or MIN..MAX.
-    #[arg(long, default_value = "1..200")]
+    #[arg(long, env = "LOGDIST_DEMO_PACKET_SIZE", default_value = "1..200")]
     pub packet_size: PacketSize,
 
     /// Packets per second over all agents [default: as fast as the machine goes].
-    #[arg(long)]
+    #[arg(long, env = "LOGDIST_DEMO_RATE")]
     pub rate: Option<f64>,
 }
 

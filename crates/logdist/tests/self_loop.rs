@@ -144,3 +144,49 @@ async fn a_static_analyzer_spelling_the_distributor_stops_the_start() {
         "{log}"
     );
 }
+
+/// A loop no registration check can see, through another distributor: A routes to B, and
+/// B routes back to A. A finds its own id in B's `Logdist-Via` and answers 508; B takes
+/// A out of routing, and A's agents are answered by A's real analyzer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_through_another_distributor_is_detected_at_run_time() {
+    let dir = scratch("self-loop-via");
+    let http = Http::new();
+    let (_a, a) = distributor(&dir, &["--delivery-timeout", "2s"]);
+    let (b_proc, b) = distributor(&dir, &["--delivery-timeout", "2s"]);
+    let register = |at: String, id: &'static str, target: String| {
+        let http = http.clone();
+        async move {
+            let body = format!(r#"{{"id":"{id}","weight":1,"url":"{target}"}}"#);
+            let answer = http
+                .post(&format!("{at}/analyzer/register"), "application/json", body)
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.text());
+            assert_eq!(answer.json()["state"], "online", "{id} answers its probe");
+        }
+    };
+    // B is one of A's analyzers, and A is B's only one.
+    register(a.clone(), "distributor_b", b.clone()).await;
+    register(b.clone(), "distributor_a", a.clone()).await;
+    let (_real, _) = analyzer(&dir, 1, 1.0, &a, &[]);
+    http.wait_stats(&a, "analyzer_1 and distributor_b", |s| {
+        online(s, &["analyzer_1", "distributor_b"])
+    })
+    .await;
+
+    // Every packet is answered 200 by A: those routed to B come back to A, which refuses
+    // them (508), so B cannot deliver them, and A routes them to analyzer_1.
+    for i in 0..40 {
+        let answer = http.send_packet(&a, i * 5, 5).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.json()["analyzer"], "analyzer_1", "packet {i}");
+    }
+    let metrics = http.get(&format!("{b}/metrics")).await.text();
+    let ejected = metrics
+        .lines()
+        .find(|l| l.starts_with("logdist_analyzer_ejections_total{analyzer=\"distributor_a\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(ejected.is_some_and(|n| n >= 1), "B ejected A: {ejected:?}");
+    let log = b_proc.log_text();
+    assert!(log.contains("508 Loop Detected"), "B says why: {log}");
+}

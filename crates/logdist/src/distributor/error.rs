@@ -61,6 +61,9 @@ pub enum ApiError {
     /// The packet is larger than any online analyzer takes.
     #[error("{0}")]
     TooLargeForAnalyzers(String),
+    /// The request came through this distributor before: an analyzer leads back to it.
+    #[error("{0}")]
+    LoopDetected(String),
     /// Too many requests of this kind from this source; retry after the given delay.
     #[error("{reason}")]
     TooManyRequests {
@@ -96,6 +99,7 @@ impl ApiError {
             Self::RefusedByAnalyzer(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLargeForAnalyzers(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::LoopDetected(_) => StatusCode::LOOP_DETECTED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -116,6 +120,7 @@ impl ApiError {
             Self::RefusedByAnalyzer(_) => "refused_by_analyzer",
             Self::TooLargeForAnalyzers(_) => "too_large_for_analyzers",
             Self::TooManyRequests { .. } => "too_many_requests",
+            Self::LoopDetected(_) => "loop_detected",
             Self::Unavailable { .. } => "unavailable",
         }
     }

@@ -54,8 +54,11 @@ pub struct Express(pub Arc<Shared>);
 impl crate::serve::Express for Express {
     fn take(&self, head: &Head) -> Option<usize> {
         let config = &self.0.config;
+        // A request with a key to remember, or from another distributor (`Logdist-Via`),
+        // is hyper's.
         let ours = head.path() == Endpoint::Packets.path().as_bytes()
             && head.header(idempotency::HEADER.as_str()).is_none()
+            && head.header(super::via::HEADER.as_str()).is_none()
             && config.ingest_token().is_none_or(|token| {
                 super::token_matches(token, head.header("authorization").as_deref())
             });
@@ -81,7 +84,7 @@ impl crate::serve::Express for Express {
                 content_type: value("content-type")?,
                 content_encoding: value("content-encoding")?,
             };
-            process(&self.0, &encoding, body, Endpoint::Packets).await
+            process(&self.0, &encoding, body, Endpoint::Packets, None).await
         };
         match result.await {
             Ok(answer) => answer.into_reply(),
@@ -119,6 +122,7 @@ async fn receive(
     endpoint: Endpoint,
 ) -> Result<Response, ApiError> {
     let encoding = Encoding::of(headers);
+    let via = super::via::incoming(headers, &shared.via)?;
     if endpoint == Endpoint::MessageSend {
         match essence(encoding.content_type.as_ref())? {
             None | Some("application/json") => {}
@@ -133,7 +137,7 @@ async fn receive(
     let limit = shared.config.max_body.as_u64() as usize;
     let body = read_body(body, headers, limit, shared.config.body_timeout).await?;
     let Some(key) = key else {
-        return Ok(process(shared, &encoding, body, endpoint)
+        return Ok(process(shared, &encoding, body, endpoint, via)
             .await?
             .into_response());
     };
@@ -160,7 +164,7 @@ async fn receive(
             }
         }
     };
-    let answer = process(shared, &encoding, body, endpoint).await?;
+    let answer = process(shared, &encoding, body, endpoint, via).await?;
     pending.complete(&answer);
     Ok(answer.into_response())
 }
@@ -187,6 +191,7 @@ async fn process(
     encoding: &Encoding,
     body: Bytes,
     endpoint: Endpoint,
+    via: Option<Arc<str>>,
 ) -> Result<Answer, ApiError> {
     let limit = shared.config.max_body.as_u64() as usize;
     let packet = match endpoint {
@@ -214,7 +219,7 @@ async fn process(
         (Endpoint::MessageSend, _) | (_, AckMode::Delivered) => StatusCode::OK,
         (_, AckMode::Accepted) => StatusCode::ACCEPTED,
     };
-    accept(shared, packet, status).await
+    accept(shared, packet, status, via).await
 }
 
 /// Under overload, an NDJSON packet whose analyzer's queue is full gets its 503 before it
@@ -277,6 +282,7 @@ async fn accept(
     shared: &Arc<Shared>,
     packet: Packet,
     status: StatusCode,
+    via: Option<Arc<str>>,
 ) -> Result<Answer, ApiError> {
     if shared.shutting_down.load(Ordering::Acquire) {
         return Err(unavailable(Refusal::ShuttingDown));
@@ -293,6 +299,7 @@ async fn accept(
         packet,
         ack,
         attempts: 0,
+        via,
     };
     shared.dispatch(job).map_err(|(_, why)| unavailable(why))?;
     shared.packets_received.increment(1);

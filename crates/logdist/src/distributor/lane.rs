@@ -38,7 +38,7 @@ use tracing::{debug, error, warn};
 
 use super::batch::Batch;
 use super::member::{Job, Member, Refusal, Rejection, State};
-use super::{DeliveryClient, Shared};
+use super::{DeliveryClient, Shared, via};
 use crate::error_chain;
 
 /// How long a packet already answered 202 is retried when no analyzer can take it.
@@ -202,8 +202,9 @@ async fn deliver(
         let bytes = bytes_of(&part);
         // One request body for the whole part, its large packets sent without a copy.
         let body = Batch::new(part.iter().map(|job| &job.packet.ndjson));
+        let via = via::outgoing(&shared.via, &shared.via_header, &part);
         let started = Instant::now();
-        let outcome = post(&shared, shared.lane_client(lane), &member, body).await;
+        let outcome = post(&shared, shared.lane_client(lane), &member, body, via).await;
         let elapsed = started.elapsed();
         // The member's queued bytes count each packet until it leaves: delivered,
         // refused, or routed elsewhere. Parts put back stay counted.
@@ -245,13 +246,19 @@ async fn deliver(
                     .metrics
                     .deliveries_failed
                     .fetch_add(1, Ordering::Relaxed);
-                let time = member.eject(shared.config.eject_base, shared.config.eject_max);
+                let looped = matches!(e, DeliveryError::Status(http::StatusCode::LOOP_DETECTED, _));
+                let time = if looped {
+                    error!(analyzer = %member.id, url = %member.url.base, error = %e, "This analyzer leads back to this distributor (508 Loop Detected); ejecting it for --eject-max.");
+                    member.eject(shared.config.eject_max, shared.config.eject_max)
+                } else {
+                    member.eject(shared.config.eject_base, shared.config.eject_max)
+                };
                 warn!(analyzer = %member.id, error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
                 shared.registry.mark_unhealthy(&member, &e.to_string());
                 // A refused connection delivered nothing for sure: trying elsewhere costs no
                 // attempt (each refusal takes an analyzer out, so this ends). Parts not sent
                 // yet cost none either.
-                let in_doubt = !matches!(e, DeliveryError::Refused(_));
+                let in_doubt = !matches!(e, DeliveryError::Refused(_)) && !looped;
                 gone(&part);
                 reroute(&shared, part, in_doubt);
                 for rest in parts.drain(..).rev() {
@@ -331,11 +338,13 @@ async fn post(
     client: &DeliveryClient,
     member: &Member,
     body: Batch,
+    via: HeaderValue,
 ) -> Result<(), DeliveryError> {
     let timeout = shared.config.delivery_timeout;
     let mut request = Request::post(member.url.packets.clone())
         .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(DEADLINE_HEADER, delivery_deadline(timeout));
+        .header(DEADLINE_HEADER, delivery_deadline(timeout))
+        .header(via::HEADER, via);
     if let Some(auth) = &shared.analyzer_auth {
         request = request.header(header::AUTHORIZATION, auth.clone());
     }
@@ -507,6 +516,7 @@ mod tests {
             },
             ack: None,
             attempts: 0,
+            via: None,
         }
     }
 

@@ -128,6 +128,9 @@ pub struct Job {
     pub ack: Option<AckSender>,
     /// Analyzers this packet has already failed at.
     pub attempts: u8,
+    /// The distributors it passed through before this one (its request's
+    /// `Logdist-Via`), when it came from one.
+    pub via: Option<Arc<str>>,
 }
 
 impl Job {

@@ -22,6 +22,7 @@ pub use lane::{DEADLINE_HEADER, delivery_deadline};
 mod member;
 mod registry;
 mod self_loop;
+mod via;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,6 +98,10 @@ pub struct Shared {
     /// `Authorization` for deliveries and probes: the admin token, which analyzers
     /// register with and so know (an analyzer with `--token` requires it on `/packets`).
     analyzer_auth: Option<http::HeaderValue>,
+    /// This distributor's id in `Logdist-Via` (see [`via`]): random, new at each start.
+    via: Arc<str>,
+    /// `Logdist-Via` with this distributor's id alone.
+    via_header: http::HeaderValue,
 }
 
 impl Shared {
@@ -119,6 +124,8 @@ impl Shared {
             None => None,
         };
         let tls = crate::tls::client_config(config.tls_ca.as_deref())?;
+        let via = via::new_id();
+        let via_header = http::HeaderValue::from_str(&via).context("a hex id is a header value")?;
         Ok(Arc::new(Self {
             cluster,
             client: http_client(config.probe_timeout, tls.clone()),
@@ -135,6 +142,8 @@ impl Shared {
                 config.queue_wait,
                 config.max_analyzers as usize,
             ),
+            via,
+            via_header,
             registrations: admission::PerSource::new(config.register_rate),
             probes: admission::Pacer::new(config.probe_rate),
             analyzer_auth: config

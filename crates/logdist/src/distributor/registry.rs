@@ -433,6 +433,7 @@ mod tests {
             },
             ack: None,
             attempts: 0,
+            via: None,
         }
     }
 
