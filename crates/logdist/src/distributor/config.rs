@@ -90,7 +90,8 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_BODY_TIMEOUT", default_value = "30s", value_parser = crate::parse_duration)]
     pub body_timeout: Duration,
 
-    /// Connections served at once; more wait in the accept queue.
+    /// Connections served at once; a connection past them is answered 503 (Retry-After:
+    /// 1) and closed.
     #[arg(long, env = "LOGDIST_MAX_CONNECTIONS", default_value_t = 16_384)]
     pub max_connections: usize,
 

@@ -8,10 +8,15 @@
 //! the [`Express`] handler takes is read whole and answered with one write.
 //!
 //! Anything else, from the first request that is not plain (another path, chunked,
-//! `Expect`, HTTP/1.0, a head over [`MAX_HEAD`] or one `httparse` refuses, a body over
-//! the limit), hands the connection to hyper with every byte read so far, and hyper serves
-//! it to its end exactly as it serves any connection: the same routes, limits, errors
-//! and timeouts. The express lane answers only what it is sure of.
+//! `Expect`, HTTP/1.0, no `Host` or more than one, a head over [`MAX_HEAD`] or one
+//! `httparse` refuses, a body over the limit), hands the connection to hyper with every
+//! byte read so far, and hyper serves it to its end exactly as it serves any connection:
+//! the same routes, limits, errors and timeouts. The express lane answers only what it is
+//! sure of.
+//!
+//! An idle connection holds no read buffer: between requests the lane waits for the
+//! socket to be readable with none, takes [`READ_ROOM`] when bytes are there, and lets it
+//! go once a request is answered and nothing of the next is left in it.
 
 use std::future::Future;
 use std::io;
@@ -35,7 +40,8 @@ pub const MAX_HEAD: usize = 16 * 1024;
 /// Headers the express lane reads; a request with more goes to hyper.
 const MAX_HEADERS: usize = 32;
 /// Room made in the read buffer before each read of a head: a packet of 100 messages
-/// (about 12 KB) arrives with its head in one read.
+/// (about 12 KB) arrives with its head in one read. Taken only once the socket is
+/// readable, so an idle connection does not hold it.
 const READ_ROOM: usize = 16 * 1024;
 /// Below this much free room, the next read gets a fresh [`READ_ROOM`].
 const MIN_ROOM: usize = 8 * 1024;
@@ -118,8 +124,8 @@ impl Span {
     }
 }
 
-/// A parsed request head: a `POST` over HTTP/1.1 with a `Content-Length` body, no
-/// `Transfer-Encoding`, `Expect` or `Upgrade`.
+/// A parsed request head: a `POST` over HTTP/1.1 with one `Host` and a `Content-Length`
+/// body, no `Transfer-Encoding`, `Expect` or `Upgrade`.
 #[derive(Debug)]
 pub struct Head {
     bytes: Bytes,
@@ -185,9 +191,14 @@ fn parse(buf: &[u8]) -> Parsed {
         close: false,
     };
     let mut length = None;
+    // HTTP/1.1 needs exactly one `Host` (RFC 9112, section 3.2): a request with none or
+    // more is hyper's, which answers 400.
+    let mut hosts = 0u8;
     for (slot, header) in head.headers.iter_mut().zip(request.headers.iter()) {
         let name = header.name.as_bytes();
-        if name.eq_ignore_ascii_case(b"content-length") {
+        if name.eq_ignore_ascii_case(b"host") {
+            hosts = hosts.saturating_add(1);
+        } else if name.eq_ignore_ascii_case(b"content-length") {
             // One length, digits only: anything else is hyper's to refuse.
             if length.is_some() || header.value.is_empty() || header.value.len() > 12 {
                 return Parsed::Other;
@@ -217,7 +228,7 @@ fn parse(buf: &[u8]) -> Parsed {
         }
         *slot = (Span::of(buf, name), Span::of(buf, header.value));
     }
-    let Some(length) = length else {
+    let Some(length) = length.filter(|_| hosts == 1) else {
         return Parsed::Other;
     };
     head.content_length = length;
@@ -236,7 +247,8 @@ pub enum Outcome {
 /// Serves `stream` on the express lane until it closes or a request is not one for it.
 /// `header_timeout` bounds each head from the moment the last answer was written (an idle
 /// connection is closed after it, as hyper does); on `shutdown`, an idle connection is
-/// closed and a request in flight is answered first.
+/// closed and a request in flight is answered first. While no bytes of a request are
+/// there, the connection holds no read buffer.
 pub async fn serve<E: Express>(
     mut stream: TcpStream,
     express: &E,
@@ -258,6 +270,20 @@ pub async fn serve<E: Express>(
                     Parsed::Plain(len, head) => break (len, head),
                     Parsed::Other => return Outcome::Handoff(Rewind::new(stream, buf)),
                     Parsed::Partial => {}
+                }
+            }
+            if buf.is_empty() {
+                // Nothing of a request yet: give the buffer back (the bodies cut from it
+                // keep their part) and wait with none until bytes are there.
+                buf = BytesMut::new();
+                let readable = tokio::select! {
+                    biased;
+                    readable = tokio::time::timeout_at(deadline, stream.readable()) => readable,
+                    () = &mut stopping => return Outcome::Closed,
+                };
+                match readable {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => return Outcome::Closed,
                 }
             }
             if buf.capacity() - buf.len() < MIN_ROOM {
@@ -439,6 +465,11 @@ impl AsyncRead for Rewind {
         let n = self.prefix.len().min(buf.remaining());
         buf.put_slice(&self.prefix[..n]);
         self.prefix.advance(n);
+        if self.prefix.is_empty() {
+            // Read out: free the express lane's buffer rather than keep it for the
+            // connection's life.
+            self.prefix = BytesMut::new();
+        }
         Poll::Ready(Ok(()))
     }
 }
@@ -561,11 +592,11 @@ mod tests {
             crate::workers::Workers::current(),
             stop.clone(),
         ));
-        let toy = "POST /toy HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
-        let other = "POST /other HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
-        let chunked =
-            "POST /toy HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
-        let big = "POST /toy HTTP/1.1\r\nContent-Length: 65\r\n\r\n";
+        let toy = "POST /toy HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello";
+        let other = "POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+        let chunked = "POST /toy HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       2\r\nhi\r\n0\r\n\r\n";
+        let big = "POST /toy HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n";
         let big = format!("{big}{}", "x".repeat(65));
         // The express lane, until a request it does not take; hyper from then on, even
         // for its route.
@@ -609,15 +640,16 @@ mod tests {
 
     #[test]
     fn connection_close_is_seen_among_other_tokens() {
-        let (_, head) =
-            plain("POST /p HTTP/1.1\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n");
+        let (_, head) = plain(
+            "POST /p HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n",
+        );
         assert!(head.close);
         assert_eq!(head.content_length, 0);
     }
 
     #[test]
     fn a_head_in_pieces_is_partial_until_it_ends() {
-        let request = b"POST /packets HTTP/1.1\r\nContent-Length: 3\r\n\r\n";
+        let request = b"POST /packets HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n";
         for end in 1..request.len() {
             assert!(
                 matches!(parse(&request[..end]), Parsed::Partial),
@@ -629,7 +661,7 @@ mod tests {
 
     #[test]
     fn what_is_not_plain_is_left_to_hyper() {
-        let others: [&[u8]; 11] = [
+        let others: [&[u8]; 14] = [
             b"GET /health HTTP/1.1\r\n\r\n",
             b"POST /packets HTTP/1.0\r\nContent-Length: 1\r\n\r\n",
             b"POST /packets HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -641,6 +673,10 @@ mod tests {
             b"POST /packets HTTP/1.1\r\nContent-Length: +1\r\n\r\n",
             b"POST /packets HTTP/1.1\r\nContent-Length: 99999999999999\r\n\r\n",
             b"POST /pack ets HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+            // HTTP/1.1 needs exactly one Host: hyper answers 400.
+            b"POST /packets HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nHost: x\r\nHost: y\r\nContent-Length: 1\r\n\r\n",
+            b"POST /packets HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nhost: x\r\n\r\n",
         ];
         for request in others {
             assert!(is_other(request), "{}", String::from_utf8_lossy(request));
@@ -650,14 +686,14 @@ mod tests {
     #[test]
     fn a_head_too_long_or_with_too_many_headers_is_left_to_hyper() {
         let long = format!(
-            "POST /packets HTTP/1.1\r\nX-Pad: {}\r\nContent-Length: 1\r\n\r\n",
+            "POST /packets HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nContent-Length: 1\r\n\r\n",
             "a".repeat(MAX_HEAD)
         );
         assert!(is_other(long.as_bytes()));
         let unfinished = format!("POST /packets HTTP/1.1\r\nX-Pad: {}", "a".repeat(MAX_HEAD));
         assert!(is_other(unfinished.as_bytes()));
         let many = format!(
-            "POST /packets HTTP/1.1\r\n{}Content-Length: 1\r\n\r\n",
+            "POST /packets HTTP/1.1\r\nHost: x\r\n{}Content-Length: 1\r\n\r\n",
             "X-A: b\r\n".repeat(MAX_HEADERS)
         );
         assert!(is_other(many.as_bytes()));
@@ -668,6 +704,7 @@ mod tests {
     fn header_line() -> impl proptest::strategy::Strategy<Value = (String, String)> {
         use proptest::prelude::*;
         let name = prop::sample::select(vec![
+            "Host",
             "Content-Length",
             "content-length",
             "Transfer-Encoding",
@@ -695,14 +732,18 @@ mod tests {
 
     proptest::proptest! {
         /// Whatever the head holds, the parser does not panic, and it takes a head exactly
-        /// when a plain reading of the same lines says the express lane may: one
-        /// `Content-Length` of digits, no `Transfer-Encoding`, `Expect` or `Upgrade`.
+        /// when a plain reading of the same lines says the express lane may: one `Host`,
+        /// one `Content-Length` of digits, no `Transfer-Encoding`, `Expect` or `Upgrade`.
         #[test]
         fn the_parser_takes_exactly_the_plain_heads(
+            host in proptest::bool::weighted(0.8),
             lines in proptest::collection::vec(header_line(), 0..6),
             tail in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
         ) {
             let mut request = String::from("POST /packets HTTP/1.1\r\n");
+            if host {
+                request.push_str("Host: x\r\n");
+            }
             for (name, value) in &lines {
                 request.push_str(&format!("{name}: {value}\r\n"));
             }
@@ -721,7 +762,9 @@ mod tests {
                 ["transfer-encoding", "expect", "upgrade"].iter().any(|b| n.eq_ignore_ascii_case(b))
                     || (n == "Connection" && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
             });
+            let hosts = usize::from(host) + lines.iter().filter(|(n, _)| n == "Host").count();
             let plain = !banned
+                && hosts == 1
                 && lengths.len() == 1
                 && !lengths[0].is_empty()
                 && lengths[0].len() <= 12
