@@ -3,7 +3,7 @@
 //! acknowledging. Every message carries a unique `msg_id`, so a lost or a duplicated
 //! message shows by its id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Deserialize;
@@ -44,6 +44,31 @@ pub fn read_journals(paths: &[impl AsRef<Path>]) -> HashMap<String, u32> {
         }
     }
     seen
+}
+
+/// The bytes of each packet as the journals hold it (its lines with their newlines), by
+/// packet key; a message journaled more than once counts once.
+pub fn packet_bytes(paths: &[impl AsRef<Path>]) -> HashMap<String, u64> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut bytes: HashMap<String, u64> = HashMap::new();
+    for path in paths {
+        let Ok(text) = std::fs::read(path.as_ref()) else {
+            continue;
+        };
+        for line in text.split(|b| *b == b'\n') {
+            let Some(id) = msg_id(line) else {
+                continue;
+            };
+            // The key is the id without its last `-{index}`.
+            let Some((key, _)) = id.rsplit_once('-') else {
+                continue;
+            };
+            if seen.insert(id.to_owned()) {
+                *bytes.entry(key.to_owned()).or_default() += line.len() as u64 + 1;
+            }
+        }
+    }
+    bytes
 }
 
 /// The `msg_id` of one NDJSON line, found without parsing the whole line.

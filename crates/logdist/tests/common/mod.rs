@@ -353,6 +353,59 @@ impl Http {
         }
     }
 
+    /// A client whose connections leave from `local` (on loopback, any 127.x.y.z), so a
+    /// server sees them come from another source address than the other clients'.
+    pub fn from_address(local: std::net::IpAddr) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_local_address(Some(local));
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+
+    /// Like [`request`](Self::request), but a failure or no answer within `timeout` is
+    /// returned as its reason instead of failing the test.
+    pub async fn try_request(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let mut request = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let request = request
+            .body(Full::new(body.into()))
+            .map_err(|e| format!("request: {e}"))?;
+        let answer = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| format!("{e}"))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| format!("body: {e}"))?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }
+
     pub async fn try_get(&self, url: &str) -> Option<Answer> {
         let request = Request::get(url).body(Full::new(Bytes::new())).unwrap();
         let response = tokio::time::timeout(Duration::from_secs(5), self.client.request(request))
