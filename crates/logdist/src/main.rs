@@ -74,7 +74,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             distributor::run(*args, listener, shutdown).await
         }
         Command::Analyzer(args) => {
-            let listener = bind(args.listen_addr()).await?;
+            let listener = bind(args.listen_addr().map_err(anyhow::Error::msg)?).await?;
             analyzer::run(args, listener, shutdown).await
         }
         Command::Loadgen(args) => match args.write_bodies.clone() {
@@ -97,4 +97,31 @@ async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// A container is configured by its environment: every flag of every subcommand has a
+    /// variable.
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for command in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_positional() && arg.get_env().is_none() {
+                    missing.push(format!("{} --{}", command.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "flags without an environment variable: {missing:?}"
+        );
+    }
 }

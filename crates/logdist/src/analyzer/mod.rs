@@ -34,7 +34,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::api::{Deregistration, Registration};
 use crate::client::JsonClient;
@@ -61,8 +61,11 @@ pub struct AnalyzerArgs {
     #[arg(long, env = "ANALYZER_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Register with this base URL instead of the port (the distributor then takes the
-    /// host from the connection, as the original analyzer did).
+    /// Register with this base URL (http://HOST:PORT or https://...) instead of the port:
+    /// for an analyzer that the distributor cannot reach at the address its registration
+    /// comes from (behind NAT, a load balancer, or in a container). Without it the
+    /// analyzer registers its port, and the distributor takes the host from the
+    /// connection, as the original analyzer did.
     #[arg(long, env = "ANALYZER_URL")]
     pub advertise_url: Option<String>,
 
@@ -91,7 +94,7 @@ pub struct AnalyzerArgs {
     pub max_body: ByteSize,
 
     /// Do not register: serve only (for a distributor started with --analyzer).
-    #[arg(long)]
+    #[arg(long, env = "ANALYZER_NO_REGISTER", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_register: bool,
 
     /// Serve HTTPS with this PEM certificate chain (with --tls-key); register with
@@ -130,11 +133,21 @@ impl AnalyzerArgs {
     }
 
     /// Where it listens unless told otherwise: 127.0.0.1:{3000+ID}, as in the original.
-    pub fn listen_addr(&self) -> SocketAddr {
-        self.listen.unwrap_or_else(|| {
-            let port = u16::try_from(3000 + self.id).unwrap_or(0);
-            SocketAddr::from(([127, 0, 0, 1], port))
-        })
+    /// An ID whose port 3000+ID is past 65535 is refused, unless `--listen` names the
+    /// address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, String> {
+        if let Some(listen) = self.listen {
+            return Ok(listen);
+        }
+        let port = 3000 + u64::from(self.id);
+        let port = u16::try_from(port).map_err(|_| {
+            format!(
+                "ANALYZER_ID {} would listen on port {port}, past 65535: give an ID up to {} or --listen (ANALYZER_LISTEN)",
+                self.id,
+                u16::MAX - 3000
+            )
+        })?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     /// The token `POST /packets` requires, if any: --packets-token, else --token.
@@ -178,6 +191,9 @@ struct AppState {
     /// The bearer token `POST /packets` and `PUT /faults` require, if any.
     packets_token: Option<Arc<str>>,
 }
+
+/// How often a registration that keeps failing is logged again.
+const REPEAT_LOG: Duration = Duration::from_secs(10);
 
 /// A request body must arrive within this time.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -402,6 +418,10 @@ async fn keep_registered(
 ) {
     let mut registered = false;
     let mut backoff = Duration::from_millis(100);
+    // Failed attempts are logged at once, then at most every REPEAT_LOG with the count
+    // of those not logged in between.
+    let mut last_log: Option<tokio::time::Instant> = None;
+    let mut unlogged = 0u32;
     loop {
         match client.post(url, registration).await {
             Ok((status, _)) if status.is_success() => {
@@ -409,18 +429,32 @@ async fn keep_registered(
                     info!(id = %registration.id, distributor = url, "Registered.");
                 }
                 registered = true;
-                backoff = Duration::from_millis(100);
+                (backoff, last_log, unlogged) = (Duration::from_millis(100), None, 0);
                 tokio::time::sleep(heartbeat).await;
             }
             outcome => {
+                let refused = outcome.as_ref().ok().map(|(status, _)| *status);
                 let error = match outcome {
                     Ok((status, body)) => format!("{status}: {}", String::from_utf8_lossy(&body)),
                     Err(e) => format!("{e:#}"),
                 };
-                if registered {
-                    warn!(%error, "Renewing the registration failed; retrying.");
+                if last_log.is_none_or(|at| at.elapsed() >= REPEAT_LOG) {
+                    let action = if registered {
+                        "Renewing the registration"
+                    } else {
+                        "Registering"
+                    };
+                    match refused {
+                        Some(status) if matches!(status.as_u16(), 401 | 403) => {
+                            error!(distributor = url, %error, also_failed = unlogged, "{action} was refused: the distributor wants a token (--token, LOGDIST_TOKEN) this analyzer does not have; retrying.");
+                        }
+                        _ => {
+                            warn!(distributor = url, %error, also_failed = unlogged, "{action} failed; retrying.");
+                        }
+                    }
+                    (last_log, unlogged) = (Some(tokio::time::Instant::now()), 0);
                 } else {
-                    debug!(%error, "Distributor not answering yet; retrying.");
+                    unlogged += 1;
                 }
                 registered = false;
                 tokio::time::sleep(backoff).await;
