@@ -238,6 +238,37 @@ async fn an_analyzer_that_vanishes_leaves_every_distributor_within_its_lease() {
         "analyzer_2 left after {gone:?}, lease is 3 s"
     );
     eprintln!("vanished analyzer left both distributors {gone:?} after the kill (lease 3 s)");
+
+    // Its keys in Redis are left to expire; the live analyzer's are kept renewed.
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (kind, limit) in [("health", 60), ("counts", 24 * 3600)] {
+        for id in ["analyzer_1", "analyzer_2"] {
+            let ttl: i64 = redis::cmd("TTL")
+                .arg(format!("logdist:{kind}:{id}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            // -2: no such key (nothing counted yet); otherwise a TTL, never -1 (kept forever).
+            assert!(
+                ttl == -2 || (0..=limit).contains(&ttl),
+                "logdist:{kind}:{id} TTL {ttl}"
+            );
+            if id == "analyzer_1" && kind == "health" {
+                assert!(ttl > limit - 5, "renewed while it is a member: {ttl}");
+            }
+        }
+    }
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("logdist:health:analyzer_2")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (0..=58).contains(&ttl),
+        "no longer renewed once gone: {ttl}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,8 +14,12 @@ use crate::api::AnalyzerStats;
 use crate::distributor::Shared;
 use crate::distributor::member::Member;
 
-/// Epoch windows are kept this long, then expire.
+/// Epoch windows, and the counts of an analyzer no distributor has any more, are kept
+/// this long, then expire.
 const WINDOW_TTL_SECS: i64 = 24 * 3600;
+/// The health views of an analyzer no distributor has any more expire after this (a view
+/// is stale after three sync intervals anyway).
+const HEALTH_TTL_SECS: i64 = 60;
 
 /// Applies one flush exactly once: `KEYS[1]` holds the number of the last batch applied by
 /// this distributor run; the batch (`ARGV[1]`) is applied only if it is newer. ARGV then
@@ -99,13 +103,24 @@ impl Cluster {
         let mut pipe = redis::pipe();
         for member in members {
             let state = format!("{}@{now}", member.state().as_str());
+            let health = self.keys.health(&member.id);
             pipe.cmd("HSET")
-                .arg(self.keys.health(&member.id))
+                .arg(&health)
                 .arg(&self.instance)
                 .arg(state)
                 .ignore();
+            // A departed analyzer's keys go too: once no distributor has it as a member,
+            // nothing renews them.
+            pipe.cmd("EXPIRE")
+                .arg(&health)
+                .arg(HEALTH_TTL_SECS)
+                .ignore();
+            pipe.cmd("EXPIRE")
+                .arg(self.keys.counts(&member.id))
+                .arg(WINDOW_TTL_SECS)
+                .ignore();
         }
-        self.query::<()>(&pipe, members.len()).await
+        self.query::<()>(&pipe, 3 * members.len()).await
     }
 
     /// What was delivered and routed since the last confirmed flush.
