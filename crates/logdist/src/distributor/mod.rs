@@ -372,6 +372,10 @@ async fn run_on(
         }
     }
     match (shared.config.ingest_token(), shared.config.admin_token()) {
+        // On loopback only this machine can reach it: worth a word, not a warning.
+        (None, None) if addr.ip().is_loopback() => {
+            info!(%addr, "Open: no --token set, so anyone on this machine can send packets and register analyzers.");
+        }
         (None, None) => {
             warn!(%addr, "Open: no --token set, so anyone who can reach this address can send packets and register analyzers.");
         }
