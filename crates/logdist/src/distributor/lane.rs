@@ -271,8 +271,8 @@ async fn deliver(
     }
 }
 
-/// Puts parts back to be sent next, the first of them first. (Their bytes were counted
-/// off the member's queue with the whole they came from; they are sent on the same slot.)
+/// Puts parts back to be sent next, the first of them first, on the same delivery slot.
+/// Their bytes stay counted in the member's queue until each part is answered.
 fn requeue(parts: &mut Vec<Vec<Job>>, new: Vec<Vec<Job>>) {
     parts.extend(new.into_iter().rev());
 }
