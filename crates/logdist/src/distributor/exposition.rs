@@ -1,62 +1,16 @@
 //! The per-analyzer part of `/metrics`. Each member keeps its own counters
-//! ([`MemberMetrics`], plain atomics), and a scrape renders them from the members there
+//! (`tally::MemberMetrics`, plain atomics), and a scrape renders them from the members there
 //! are now. So an analyzer's series exist while it is a member and leave with it: a
 //! registry of labelled series (the `metrics` crate's) would keep every id it ever saw,
 //! and 3,000 analyzers coming and going left 69,000 series behind.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crate::api::AnalyzerStats;
 
 use super::member::Member;
-
-/// Upper bounds of the delivery-duration buckets in seconds, from 100 µs (loopback) to
-/// 10 s (a timeout): the same as every other `_seconds` histogram of the process.
-const BUCKETS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
-
-/// One member's counters.
-#[derive(Debug, Default)]
-pub struct MemberMetrics {
-    /// Deliveries it acknowledged.
-    pub deliveries_ok: AtomicU64,
-    /// Deliveries that failed or timed out.
-    pub deliveries_failed: AtomicU64,
-    /// Packets it refused as bad when sent alone (400, 415, 422).
-    pub packets_rejected: AtomicU64,
-    /// Times it was ejected after a failed delivery.
-    pub ejections: AtomicU64,
-    /// How long its acknowledged deliveries took.
-    pub duration: Histogram,
-}
-
-/// A fixed-bucket histogram of durations, updated with relaxed atomics.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations at most each bound (not cumulative; summed when rendered).
-    buckets: [AtomicU64; BUCKETS.len()],
-    /// Observations above the last bound.
-    over: AtomicU64,
-    /// The sum of all observations, in nanoseconds.
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn record(&self, elapsed: Duration) {
-        let secs = elapsed.as_secs_f64();
-        match BUCKETS.iter().position(|&bound| secs <= bound) {
-            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
-            None => self.over.fetch_add(1, Ordering::Relaxed),
-        };
-        self.sum_nanos
-            .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-    }
-}
+use super::tally::BUCKETS;
 
 /// One analyzer's row: its stats (taken under the registry's lock) and its member.
 pub type Row = (AnalyzerStats, std::sync::Arc<Member>);
@@ -229,21 +183,6 @@ fn label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative_when_rendered() {
-        let h = Histogram::default();
-        h.record(Duration::from_micros(50));
-        h.record(Duration::from_millis(3));
-        h.record(Duration::from_secs(60));
-        assert_eq!(h.buckets[0].load(Ordering::Relaxed), 1);
-        assert_eq!(
-            h.buckets[5].load(Ordering::Relaxed),
-            1,
-            "3 ms is under 5 ms"
-        );
-        assert_eq!(h.over.load(Ordering::Relaxed), 1);
-    }
 
     #[test]
     fn labels_are_escaped() {

@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::config::AnalyzerUrl;
-use super::exposition::MemberMetrics;
+use super::tally::MemberMetrics;
 
 /// Weight of a new delivery in the measured rate (an exponential moving average).
 const RATE_SMOOTHING: f64 = 0.2;

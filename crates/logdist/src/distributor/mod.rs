@@ -22,6 +22,7 @@ pub use lane::{DEADLINE_HEADER, delivery_deadline};
 mod member;
 mod registry;
 mod self_loop;
+mod tally;
 mod via;
 
 use std::net::SocketAddr;
