@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use hyper::{Request, Uri, header};
+use logdist::api::{DEADLINE_HEADER, delivery_deadline};
 use logdist::distributor::batch::Batch;
-use logdist::distributor::{DEADLINE_HEADER, delivery_deadline};
 use logdist_core::{Format, decode_packet};
 
 const BATCHES: [usize; 3] = [1, 16, 64];

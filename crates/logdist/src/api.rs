@@ -1,6 +1,10 @@
-//! The JSON shapes of the HTTP APIs, shared by the servers that produce them and the
-//! clients (load generator, demo, tests) that read them.
+//! The wire contract: the JSON shapes of the HTTP APIs, shared by the servers that
+//! produce them and the clients (load generator, demo, tests) that read them, and the
+//! header that tells an analyzer when a delivery is given up.
 
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 /// One analyzer as `GET /analyzer/stats` shows it (see the contract).
@@ -70,4 +74,22 @@ pub struct PacketAck {
 pub struct ErrorBody {
     /// What is wrong and where.
     pub error: String,
+}
+
+/// The header telling an analyzer when the distributor gives up on a delivery, in Unix
+/// milliseconds. An analyzer that was hung (stopped, swapping, paused) and reads the
+/// request only after that drops it instead of keeping a copy the distributor has already
+/// sent elsewhere: no duplicate.
+pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("logdist-deadline");
+
+/// The [`DEADLINE_HEADER`] of a delivery starting now: a margin before the timeout, so
+/// that an analyzer that takes it just in time still answers before the distributor
+/// gives up.
+pub fn delivery_deadline(timeout: Duration) -> HeaderValue {
+    let margin = (timeout / 10).min(Duration::from_millis(500));
+    let at = std::time::SystemTime::now() + timeout.saturating_sub(margin);
+    let millis = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    HeaderValue::from(u64::try_from(millis).unwrap_or(u64::MAX))
 }

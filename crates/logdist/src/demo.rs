@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::analyzer::{self, AnalyzerArgs};
 use crate::api::AnalyzerStats;
-use crate::client::JsonClient;
 use crate::distributor::{self, DistributorArgs};
+use crate::http::client::JsonClient;
 use crate::loadgen::{self, Counters, LoadgenArgs, PacketSize};
 
 /// `logdist demo`: see the module docs.
@@ -76,7 +76,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let client = JsonClient::new(
         Duration::from_secs(5),
         None,
-        crate::tls::client_config(None)?,
+        crate::http::tls::client_config(None)?,
     );
     let stats_url = format!("{url}/analyzer/stats");
     wait_for_analyzers(&client, &stats_url, &shutdown).await?;

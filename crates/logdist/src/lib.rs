@@ -8,14 +8,11 @@
 
 pub mod analyzer;
 pub mod api;
-pub mod auth;
-pub mod client;
 pub mod demo;
 pub mod distributor;
+pub mod http;
 pub mod loadgen;
-pub mod serve;
 pub mod telemetry;
-pub mod tls;
 pub mod workers;
 
 use std::time::Duration;

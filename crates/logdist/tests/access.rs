@@ -217,8 +217,8 @@ async fn tls_on_the_listener_and_toward_https_analyzers() {
         ],
     );
 
-    let tls = logdist::tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
-    let client = logdist::distributor::http_client(Duration::from_secs(5), tls);
+    let tls = logdist::http::tls::client_config(Some(&dir.join("ca.pem"))).unwrap();
+    let client = logdist::http::http_client(Duration::from_secs(5), tls);
     let send = |method: Method, url: String, body: &'static str| {
         let client = client.clone();
         async move {
@@ -260,9 +260,9 @@ async fn tls_on_the_listener_and_toward_https_analyzers() {
             .await
             .is_none()
     );
-    let untrusting = logdist::distributor::http_client(
+    let untrusting = logdist::http::http_client(
         Duration::from_secs(5),
-        logdist::tls::client_config(None).unwrap(),
+        logdist::http::tls::client_config(None).unwrap(),
     );
     let request = Request::get(format!("{url}/health"))
         .body(Full::new(Bytes::new()))

@@ -10,8 +10,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::debug;
 
-use crate::auth::token_matches;
-use crate::distributor::ApiError;
+use crate::http::ApiError;
+use crate::http::auth::token_matches;
 
 /// Refuses a request without the bearer `token` with 401, comparing in constant time so
 /// that the answer's timing tells nothing about the token.

@@ -72,8 +72,8 @@ pub async fn show(State(state): State<Arc<AppState>>) -> Json<FaultSpec> {
 pub async fn set(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
-) -> Result<Json<FaultSpec>, crate::distributor::ApiError> {
-    use crate::distributor::ApiError;
+) -> Result<Json<FaultSpec>, crate::http::ApiError> {
+    use crate::http::ApiError;
     let spec: FaultSpec = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid fault spec: {e}")))?;
     if let Some(status) = spec.status

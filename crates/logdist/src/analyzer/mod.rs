@@ -37,9 +37,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::api::{Deregistration, Registration};
-use crate::client::JsonClient;
-use crate::distributor::ApiError;
-use crate::serve::{ServeOptions, serve};
+use crate::http::ApiError;
+use crate::http::client::JsonClient;
+use crate::http::server::{ServeOptions, serve};
 pub use counts::{Counts, CountsSnapshot};
 
 /// `logdist analyzer`: an analyzer that registers itself with a distributor.
@@ -224,11 +224,10 @@ fn app(state: Arc<AppState>) -> Router {
 }
 
 async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let body =
-        match crate::distributor::read_body(body, &headers, state.max_body, BODY_TIMEOUT).await {
-            Ok(body) => body,
-            Err(e) => return e.into_response(),
-        };
+    let body = match crate::http::read_body(body, &headers, state.max_body, BODY_TIMEOUT).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     if let Some(faults) = &state.faults
         && let Some(injected) = faults.apply().await
     {
@@ -282,7 +281,7 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
 /// How late this delivery is, if the distributor's deadline header says it has passed.
 fn past_deadline(headers: &HeaderMap) -> Option<Duration> {
     let deadline: u64 = headers
-        .get(crate::distributor::DEADLINE_HEADER)?
+        .get(crate::api::DEADLINE_HEADER)?
         .to_str()
         .ok()?
         .parse()
@@ -347,7 +346,7 @@ pub async fn run(
                     .is_some_and(|u| u.starts_with("https://")),
                 "with --tls-cert, give --advertise-url https://HOST:PORT naming a host the certificate is for"
             );
-            Some(crate::tls::server_config(cert, key)?)
+            Some(crate::http::tls::server_config(cert, key)?)
         }
         _ => None,
     };
@@ -372,7 +371,7 @@ pub async fn run(
     let client = JsonClient::new(
         Duration::from_secs(30),
         args.token.clone(),
-        crate::tls::client_config(args.tls_ca.as_deref())?,
+        crate::http::tls::client_config(args.tls_ca.as_deref())?,
     );
     let registration = Registration {
         id: state.name.clone(),

@@ -13,10 +13,10 @@ use serde_json::json;
 
 use super::Shared;
 use super::config::{AnalyzerUrl, check_id};
-use super::error::ApiError;
-use super::ingest::read_body;
 use super::registry::{RegisterError, Registered};
 use crate::api::{AnalyzerStats, Deregistration, Registration};
+use crate::http::ApiError;
+use crate::http::read_body;
 
 /// Registration bodies are tiny; anything bigger is a mistake or an attack.
 const MAX_ADMIN_BODY: usize = 64 * 1024;

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderName, StatusCode};
 use tokio::sync::watch;
 
-use super::error::ApiError;
 use crate::api::PacketAck;
+use crate::http::ApiError;
 
 /// The request header carrying the key.
 pub const HEADER: HeaderName = HeaderName::from_static("idempotency-key");

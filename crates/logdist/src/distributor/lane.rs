@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::Request;
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
@@ -39,6 +39,7 @@ use tracing::{debug, error, warn};
 use super::batch::Batch;
 use super::member::{Job, Member, Refusal, Rejection, State};
 use super::{DeliveryClient, Shared, via};
+use crate::api::{DEADLINE_HEADER, delivery_deadline};
 use crate::error_chain;
 
 /// How long a packet already answered 202 is retried when no analyzer can take it.
@@ -409,24 +410,6 @@ pub fn reason_of(body: &[u8]) -> String {
     } else {
         text
     }
-}
-
-/// The header telling an analyzer when the distributor gives up on a delivery, in Unix
-/// milliseconds. An analyzer that was hung (stopped, swapping, paused) and reads the
-/// request only after that drops it instead of keeping a copy the distributor has already
-/// sent elsewhere: no duplicate.
-pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("logdist-deadline");
-
-/// The [`DEADLINE_HEADER`] of a delivery starting now: a margin before the timeout, so
-/// that an analyzer that takes it just in time still answers before the distributor
-/// gives up.
-pub fn delivery_deadline(timeout: Duration) -> HeaderValue {
-    let margin = (timeout / 10).min(Duration::from_millis(500));
-    let at = std::time::SystemTime::now() + timeout.saturating_sub(margin);
-    let millis = at
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    HeaderValue::from(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 /// Routes the packets of a failed or abandoned delivery again. Only a delivery whose

@@ -11,14 +11,11 @@ mod admission;
 pub mod batch;
 mod cluster;
 pub mod config;
-mod error;
 mod exposition;
 mod health;
 mod idempotency;
 mod ingest;
-pub use ingest::read_body;
 mod lane;
-pub use lane::{DEADLINE_HEADER, delivery_deadline};
 mod member;
 mod registry;
 mod self_loop;
@@ -37,28 +34,19 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use batch::Batch;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use crate::http::ApiError;
 pub use config::{AckMode, AnalyzerSpec, DistributorArgs};
-pub use error::ApiError;
 use member::QueueLimits;
 use registry::Registry;
 
-use crate::serve::{ServeOptions, serve};
+use crate::http::server::{ServeOptions, serve};
+use crate::http::{HttpClient, http_client};
 use crate::workers::Workers;
-
-/// The HTTP client used for probes (and, with [`Batch`] bodies, deliveries): one
-/// keep-alive pool for all analyzers, speaking HTTPS to `https://` analyzers.
-pub type HttpClient<B = Full<Bytes>> = Client<HttpsConnector<HttpConnector>, B>;
 
 /// The client of one worker's deliveries.
 type DeliveryClient = HttpClient<Batch>;
@@ -123,7 +111,7 @@ impl Shared {
             )?),
             None => None,
         };
-        let tls = crate::tls::client_config(config.tls_ca.as_deref())?;
+        let tls = crate::http::tls::client_config(config.tls_ca.as_deref())?;
         let via = via::new_id();
         let via_header = http::HeaderValue::from_str(&via).context("a hex id is a header value")?;
         Ok(Arc::new(Self {
@@ -261,29 +249,6 @@ fn default_instance_id(listen: SocketAddr) -> String {
     format!("{host}:{}", listen.port())
 }
 
-/// A client with `TCP_NODELAY` (deliveries are single writes that must not wait for
-/// Nagle), TLS for `https://` analyzers, and a keep-alive pool large enough for every
-/// lane's concurrent deliveries.
-pub fn http_client<B>(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpClient<B>
-where
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-{
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.enforce_http(false);
-    connector.set_connect_timeout(Some(connect_timeout.max(Duration::from_millis(100))));
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(connector);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(64)
-        .build(connector)
-}
-
 /// The distributor's routes. Ingest and registration sit behind their token checks, when
 /// a token is set for them (without one, the check is not in the path at all).
 pub fn app(shared: Arc<Shared>) -> Router {
@@ -321,7 +286,7 @@ async fn require_token(
     next: Next,
 ) -> Result<Response, ApiError> {
     let given = request.headers().get(http::header::AUTHORIZATION);
-    if !crate::auth::token_matches(&token, given.map(|v| v.as_bytes())) {
+    if !crate::http::auth::token_matches(&token, given.map(|v| v.as_bytes())) {
         metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
         return Err(ApiError::Unauthorized);
     }
@@ -389,7 +354,7 @@ async fn run_on(
         (Some(_), Some(_)) => {}
     }
     let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        (Some(cert), Some(key)) => Some(crate::http::tls::server_config(cert, key)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };

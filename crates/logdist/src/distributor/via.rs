@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::error::ApiError;
 use super::member::Job;
+use crate::http::ApiError;
 
 /// The header.
 pub const HEADER: HeaderName = HeaderName::from_static("logdist-via");

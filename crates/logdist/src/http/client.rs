@@ -7,10 +7,12 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, header};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
-use crate::distributor::{HttpClient, http_client};
 
 /// A keep-alive client with a per-request timeout and an optional bearer token.
 #[derive(Clone)]
@@ -79,4 +81,31 @@ impl JsonClient {
             .with_context(|| format!("{url} did not answer within {:?}", self.timeout))?
             .with_context(|| format!("request to {url} failed"))
     }
+}
+
+/// An HTTP client with one keep-alive pool, speaking HTTPS to `https://` hosts: the
+/// distributor's probes and deliveries (with its own body type), and [`JsonClient`].
+pub type HttpClient<B = Full<Bytes>> = Client<HttpsConnector<HttpConnector>, B>;
+
+/// A client with `TCP_NODELAY` (deliveries are single writes that must not wait for
+/// Nagle), TLS for `https://` analyzers, and a keep-alive pool large enough for every
+/// lane's concurrent deliveries.
+pub fn http_client<B>(connect_timeout: Duration, tls: rustls::ClientConfig) -> HttpClient<B>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    connector.set_connect_timeout(Some(connect_timeout.max(Duration::from_millis(100))));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(64)
+        .build(connector)
 }
