@@ -176,6 +176,7 @@ pub async fn health(State(shared): State<Arc<Shared>>) -> Response {
 pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     metrics::gauge!("logdist_idempotency_keys").set(shared.idempotency.len() as f64);
     metrics::gauge!("logdist_analyzers").set(shared.registry.len() as f64);
+    metrics::gauge!("logdist_parked_packets").set(shared.parked.len() as f64);
     let mut text = shared.metrics.render();
     super::exposition::render(&shared.registry.snapshot(), &mut text);
     (

@@ -22,8 +22,8 @@
 //!   analyzer is ejected for a time that grows with each ejection (see
 //!   [`Member::eject`]), and each packet of the batch is routed again, up to
 //!   `--max-attempts`. A packet that cannot be placed is answered 503 if its agent
-//!   waits, or retried for a while and then counted as dropped if it was already
-//!   answered 202.
+//!   waits, or parked and retried for a while (see `parked`) and then counted as
+//!   dropped if it was already answered 202.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -41,9 +41,6 @@ use super::member::{Job, Member, Refusal, Rejection, State};
 use super::{DeliveryClient, Shared, via};
 use crate::api::{DEADLINE_HEADER, delivery_deadline};
 use crate::error_chain;
-
-/// How long a packet already answered 202 is retried when no analyzer can take it.
-const ACCEPTED_RETRY_FOR: Duration = Duration::from_secs(30);
 
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
@@ -427,27 +424,17 @@ pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>, in_doubt: bool) {
         if let Err((job, why)) = shared.dispatch(job) {
             if job.ack.is_some() || !why.is_retryable() {
                 fail(job, why);
-            } else {
-                tokio::spawn(retry_accepted(shared.clone(), job));
+            } else if let Err(job) = shared.parked.park(job) {
+                // Nobody waits, and the parked packets are at their bound already.
+                fail(job, why);
             }
         }
     }
 }
 
-/// A packet already answered 202 has nobody to tell: keep trying for a while.
-async fn retry_accepted(shared: Arc<Shared>, mut job: Job) {
-    let deadline = Instant::now() + ACCEPTED_RETRY_FOR;
-    while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        match shared.dispatch(job) {
-            Ok(()) => return,
-            Err((back, _)) => job = back,
-        }
-    }
-    fail(job, Refusal::DeliveryFailed);
-}
-
-fn fail(job: Job, why: Refusal) {
+/// Fails a packet: its waiting agent is told why, and an accepted one (nobody waits) is
+/// logged and counted as dropped.
+pub fn fail(job: Job, why: Refusal) {
     if job.ack.is_none() {
         error!(
             messages = job.packet.messages,

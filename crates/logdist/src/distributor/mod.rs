@@ -17,6 +17,7 @@ mod idempotency;
 mod ingest;
 mod lane;
 mod member;
+mod parked;
 mod registry;
 mod self_loop;
 mod tally;
@@ -83,6 +84,8 @@ pub struct Shared {
     registrations: admission::PerSource,
     /// Health probes over all analyzers (`--probe-rate`).
     probes: admission::Pacer,
+    /// Accepted packets waiting for an analyzer to take them again (see [`parked`]).
+    parked: parked::Parked,
     /// `Authorization` for deliveries and probes: the admin token, which analyzers
     /// register with and so know (an analyzer with `--token` requires it on `/packets`).
     analyzer_auth: Option<http::HeaderValue>,
@@ -132,6 +135,7 @@ impl Shared {
             ),
             via,
             via_header,
+            parked: parked::Parked::new(config.queue_packets.max(1024)),
             registrations: admission::PerSource::new(config.register_rate),
             probes: admission::Pacer::new(config.probe_rate),
             analyzer_auth: config
@@ -360,6 +364,8 @@ async fn run_on(
     let scheme = if tls.is_some() { "https" } else { "http" };
     info!(%addr, scheme, ack = ?shared.config.ack, validate = ?shared.config.validate, workers = workers.len(), "Distributor listening.");
 
+    let stop_parked = CancellationToken::new();
+    let parked_task = tokio::spawn(parked::retry(shared.clone(), stop_parked.clone()));
     let stop_cluster = CancellationToken::new();
     let cluster_task = shared.cluster.clone().map(|cluster| {
         info!(redis = ?shared.config.redis, prefix = %shared.config.redis_prefix, "Cluster mode: sharing membership and counts on Redis.");
@@ -404,6 +410,8 @@ async fn run_on(
             warn!(analyzer = %member.id, "Grace period over before this analyzer's queue drained.");
         }
     }
+    stop_parked.cancel();
+    let _ = parked_task.await;
     stop_cluster.cancel();
     if let Some(task) = cluster_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
