@@ -37,6 +37,7 @@
 # Environment:
 #   CHECK_DIR          work and log directory (default target/container-check)
 #   DEBIAN_MIRROR      mirror for debootstrap (default: the first Debian URI of apt's sources)
+#   DOCKER             the docker CLI (default: docker on the PATH)
 #   RUST_TOOLCHAIN     rustup toolchain copied into the Rust stand-in (default 1.95.0)
 #   EXTRA_CA_DIR       certificates added to the Rust stand-in's trust store (default
 #                      /usr/local/share/ca-certificates: this machine's own additions)
@@ -62,8 +63,9 @@ image=logdist-check/logdist:latest
 images=("$image" "$redis" "$nginx" "$rust" "$base")
 project=logdist-check
 
-# BuildKit: the builder `docker build` uses by default since Docker 23.
-export DOCKER_BUILDKIT=1
+# DOCKER names the docker CLI to use (default: `docker` on the PATH).
+docker_bin=${DOCKER:-docker}
+docker() { command "$docker_bin" "$@"; }
 
 mkdir -p "$dir"
 summary=()
@@ -86,6 +88,23 @@ step() {
     summary+=("$(printf '%-52s %5ss' "$name" "$took")")
     log "   $name: ${took}s"
 }
+
+# BuildKit, the builder `docker build` uses by default since Docker 23, when the CLI can
+# use it: through buildx, or built in (CLIs before 23). Else the legacy builder.
+if docker buildx version >/dev/null 2>&1; then
+    builder=buildkit
+elif client=$(docker version -f '{{.Client.Version}}' 2>/dev/null) && ((${client%%.*} < 23)); then
+    builder=buildkit
+else
+    builder=legacy
+fi
+if [[ $builder == buildkit ]]; then
+    export DOCKER_BUILDKIT=1
+    progress=(--progress=plain)
+else
+    export DOCKER_BUILDKIT=0
+    progress=()
+fi
 
 # `docker compose` (v2) if the CLI has it, else docker-compose (v1, Debian's package).
 if docker compose version >/dev/null 2>&1; then
@@ -130,7 +149,8 @@ trap cleanup EXIT
 preflight() {
     docker info --format 'engine {{.ServerVersion}}, storage {{.Driver}}, cgroup v{{.CgroupVersion}}' ||
         fail "no Docker engine answers (start dockerd)"
-    "${compose_cmd[@]}" version | head -1
+    echo "client $(docker version -f '{{.Client.Version}}'), builder: $builder"
+    "${compose_cmd[@]}" version | sed -n 1p
     for tool in debootstrap curl jq python3 rustup; do
         command -v "$tool" >/dev/null || fail "$tool is not installed"
     done
@@ -141,7 +161,7 @@ preflight() {
         # The first Debian archive URI of apt's sources, deb822 or one-line format.
         DEBIAN_MIRROR=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
             /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v '^ *#' |
-            grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ')
+            grep -oE 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -1 | tr -d ' ') || true
         DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
     fi
     echo "mirror $DEBIAN_MIRROR"
@@ -170,7 +190,7 @@ standins() {
     if compgen -G "$extra_ca/*.crt" >/dev/null; then
         cp "$extra_ca"/*.crt "$ctx/ca/"
     fi
-    timeout "$build_timeout" docker build -q -f "$root/scripts/container/rust.Dockerfile" \
+    timeout "$build_timeout" "$docker_bin" build -q -f "$root/scripts/container/rust.Dockerfile" \
         --build-arg BASE="$base" -t "$rust" "$ctx" >"$dir/standin-rust.log" 2>&1 ||
         fail "rust stand-in: see $dir/standin-rust.log"
     rm -rf "$ctx"
@@ -178,7 +198,7 @@ standins() {
     local name
     for name in redis nginx; do
         local tag=logdist-check/$name:latest
-        timeout 900 docker build -q -f "$root/scripts/container/$name.Dockerfile" \
+        timeout 900 "$docker_bin" build -q -f "$root/scripts/container/$name.Dockerfile" \
             --build-arg BASE="$base" -t "$tag" "$dir/empty" >"$dir/standin-$name.log" 2>&1 ||
             fail "$name stand-in: see $dir/standin-$name.log"
     done
@@ -189,7 +209,7 @@ standins() {
 real_build() {
     local context=$1 out=$2
     shift 2
-    timeout "$build_timeout" docker build --progress=plain \
+    timeout "$build_timeout" "$docker_bin" build "${progress[@]}" \
         --build-arg RUST_IMAGE="$rust" --build-arg RUNTIME_IMAGE="$base" \
         -f "$context/Dockerfile" "$@" "$context" >"$out" 2>&1 ||
         fail "docker build: see $out"
@@ -223,10 +243,16 @@ cache_check() {
     context_copy
     printf '\n// container-check: a code change.\n' >>"$dir/copy/crates/logdist/src/main.rs"
     real_build "$dir/copy" "$dir/build-code-change.log" -t logdist-check/skeleton-probe:latest
-    # The dependency step is the first `cargo build`; BuildKit marks a reused step CACHED.
-    grep -E '^#[0-9]+ \[build [0-9]/[0-9]\] RUN cargo build --release --locked --bin logdist$' -A1 \
-        "$dir/build-code-change.log" | grep -q CACHED ||
-        fail "the dependency layer was rebuilt after a code change: see $dir/build-code-change.log"
+    # The dependency step is the RUN that is only `cargo build`. BuildKit marks a reused
+    # step "#N CACHED"; the legacy builder prints "Using cache" on the next line.
+    local log=$dir/build-code-change.log n
+    n=$(grep -E '^#[0-9]+ \[build [0-9]+/[0-9]+\] RUN cargo build --release --locked --bin logdist$' \
+        "$log" | head -1 | cut -d' ' -f1) || true
+    if [[ -n $n ]]; then
+        grep -qx "$n CACHED" "$log"
+    else
+        grep -E 'RUN cargo build --release --locked --bin logdist$' -A1 "$log" | grep -q 'Using cache'
+    fi || fail "the dependency layer was rebuilt after a code change: see $log"
     echo "   dependency layer: CACHED after a code change"
     grep -E 'Compiling|Finished' "$dir/build-code-change.log" | sed 's/^#[0-9]* [0-9.]* */   /'
 
