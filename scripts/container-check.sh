@@ -134,7 +134,7 @@ cleanup() {
     fi
     rm -rf "$dir/rootfs" "$dir/rust-context" "$dir/copy"
     if ((!keep_images)); then
-        docker image rm "${images[@]}" logdist-check/skeleton-probe:latest >/dev/null 2>&1 || true
+        docker image rm "${images[@]}" logdist-check/code-change:latest logdist-check/skeleton-probe:latest >/dev/null 2>&1 || true
     fi
     if ((${#summary[@]})); then
         log "== summary ($((SECONDS - started_at))s in all)"
@@ -242,7 +242,7 @@ context_copy() {
 cache_check() {
     context_copy
     printf '\n// container-check: a code change.\n' >>"$dir/copy/crates/logdist/src/main.rs"
-    real_build "$dir/copy" "$dir/build-code-change.log" -t logdist-check/skeleton-probe:latest
+    real_build "$dir/copy" "$dir/build-code-change.log" -t logdist-check/code-change:latest
     # The dependency step is the RUN that is only `cargo build`. BuildKit marks a reused
     # step "#N CACHED"; the legacy builder prints "Using cache" on the next line.
     local log=$dir/build-code-change.log n
