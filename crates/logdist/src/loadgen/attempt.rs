@@ -6,8 +6,9 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use super::agent::Plan;
 use super::conn::{ConnError, Connection};
+use super::outcome::{Failure, FailureKind};
+use super::plan::Plan;
 use super::retry::parse_retry_after;
 
 /// The header that lets a distributor recognise a resent packet.
@@ -19,64 +20,6 @@ pub(crate) struct Outgoing {
     pub body: Bytes,
     /// `Idempotency-Key`, with `--idempotency-keys`.
     pub idempotency_key: Option<HeaderValue>,
-}
-
-/// Why an attempt failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FailureKind {
-    /// Answered with a status other than 200 or 202.
-    Status(u16),
-    /// No complete answer within `--timeout`.
-    Timeout,
-    /// The connection could not be established.
-    Connect,
-    /// Still in flight when the run stopped and the drain grace ran out.
-    Aborted,
-    /// Anything else: a reset connection, a malformed answer.
-    Other,
-}
-
-impl FailureKind {
-    /// The key in the report's `failures` object and the trace's `failure` field.
-    pub fn key(self) -> String {
-        match self {
-            Self::Status(code) => format!("http_{code}"),
-            Self::Timeout => "timeout".to_owned(),
-            Self::Connect => "connect".to_owned(),
-            Self::Aborted => "aborted".to_owned(),
-            Self::Other => "other".to_owned(),
-        }
-    }
-
-    /// The HTTP status of the answer, when there was one.
-    pub fn status(self) -> Option<u16> {
-        match self {
-            Self::Status(code) => Some(code),
-            _ => None,
-        }
-    }
-}
-
-/// A failed attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    /// What kind of failure, for the counts and the retry decision.
-    pub kind: FailureKind,
-    /// For the log: the error, or the start of the answer's body.
-    pub detail: String,
-    /// The answer's `Retry-After` (delay-seconds, capped), if it had one.
-    pub retry_after: Option<std::time::Duration>,
-}
-
-impl Failure {
-    /// A failure without an answer.
-    pub fn new(kind: FailureKind, detail: impl Into<String>) -> Self {
-        Self {
-            kind,
-            detail: detail.into(),
-            retry_after: None,
-        }
-    }
 }
 
 /// Sends `outgoing` once on the agent's connection and reads the whole answer; the
@@ -151,22 +94,5 @@ pub(crate) fn log_failure(plan: &Plan, failure: &Failure) {
         );
     } else {
         tracing::debug!(kind = %key, detail, "Request failed.");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failure_keys_and_statuses() {
-        assert_eq!(FailureKind::Status(503).key(), "http_503");
-        assert_eq!(FailureKind::Status(400).key(), "http_400");
-        assert_eq!(FailureKind::Timeout.key(), "timeout");
-        assert_eq!(FailureKind::Connect.key(), "connect");
-        assert_eq!(FailureKind::Aborted.key(), "aborted");
-        assert_eq!(FailureKind::Other.key(), "other");
-        assert_eq!(FailureKind::Status(503).status(), Some(503));
-        assert_eq!(FailureKind::Timeout.status(), None);
     }
 }

@@ -26,6 +26,8 @@ mod conn;
 mod counters;
 mod ids;
 mod messages;
+mod outcome;
+mod plan;
 mod pool;
 mod progress;
 mod report;
@@ -55,8 +57,8 @@ pub use ids::{IdPrefix, IdPrefixError, MAX_ID_PREFIX_LEN};
 pub use report::{Latency, Report, StopReason};
 pub use trace::{TraceLine, TraceOutcome};
 
-use agent::{Budget, Pacer, Plan};
 use conn::Target;
+use plan::{Budget, Pacer, Plan};
 use pool::PacketPool;
 use progress::{Goal, Progress};
 use report::Measured;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 
-use super::attempt::FailureKind;
+use super::outcome::FailureKind;
 
 /// First backoff, before jitter.
 pub(crate) const BACKOFF_START: Duration = Duration::from_millis(100);

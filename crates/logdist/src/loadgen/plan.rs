@@ -1,0 +1,140 @@
+//! What the agents of one run share ([`Plan`]): where and how to send, the pool of
+//! bodies, the counters, and the limits on new packets ([`Budget`] for `--packets`,
+//! [`Pacer`] for `--rate`). Built once by the run, read by every agent and attempt.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderValue, Uri};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::args::Encoding;
+use super::conn::Target;
+use super::counters::Counters;
+use super::ids::IdPrefix;
+use super::pool::PacketPool;
+
+/// Everything the agents of one run share.
+pub(crate) struct Plan {
+    /// Full URL of the endpoint to post to.
+    pub uri: Uri,
+    /// The same, as each agent's connection uses it.
+    pub target: Target,
+    /// `application/x-ndjson` for packets, `application/json` for single messages.
+    pub content_type: HeaderValue,
+    /// Set when the bodies sent are compressed.
+    pub content_encoding: Option<HeaderValue>,
+    /// `Bearer TOKEN`, for a distributor that requires it.
+    pub authorization: Option<HeaderValue>,
+    /// The bodies to send.
+    pub pool: PacketPool,
+    /// How bodies stamped with ids are compressed per send (the pool's own bodies are
+    /// compressed already).
+    pub encoding: Encoding,
+    /// The prefix of packet keys, when packets have keys (`--trace` or
+    /// `--idempotency-keys`); `None` keeps the hot path free of per-send work.
+    pub ids: Option<IdPrefix>,
+    /// `--idempotency-keys`: send the packet key as `Idempotency-Key`.
+    pub idempotency_keys: bool,
+    /// `--retries`: resends of a packet after retryable failures.
+    pub retries: u32,
+    /// Per request, connection included.
+    pub timeout: Duration,
+    /// Live totals, read by the progress bar and in-process callers.
+    pub counters: Arc<Counters>,
+    /// `--packets`: the total number of packets to send, if limited.
+    pub budget: Option<Budget>,
+    /// `--rate`: spaces new packets over all agents, if limited (resends are spaced by
+    /// their backoff instead).
+    pub pacer: Option<Pacer>,
+    /// Cancelled when no new packet may start (duration reached or shutdown).
+    pub stop: CancellationToken,
+    /// Cancelled when packets still unfinished after the stop are to be abandoned.
+    pub abort: CancellationToken,
+    /// Failure kinds already logged, so each is logged once per run, not per request.
+    pub logged: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// A shared packet budget for `--packets`: agents claim one request at a time.
+pub(crate) struct Budget {
+    limit: u64,
+    claimed: AtomicU64,
+}
+
+impl Budget {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            claimed: AtomicU64::new(0),
+        }
+    }
+
+    /// Claims one request; false once the budget is spent.
+    pub fn try_claim(&self) -> bool {
+        self.claimed.fetch_add(1, Relaxed) < self.limit
+    }
+}
+
+/// Spaces requests `1 / rate` apart over all agents. A slot missed because every agent
+/// was busy is not made up later (like `MissedTickBehavior::Delay`), so a slow
+/// distributor never receives a catch-up burst.
+pub(crate) struct Pacer {
+    start: Instant,
+    period_ns: u64,
+    /// Nanoseconds after `start` of the next free slot.
+    next_ns: AtomicU64,
+}
+
+impl Pacer {
+    pub fn new(rate_per_s: f64) -> Self {
+        let period_ns = (1e9 / rate_per_s).clamp(1.0, u64::MAX as f64) as u64;
+        Self {
+            start: Instant::now(),
+            period_ns,
+            next_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Claims the next slot and returns when it is due.
+    pub fn claim(&self) -> Instant {
+        self.claim_at(Instant::now())
+    }
+
+    /// [`claim`](Self::claim) at a given time; the clock is a parameter so tests are exact.
+    fn claim_at(&self, now: Instant) -> Instant {
+        let since_start = now.saturating_duration_since(self.start);
+        let now_ns = u64::try_from(since_start.as_nanos()).unwrap_or(u64::MAX);
+        let update = |next: u64| Some(next.max(now_ns).saturating_add(self.period_ns));
+        // The closure always returns Some, so both arms carry the previous value.
+        let previous = match self.next_ns.fetch_update(Relaxed, Relaxed, update) {
+            Ok(previous) | Err(previous) => previous,
+        };
+        self.start + Duration::from_nanos(previous.max(now_ns))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_hands_out_exactly_the_limit() {
+        let budget = Budget::new(3);
+        let claimed = (0..10).filter(|_| budget.try_claim()).count();
+        assert_eq!(claimed, 3);
+    }
+
+    #[test]
+    fn pacer_spaces_slots_and_skips_missed_ones() {
+        let pacer = Pacer::new(10.0);
+        let start = pacer.start;
+        let slots: Vec<Duration> = (0..3).map(|_| pacer.claim_at(start) - start).collect();
+        assert_eq!(slots, [0, 100, 200].map(Duration::from_millis));
+        // Idle for a second: the next slot is now, not a burst of the missed ones.
+        let later = start + Duration::from_secs(1);
+        assert_eq!(pacer.claim_at(later), later);
+        assert_eq!(pacer.claim_at(later) - later, Duration::from_millis(100));
+    }
+}
