@@ -479,15 +479,7 @@ mod tests {
     fn job(bytes: usize) -> Job {
         let mut line = vec![b'x'; bytes.max(1)];
         *line.last_mut().unwrap() = b'\n';
-        Job {
-            packet: logdist_core::Packet {
-                ndjson: bytes::Bytes::from(line),
-                messages: 1,
-            },
-            ack: None,
-            attempts: 0,
-            via: None,
-        }
+        Job::of(bytes::Bytes::from(line))
     }
 
     fn sizes(jobs: &[Job]) -> Vec<usize> {

@@ -134,6 +134,21 @@ pub struct Job {
 }
 
 impl Job {
+    /// A packet of one message whose NDJSON is `ndjson`, that nobody waits for: for unit
+    /// tests.
+    #[cfg(test)]
+    pub fn of(ndjson: bytes::Bytes) -> Self {
+        Self {
+            packet: Packet {
+                ndjson,
+                messages: 1,
+            },
+            ack: None,
+            attempts: 0,
+            via: None,
+        }
+    }
+
     /// Answers the waiting agent, if any. An agent that gave up is no error.
     pub fn finish(self, outcome: Result<Arc<str>, Refusal>) {
         if let Some(ack) = self.ack {

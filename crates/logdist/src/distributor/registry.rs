@@ -421,20 +421,11 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use logdist_core::Packet;
 
     use super::*;
 
     fn job() -> Job {
-        Job {
-            packet: Packet {
-                ndjson: Bytes::from_static(b"{}\n"),
-                messages: 1,
-            },
-            ack: None,
-            attempts: 0,
-            via: None,
-        }
+        Job::of(Bytes::from_static(b"{}\n"))
     }
 
     #[test]

@@ -73,19 +73,13 @@ pub fn outgoing(own: &str, plain: &HeaderValue, jobs: &[Job]) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use logdist_core::Packet;
 
     use super::*;
 
     fn job(via: Option<&str>) -> Job {
         Job {
-            packet: Packet {
-                ndjson: Bytes::from_static(b"{}\n"),
-                messages: 1,
-            },
-            ack: None,
-            attempts: 0,
             via: via.map(Arc::from),
+            ..Job::of(Bytes::from_static(b"{}\n"))
         }
     }
 
