@@ -7,7 +7,7 @@
 //! Full-queue policy: the queue never blocks and never drops. When it is full, `dispatch`
 //! refuses the packet and the agent gets 503 with Retry-After (see the registry).
 //!
-//! Failure policy, by what the analyzer answered (see [`Answer`]):
+//! Failure policy, by what the analyzer answered (see [`refuses_content`]):
 //! - 2xx: every packet of the batch is delivered.
 //! - 400, 415 or 422: it refuses something in the batch as bad. That is not a sick
 //!   analyzer: the batch is split in halves, and each half delivered, until the packets it

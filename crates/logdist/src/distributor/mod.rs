@@ -1,10 +1,10 @@
 //! The distributor: agents send packets of log messages; each packet goes to one analyzer
 //! so that analyzers receive shares of messages in proportion to their weights.
 //!
-//! A packet flows one way: [`ingest`] (read, decompress, validate) -> [`registry`]
-//! (route, under one short lock) -> [`lane`] (batch into one body with [`batch`],
+//! A packet flows one way: `ingest` (read, decompress, validate) -> `registry`
+//! (route, under one short lock) -> `lane` (batch into one body with [`batch`],
 //! deliver) -> analyzer, and the acknowledgement flows straight back to the waiting agent.
-//! [`health`] watches every analyzer; [`admin`] serves membership, stats and metrics.
+//! `health` watches every analyzer; `admin` serves membership, stats and metrics.
 
 mod admin;
 mod admission;

@@ -240,7 +240,7 @@ impl Registry {
     /// one drains to the old address. Returns the new member when one was created, so the
     /// caller can start its lane and its health watcher. A new member is not routed to
     /// until its first probe passes (see [`Member::joined`]). A new id beyond
-    /// `--max-analyzers` is refused with [`Full`].
+    /// `--max-analyzers` is refused with [`RegisterError::Full`].
     pub fn register(
         &self,
         id: &str,

@@ -7,7 +7,7 @@
 //!
 //! axum's own `serve` offers none of the timeouts or TLS, so this is hyper's connection
 //! builder driven directly, as axum's `serve` does underneath. A plain-HTTP connection
-//! starts on the [`express`] lane when the server has one: its hot request is answered
+//! starts on the `express` lane when the server has one: its hot request is answered
 //! without hyper, and hyper takes the connection over at the first request that is not
 //! that one.
 
@@ -79,7 +79,7 @@ impl ServeOptions {
 /// `workers` (the least busy), start to end.
 ///
 /// A connection accepted while `max_connections` are served is refused at once (see
-/// [`refuse`]) rather than left in the kernel's accept queue, where its client would wait
+/// `refuse`) rather than left in the kernel's accept queue, where its client would wait
 /// for a slot until it gave up.
 pub async fn serve<E: Express>(
     listener: TcpListener,
