@@ -9,7 +9,6 @@
 //! With a token (`--token`, or `--packets-token`) it takes packets only from whoever
 //! holds it: the distributor sends its admin token with every delivery.
 
-mod auth;
 mod counts;
 mod faults;
 
@@ -206,7 +205,7 @@ fn app(state: Arc<AppState>) -> Router {
     let guarded = |route: MethodRouter<Arc<AppState>>| match &state.packets_token {
         Some(token) => route.route_layer(middleware::from_fn_with_state(
             token.clone(),
-            auth::require_token,
+            crate::http::auth::require_token,
         )),
         None => route,
     };

@@ -30,9 +30,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::middleware;
 use axum::routing::{get, post};
 use batch::Batch;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -259,7 +257,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
     let guarded = |routes: Router<Arc<Shared>>, token: Option<&str>| match token {
         Some(token) => routes.route_layer(middleware::from_fn_with_state(
             Arc::<str>::from(token),
-            require_token,
+            crate::http::auth::require_token,
         )),
         None => routes,
     };
@@ -280,21 +278,6 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .fallback(admin::not_found)
         .method_not_allowed_fallback(admin::method_not_allowed)
         .with_state(shared)
-}
-
-/// Refuses a request without the bearer `token`, comparing in constant time so that the
-/// answer's timing tells nothing about the token.
-async fn require_token(
-    State(token): State<Arc<str>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let given = request.headers().get(http::header::AUTHORIZATION);
-    if !crate::http::auth::token_matches(&token, given.map(|v| v.as_bytes())) {
-        metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
-        return Err(ApiError::Unauthorized);
-    }
-    Ok(next.run(request).await)
 }
 
 /// Runs a distributor on `listener` until `shutdown` is cancelled, then stops accepting,

@@ -1,7 +1,31 @@
 //! Bearer tokens, as both servers check them: the distributor on ingest and registration,
 //! the analyzer on deliveries.
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use subtle::ConstantTimeEq;
+
+use super::ApiError;
+
+/// A route layer (`middleware::from_fn_with_state(token, require_token)`) that refuses a
+/// request without the bearer `token` with 401, counted in
+/// `logdist_rejected_total{reason="unauthorized"}`.
+pub async fn require_token(
+    State(token): State<Arc<str>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let given = request.headers().get(http::header::AUTHORIZATION);
+    if !token_matches(&token, given.map(|v| v.as_bytes())) {
+        tracing::debug!(path = %request.uri().path(), "Refused a request without the token.");
+        metrics::counter!("logdist_rejected_total", "reason" => "unauthorized").increment(1);
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(next.run(request).await)
+}
 
 /// Whether an `Authorization` value carries `token` as its bearer credentials, compared in
 /// constant time so that the answer's timing tells nothing about the token.

@@ -46,6 +46,42 @@ const READ_ROOM: usize = 16 * 1024;
 /// Below this much free room, the next read gets a fresh [`READ_ROOM`].
 const MIN_ROOM: usize = 8 * 1024;
 
+/// Read buffers between requests. A connection waiting for its next request holds none;
+/// the one it read its last request into waits here, on the worker's thread, for the next
+/// connection that has bytes to read. Its room after the bodies cut from it takes the next
+/// requests without a new allocation, as it did when each connection kept its own, and a
+/// worker keeps at most [`SPARES`] of them, whatever the number of idle connections.
+mod spare {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    use super::MIN_ROOM;
+
+    /// Read buffers a worker keeps at most.
+    pub const SPARES: usize = 16;
+
+    thread_local! {
+        static KEPT: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// Keeps `buf` (empty) for the next read, if it still has room for one.
+    pub fn put(buf: BytesMut) {
+        if buf.capacity() >= MIN_ROOM {
+            KEPT.with_borrow_mut(|kept| {
+                if kept.len() < SPARES {
+                    kept.push(buf);
+                }
+            });
+        }
+    }
+
+    /// A kept buffer, the last kept first, or a new empty one.
+    pub fn take() -> BytesMut {
+        KEPT.with_borrow_mut(Vec::pop).unwrap_or_default()
+    }
+}
+
 /// What a server answers on the express lane.
 pub trait Express: Clone + Send + Sync + 'static {
     /// Whether connections start on the express lane at all (a server without an express
@@ -273,9 +309,10 @@ pub async fn serve<E: Express>(
                 }
             }
             if buf.is_empty() {
-                // Nothing of a request yet: give the buffer back (the bodies cut from it
-                // keep their part) and wait with none until bytes are there.
-                buf = BytesMut::new();
+                // Nothing of a request yet: leave the buffer with the worker's spares (the
+                // bodies cut from it keep their part) and wait with none until bytes are
+                // there; then take a spare back, whose room the last requests left.
+                spare::put(std::mem::take(&mut buf));
                 let readable = tokio::select! {
                     biased;
                     readable = tokio::time::timeout_at(deadline, stream.readable()) => readable,
@@ -285,6 +322,7 @@ pub async fn serve<E: Express>(
                     Ok(Ok(())) => {}
                     Ok(Err(_)) | Err(_) => return Outcome::Closed,
                 }
+                buf = spare::take();
             }
             if buf.capacity() - buf.len() < MIN_ROOM {
                 buf.reserve(READ_ROOM);
@@ -507,6 +545,31 @@ impl AsyncWrite for Rewind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spare_read_buffers_are_reused_and_bounded() {
+        // A buffer with room comes back as it is; one without room is not kept.
+        let mut roomy = BytesMut::with_capacity(READ_ROOM);
+        roomy.extend_from_slice(b"a request");
+        let _body = roomy.split_to(9);
+        let at = roomy.as_ptr();
+        spare::put(roomy);
+        let back = spare::take();
+        assert_eq!(back.as_ptr(), at, "the same room");
+        spare::put(BytesMut::with_capacity(MIN_ROOM - 1));
+        assert_eq!(
+            spare::take().capacity(),
+            0,
+            "nothing kept: a new empty buffer"
+        );
+        for _ in 0..spare::SPARES + 5 {
+            spare::put(BytesMut::with_capacity(READ_ROOM));
+        }
+        let kept = std::iter::from_fn(|| Some(spare::take()))
+            .take_while(|b| b.capacity() > 0)
+            .count();
+        assert_eq!(kept, spare::SPARES);
+    }
 
     fn plain(request: &str) -> (usize, Head) {
         match parse(request.as_bytes()) {
