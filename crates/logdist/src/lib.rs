@@ -12,6 +12,7 @@ pub mod demo;
 pub mod distributor;
 pub mod http;
 pub mod loadgen;
+pub mod pacer;
 pub mod telemetry;
 pub mod workers;
 

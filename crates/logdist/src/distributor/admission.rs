@@ -1,6 +1,6 @@
-//! Rate limits that keep a flood of requests from one place, or of work of one kind, from
-//! crowding out the rest: registrations per source address, and health probes over all
-//! analyzers. Pure bookkeeping behind a short lock; the caller passes the time.
+//! A rate limit that keeps a flood of registrations from one place from crowding out the
+//! rest: a token bucket per source address. Pure bookkeeping behind a short lock; the
+//! caller passes the time. (Health probes are paced with [`crate::pacer::Pacer`].)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -61,36 +61,6 @@ impl PerSource {
     }
 }
 
-/// Spaces events evenly at `rate` a second over all callers: each is given the next free
-/// slot, and waits for it.
-#[derive(Debug)]
-pub struct Pacer {
-    gap: Duration,
-    next: Mutex<Option<Instant>>,
-}
-
-impl Pacer {
-    /// `rate` events a second (at least one).
-    pub fn new(rate: u32) -> Self {
-        Self {
-            gap: Duration::from_secs(1) / rate.max(1),
-            next: Mutex::new(None),
-        }
-    }
-
-    /// The slot of one more event asked for at `now`: `now` itself when the pace allows,
-    /// otherwise the first free slot after the ones already given.
-    pub fn slot(&self, now: Instant) -> Instant {
-        let mut next = self
-            .next
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let slot = next.map_or(now, |n| n.max(now));
-        *next = Some(slot + self.gap);
-        slot
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,20 +99,5 @@ mod tests {
             let _ = limit.take(source, t0 + Duration::from_secs(u64::from(i / 1000) * 2));
         }
         assert!(limit.buckets.lock().unwrap().len() <= MAX_SOURCES + 1);
-    }
-
-    #[test]
-    fn the_pacer_spaces_slots() {
-        let pacer = Pacer::new(100);
-        let t0 = Instant::now();
-        assert_eq!(pacer.slot(t0), t0);
-        assert_eq!(pacer.slot(t0), t0 + Duration::from_millis(10));
-        assert_eq!(pacer.slot(t0), t0 + Duration::from_millis(20));
-        let later = t0 + Duration::from_secs(1);
-        assert_eq!(
-            pacer.slot(later),
-            later,
-            "an idle pacer does not save up slots"
-        );
     }
 }

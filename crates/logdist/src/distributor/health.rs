@@ -87,8 +87,7 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
 /// One `GET {url}/health`, in its turn of `--probe-rate`: whether it answered 2xx within
 /// `--probe-timeout`.
 async fn probe(shared: &Shared, member: &Member) -> bool {
-    let slot = shared.probes.slot(std::time::Instant::now());
-    tokio::time::sleep_until(slot.into()).await;
+    tokio::time::sleep_until(shared.probes.claim()).await;
     let mut request = Request::get(member.url.health.clone());
     if let Some(auth) = &shared.analyzer_auth {
         request = request.header(http::header::AUTHORIZATION, auth.clone());

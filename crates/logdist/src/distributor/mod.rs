@@ -81,7 +81,7 @@ pub struct Shared {
     /// Registrations that change membership, per source address (`--register-rate`).
     registrations: admission::PerSource,
     /// Health probes over all analyzers (`--probe-rate`).
-    probes: admission::Pacer,
+    probes: crate::pacer::Pacer,
     /// Accepted packets waiting for an analyzer to take them again (see [`parked`]).
     parked: parked::Parked,
     /// `Authorization` for deliveries and probes: the admin token, which analyzers
@@ -135,7 +135,7 @@ impl Shared {
             via_header,
             parked: parked::Parked::new(config.queue_packets.max(1024)),
             registrations: admission::PerSource::new(config.register_rate),
-            probes: admission::Pacer::new(config.probe_rate),
+            probes: crate::pacer::Pacer::new(f64::from(config.probe_rate)),
             analyzer_auth: config
                 .admin_token()
                 .map(|token| format!("Bearer {token}").parse())

@@ -57,8 +57,9 @@ pub use ids::{IdPrefix, IdPrefixError, MAX_ID_PREFIX_LEN};
 pub use report::{Latency, Report, StopReason};
 pub use trace::{TraceLine, TraceOutcome};
 
+use crate::pacer::Pacer;
 use conn::Target;
-use plan::{Budget, Pacer, Plan};
+use plan::{Budget, Plan};
 use pool::PacketPool;
 use progress::{Goal, Progress};
 use report::Measured;
