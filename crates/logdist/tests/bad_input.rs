@@ -1,10 +1,12 @@
 //! End to end: every kind of bad input gets its 4xx with a JSON error that says what and
-//! where, nothing of a rejected packet is delivered, and the server keeps serving.
+//! where, nothing of a rejected packet is delivered, and the server keeps serving. The
+//! servers run in the test's process ([`InProc`]).
 
 mod common;
 
 use std::io::Write;
 
+use common::inproc::InProc;
 use common::*;
 use hyper::Method;
 
@@ -487,16 +489,24 @@ fn long_key_value() -> &'static str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_bad_input_gets_its_4xx_and_nothing_is_delivered() {
-    let dir = scratch("bad-input");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &["--max-body", "64KiB"]);
-    let (_a, analyzer_url) = analyzer(&dir, 1, 1.0, &url, &[]);
+    let distributor = InProc::distributor(&["--max-body", "64KiB"]).await;
+    let url = distributor.url.clone();
+    let analyzer = InProc::analyzer(1, 1.0, &url, &[]).await;
+    let analyzer_url = analyzer.url.clone();
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
+    // The recorder is the process's (see `common::inproc`): count from here.
+    let rejected = |metrics: &str, reason: &str| {
+        metric(
+            metrics,
+            &format!("logdist_rejected_total{{reason=\"{reason}\"}}"),
+        )
+    };
+    let before = http.get(&format!("{url}/metrics")).await.text();
 
     let mut delivered = 0;
-    let port = url.rsplit(':').next().unwrap().to_owned();
-    let cases = cases(&port);
+    let cases = cases(&distributor.port().to_string());
     assert!(cases.len() >= 40, "{} cases", cases.len());
     for c in cases {
         let answer = http
@@ -538,26 +548,22 @@ async fn every_kind_of_bad_input_gets_its_4xx_and_nothing_is_delivered() {
     let stats = http.stats(&url).await;
     assert_eq!(stats.len(), 1, "a bad registration was accepted: {stats:?}");
     let metrics = http.get(&format!("{url}/metrics")).await.text();
-    assert!(
-        metrics.contains("logdist_rejected_total{reason=\"bad_request\"}"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("logdist_rejected_total{reason=\"too_large\"}"));
+    for reason in ["bad_request", "too_large"] {
+        assert!(
+            rejected(&metrics, reason) > rejected(&before, reason),
+            "no {reason} rejection counted: {metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_bodies_json_arrays_and_extra_fields_are_delivered() {
     let dir = scratch("encodings");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &[]);
+    let distributor = InProc::distributor(&[]).await;
+    let url = distributor.url.clone();
     let journal = dir.join("journal.ndjson");
-    let (_a, _) = analyzer(
-        &dir,
-        1,
-        1.0,
-        &url,
-        &["--journal", journal.to_str().unwrap()],
-    );
+    let _analyzer = InProc::analyzer(1, 1.0, &url, &["--journal", journal.to_str().unwrap()]).await;
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
 
@@ -614,10 +620,11 @@ async fn compressed_bodies_json_arrays_and_extra_fields_are_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ack_accepted_answers_202_and_still_delivers() {
-    let dir = scratch("accepted");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &["--ack", "accepted"]);
-    let (_a, analyzer_url) = analyzer(&dir, 1, 1.0, &url, &[]);
+    let distributor = InProc::distributor(&["--ack", "accepted"]).await;
+    let url = distributor.url.clone();
+    let analyzer = InProc::analyzer(1, 1.0, &url, &[]).await;
+    let analyzer_url = analyzer.url.clone();
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
     for i in 0..20 {
@@ -650,10 +657,10 @@ async fn ack_accepted_answers_202_and_still_delivers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_guards_ingest_and_registration_but_not_stats() {
-    let dir = scratch("token");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &["--token", "s3cret"]);
-    let (_a, _) = analyzer(&dir, 1, 1.0, &url, &["--token", "s3cret"]);
+    let distributor = InProc::distributor(&["--token", "s3cret"]).await;
+    let url = distributor.url.clone();
+    let _analyzer = InProc::analyzer(1, 1.0, &url, &["--token", "s3cret"]).await;
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
 
@@ -699,10 +706,11 @@ async fn a_token_guards_ingest_and_registration_but_not_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn framing_validation_checks_lines_and_objects_only() {
-    let dir = scratch("framing");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &["--validate", "framing"]);
-    let (_a, analyzer_url) = analyzer(&dir, 1, 1.0, &url, &["--count-only"]);
+    let distributor = InProc::distributor(&["--validate", "framing"]).await;
+    let url = distributor.url.clone();
+    let analyzer = InProc::analyzer(1, 1.0, &url, &["--count-only"]).await;
+    let analyzer_url = analyzer.url.clone();
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
     let nd = "application/x-ndjson";

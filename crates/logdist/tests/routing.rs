@@ -1,5 +1,6 @@
-//! End to end, with real processes: shares of messages follow the weights within the
-//! contract's bound, and re-normalize when analyzers join and leave.
+//! End to end: shares of messages follow the weights within the contract's bound, and
+//! re-normalize when analyzers join and leave. The servers run in the test's process
+//! ([`InProc`]), except where the point is the process itself (a signal).
 
 mod common;
 
@@ -7,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use common::inproc::InProc;
 use common::*;
 use rand::{Rng, SeedableRng};
 
@@ -49,12 +51,12 @@ async fn send_random(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_weighted_analyzers_receive_their_share_of_messages() {
-    let dir = scratch("shares");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &[]);
+    let distributor = InProc::distributor(&[]).await;
+    let url = distributor.url.clone();
     let mut analyzers = Vec::new();
     for (id, weight) in [(1, 0.5), (2, 0.3), (3, 0.2)] {
-        analyzers.push(analyzer(&dir, id, weight, &url, &[]));
+        analyzers.push(InProc::analyzer(id, weight, &url, &[]).await);
     }
     http.wait_stats(&url, "three analyzers", |s| {
         online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
@@ -67,8 +69,8 @@ async fn three_weighted_analyzers_receive_their_share_of_messages() {
     assert_eq!(stats.iter().map(|a| a.messages_sent).sum::<u64>(), messages);
 
     // What the distributor says it delivered is what each analyzer counted.
-    for (a, (_, analyzer_url)) in stats.iter().zip(&analyzers) {
-        let own = http.get(&format!("{analyzer_url}/stats")).await.json();
+    for (a, analyzer) in stats.iter().zip(&analyzers) {
+        let own = http.get(&format!("{}/stats", analyzer.url)).await.json();
         assert_eq!(own["id"], a.id.as_str());
         assert_eq!(
             own["messages"], a.messages_total,
@@ -86,11 +88,11 @@ async fn three_weighted_analyzers_receive_their_share_of_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_renormalize_when_analyzers_join_and_leave() {
-    let dir = scratch("join-leave");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &[]);
-    let mut a1 = analyzer(&dir, 1, 0.5, &url, &[]);
-    let _a2 = analyzer(&dir, 2, 0.3, &url, &[]);
+    let distributor = InProc::distributor(&[]).await;
+    let url = distributor.url.clone();
+    let a1 = InProc::analyzer(1, 0.5, &url, &[]).await;
+    let _a2 = InProc::analyzer(2, 0.3, &url, &[]).await;
     let stats = http
         .wait_stats(&url, "two analyzers", |s| {
             online(s, &["analyzer_1", "analyzer_2"])
@@ -102,7 +104,7 @@ async fn shares_renormalize_when_analyzers_join_and_leave() {
     assert_shares_within(&http.stats(&url).await, largest);
 
     // A third analyzer joins: targets re-normalize and the counting window restarts.
-    let _a3 = analyzer(&dir, 3, 0.2, &url, &[]);
+    let _a3 = InProc::analyzer(3, 0.2, &url, &[]).await;
     let stats = http
         .wait_stats(&url, "three analyzers", |s| {
             online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
@@ -124,13 +126,9 @@ async fn shares_renormalize_when_analyzers_join_and_leave() {
     assert!(stats[2].messages_sent > 0);
     assert_eq!(stats.iter().map(|a| a.messages_sent).sum::<u64>(), messages);
 
-    // Analyzer 1 leaves (SIGTERM: it deregisters itself): 0.3/0.2 become 0.6/0.4.
-    a1.0.signal("TERM");
-    assert!(
-        a1.0.wait_exit(Duration::from_secs(20)).success(),
-        "{}",
-        a1.0.log_text()
-    );
+    // Analyzer 1 leaves (stopped as SIGTERM stops it: it deregisters itself): 0.3/0.2
+    // become 0.6/0.4.
+    a1.stop().await.expect("analyzer_1 stops cleanly");
     let stats = http
         .wait_stats(&url, "analyzer_1 gone", |s| {
             online(s, &["analyzer_2", "analyzer_3"]) && s.len() == 2
@@ -147,7 +145,9 @@ async fn shares_renormalize_when_analyzers_join_and_leave() {
 async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
     let dir = scratch("sigterm");
     let http = Http::new();
-    let (_d, url) = distributor(&dir, &[]);
+    // The signal is the point: the analyzer is a process; the distributor need not be.
+    let distributor = InProc::distributor(&[]).await;
+    let url = distributor.url.clone();
     let (mut a1, a1_url) = analyzer(&dir, 1, 1.0, &url, &[]);
     http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
         .await;
@@ -171,20 +171,13 @@ async fn sigterm_on_an_analyzer_deregisters_it_and_exits_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_analyzers_and_weight_updates() {
-    let dir = scratch("static");
     let http = Http::new();
-    let sink = |id: &'static str| {
-        move |listen: &str| {
-            ["analyzer", "--id", id, "--listen", listen, "--no-register"]
-                .map(String::from)
-                .to_vec()
-        }
-    };
-    let (_s1, l1) = spawn_server(&dir, "a1", sink("1"));
-    let (_s2, l2) = spawn_server(&dir, "a2", sink("2"));
-    let spec1 = format!("a=http://{l1}@3");
-    let spec2 = format!("b=http://{l2}@1");
-    let (_d, url) = distributor(&dir, &["--analyzer", &spec1, "--analyzer", &spec2]);
+    let s1 = InProc::analyzer_with(&["--id", "1", "--no-register"]).await;
+    let s2 = InProc::analyzer_with(&["--id", "2", "--no-register"]).await;
+    let spec1 = format!("a={}@3", s1.url);
+    let spec2 = format!("b={}@1", s2.url);
+    let distributor = InProc::distributor(&["--analyzer", &spec1, "--analyzer", &spec2]).await;
+    let url = distributor.url.clone();
     for i in 0..40 {
         let answer = http.send_packet(&url, i, 1).await;
         assert_eq!(answer.status, 200, "{}", answer.text());
@@ -197,7 +190,7 @@ async fn static_analyzers_and_weight_updates() {
         .post(
             &format!("{url}/analyzer/register"),
             "application/json",
-            format!(r#"{{"id":"b","weight":3,"url":"http://{l2}"}}"#),
+            format!(r#"{{"id":"b","weight":3,"url":"{}"}}"#, s2.url),
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.text());

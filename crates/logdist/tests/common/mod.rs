@@ -1,9 +1,11 @@
-//! Test harness: real `logdist` processes on free loopback ports, and a plain HTTP client.
-//! Every process is killed (by its own PID) when its handle drops, so a failing test
-//! leaves nothing behind.
+//! Test harness: real `logdist` processes on free loopback ports, servers run in the
+//! test's own process ([`inproc`]), and a plain HTTP client. Every process is killed (by
+//! its own PID), and every in-process server stopped, when its handle drops, so a failing
+//! test leaves nothing behind.
 
 #![allow(dead_code)]
 
+pub mod inproc;
 pub mod ledger;
 
 use std::net::TcpListener;
@@ -500,6 +502,15 @@ pub fn online(stats: &[AnalyzerStats], ids: &[&str]) -> bool {
     ids.iter()
         .all(|id| stats.iter().any(|a| a.id == *id && a.state == "online"))
         && stats.iter().filter(|a| a.state == "online").count() == ids.len()
+}
+
+/// The sum of the samples of every series whose line starts with `prefix` in a
+/// `/metrics` text (0 if there is none).
+pub fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// One message as NDJSON, with a unique `seq` so tests can find it at the analyzers.
