@@ -1,5 +1,6 @@
 //! The pure core of logdist: no I/O, no async, no clocks.
 //!
+//! - [`decoder`] is the seam every ingest format plugs into: a body in, a packet out.
 //! - [`message`] decodes and validates packets of log messages (a JSON array, NDJSON, or
 //!   one object) into the NDJSON that is forwarded to analyzers.
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
@@ -7,11 +8,13 @@
 //!
 //! Everything here is deterministic, so it is tested exhaustively with property tests.
 
+pub mod decoder;
 mod framing;
 pub mod message;
 mod plain;
 pub mod routing;
 
+pub use decoder::{DecodeOptions, Decoder};
 pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
     ndjson_messages,

@@ -1,106 +1,136 @@
 //! The distributor: agents send packets of log messages; each packet goes to one analyzer
 //! so that analyzers receive shares of messages in proportion to their weights.
 //!
-//! A packet flows one way: `ingest` (read, decompress, validate) -> `registry`
-//! (route, under one short lock) -> `lane` (batch into one body with [`batch`],
-//! deliver) -> analyzer, and the acknowledgement flows straight back to the waiting agent.
-//! `health` watches every analyzer; `admin` serves membership, stats and metrics.
+//! A packet flows one way through three stages, a folder each, and its acknowledgement
+//! flows straight back to the agent waiting for it:
+//!
+//! ```text
+//! agent ──▶ ingest ──▶ routing ──▶ delivery ──▶ analyzer
+//!   ▲                                  │
+//!   └────────── acknowledgement ◀──────┘
+//! ```
+//!
+//! - [`ingest`]: read a request, decode its format, hand the packet on, answer the agent.
+//! - [`routing`]: choose the analyzer by messages, under one short lock; route again what
+//!   delivery hands back.
+//! - [`delivery`]: batch each analyzer's queue and send it by the analyzer's protocol.
+//! - [`membership`], beside the flow: registration, health probes, and the state several
+//!   distributors share (memory or Redis).
+//! - `status`: stats, health and metrics, read from every stage.
+//!
+//! [`job`] is the packet in flight, which every stage speaks. [`config`] is the command
+//! line; [`Distributor::new`] turns it into each stage's own settings, and no stage sees
+//! it.
 
-mod admin;
-mod admission;
-pub mod batch;
-mod cluster;
 pub mod config;
-mod exposition;
-mod health;
-mod idempotency;
+mod delivery;
 mod ingest;
-mod lane;
-mod member;
-mod parked;
-mod registry;
-mod self_loop;
-mod tally;
-mod via;
+mod job;
+mod membership;
+mod routing;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use axum::middleware;
-use axum::routing::{get, post};
-use batch::Batch;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use crate::http::ApiError;
-pub use config::{AckMode, AnalyzerSpec, DistributorArgs};
-use member::QueueLimits;
-use registry::Registry;
+pub use config::{AnalyzerSpec, DistributorArgs, ValidateMode};
+pub use delivery::batch;
+pub use ingest::AckMode;
 
+use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
-use crate::http::{HttpClient, http_client};
+use crate::pacer::Pacer;
 use crate::workers::Workers;
+use delivery::ndjson::NdjsonPackets;
+use delivery::{LaneSettings, Lanes, Outbound, Protocol, QueueLimits, via};
+use ingest::{Ingest, IngestSettings, idempotency};
+use membership::admin::Admin;
+use membership::health::{ProbeSettings, Probes};
+use membership::{Cluster, Fleet, SharedState};
+use routing::{Registry, Routing};
+use status::Status;
 
-/// The client of one worker's deliveries.
-type DeliveryClient = HttpClient<Batch>;
-
-/// What every handler and task of one distributor shares.
-pub struct Shared {
-    /// The flags it was started with.
-    pub config: DistributorArgs,
-    /// Where it listens (its own address, which no analyzer may have).
-    listen: SocketAddr,
-    /// Idempotency keys of recent packets.
-    idempotency: Arc<idempotency::Keys>,
-    /// Members and routing.
-    registry: Registry,
-    /// Probes.
-    client: HttpClient,
-    /// The worker threads: each serves its connections and runs one lane per analyzer.
-    workers: Arc<Workers>,
-    /// Deliveries, one keep-alive pool per worker, so that a delivery's connection is
-    /// driven on the thread that sends on it.
-    lane_clients: Vec<DeliveryClient>,
-    /// Set when shutdown begins: new packets get 503. A flag, not a cancellation token:
-    /// every packet reads it, and a token's state sits behind a lock both workers take.
-    shutting_down: AtomicBool,
-    /// Renders `/metrics`.
-    metrics: PrometheusHandle,
-    /// The fleet on Redis, in cluster mode.
-    cluster: Option<Arc<cluster::Cluster>>,
-    /// `logdist_packets_received_total`, registered once: ingest counts every packet.
-    packets_received: metrics::Counter,
-    /// `logdist_messages_received_total`.
-    messages_received: metrics::Counter,
-    /// Registrations that change membership, per source address (`--register-rate`).
-    registrations: admission::PerSource,
-    /// Health probes over all analyzers (`--probe-rate`).
-    probes: crate::pacer::Pacer,
-    /// Accepted packets waiting for an analyzer to take them again (see [`parked`]).
-    parked: parked::Parked,
-    /// `Authorization` for deliveries and probes: the admin token, which analyzers
-    /// register with and so know (an analyzer with `--token` requires it on `/packets`).
-    analyzer_auth: Option<http::HeaderValue>,
-    /// This distributor's id in `Logdist-Via` (see [`via`]): random, new at each start.
-    via: Arc<str>,
-    /// `Logdist-Via` with this distributor's id alone.
-    via_header: http::HeaderValue,
+/// One distributor: its stages, built from the command line and wired together.
+pub struct Distributor {
+    ingest: Arc<Ingest>,
+    fleet: Arc<Fleet>,
+    admin: Arc<Admin>,
+    status: Arc<Status>,
 }
 
-impl Shared {
-    fn new(
-        config: DistributorArgs,
+impl Distributor {
+    /// Builds every stage of a distributor listening on `listen` from its flags: the one
+    /// place that reads them.
+    pub fn new(
+        config: &DistributorArgs,
         listen: SocketAddr,
         workers: Arc<Workers>,
-    ) -> anyhow::Result<Arc<Self>> {
-        let cluster = match &config.redis {
-            Some(url) => Some(cluster::Cluster::new(
+    ) -> anyhow::Result<Self> {
+        let tls = crate::http::tls::client_config(config.tls_ca.as_deref())?;
+        let via = via::new_id();
+        let outbound = Outbound {
+            auth: config
+                .admin_token()
+                .map(|token| format!("Bearer {token}").parse())
+                .transpose()
+                .context("the admin token is not a valid header value")?,
+            via_header: http::HeaderValue::from_str(&via).context("a hex id is a header value")?,
+            via: via.clone(),
+        };
+        let protocol: Arc<dyn Protocol> = Arc::new(NdjsonPackets::new(
+            (0..workers.len())
+                .map(|_| http_client(config.probe_timeout, tls.clone()))
+                .collect(),
+            http_client(config.probe_timeout, tls),
+            &outbound,
+        ));
+        let registry = Registry::new(
+            QueueLimits {
+                lanes: workers.len(),
+                packets: config.queue_packets,
+                concurrency: config.lane_concurrency,
+            },
+            config.queue_bytes.as_u64() as usize,
+            config.queue_wait,
+            config.max_analyzers as usize,
+        );
+        let routing = Arc::new(Routing::new(
+            registry,
+            workers.clone(),
+            config.queue_packets.max(1024),
+            config.max_attempts,
+        ));
+        let lanes = Arc::new(Lanes {
+            settings: LaneSettings {
+                batch_bytes: config.batch_bytes.as_u64() as usize,
+                delivery_timeout: config.delivery_timeout,
+                eject_base: config.eject_base,
+                eject_max: config.eject_max,
+                concurrency: config.lane_concurrency,
+            },
+            protocol: protocol.clone(),
+            routes: routing.clone(),
+        });
+        let probes = Arc::new(Probes {
+            settings: ProbeSettings {
+                interval: config.probe_interval,
+                timeout: config.probe_timeout,
+                unhealthy_after: config.unhealthy_after,
+                healthy_after: config.healthy_after,
+            },
+            pacer: Pacer::new(f64::from(config.probe_rate)),
+            routing: routing.clone(),
+            protocol,
+        });
+        let shared = match &config.redis {
+            Some(url) => SharedState::Redis(Cluster::new(
                 url,
                 &config.redis_prefix,
                 config
@@ -110,132 +140,59 @@ impl Shared {
                 config.lease_ttl,
                 config.sync_interval,
             )?),
-            None => None,
+            None => SharedState::Memory,
         };
-        let tls = crate::http::tls::client_config(config.tls_ca.as_deref())?;
-        let via = via::new_id();
-        let via_header = http::HeaderValue::from_str(&via).context("a hex id is a header value")?;
-        Ok(Arc::new(Self {
-            cluster,
-            client: http_client(config.probe_timeout, tls.clone()),
-            lane_clients: (0..workers.len())
-                .map(|_| http_client(config.probe_timeout, tls.clone()))
-                .collect(),
-            registry: Registry::new(
-                QueueLimits {
-                    lanes: workers.len(),
-                    packets: config.queue_packets,
-                    concurrency: config.lane_concurrency,
-                },
-                config.queue_bytes.as_u64() as usize,
-                config.queue_wait,
-                config.max_analyzers as usize,
-            ),
-            via,
-            via_header,
-            parked: parked::Parked::new(config.queue_packets.max(1024)),
-            registrations: admission::PerSource::new(config.register_rate),
-            probes: crate::pacer::Pacer::new(f64::from(config.probe_rate)),
-            analyzer_auth: config
-                .admin_token()
-                .map(|token| format!("Bearer {token}").parse())
-                .transpose()
-                .context("the admin token is not a valid header value")?,
-            listen,
+        let fleet = Fleet::new(
+            routing.clone(),
+            shared,
+            lanes,
+            probes,
             workers,
-            idempotency: idempotency::Keys::new(config.idempotency_window, config.idempotency_keys),
-            config,
-            shutting_down: AtomicBool::new(false),
+            listen,
+            config.shutdown_grace,
+        );
+        let idempotency =
+            idempotency::Keys::new(config.idempotency_window, config.idempotency_keys);
+        let ingest = Ingest::new(
+            IngestSettings {
+                ack: config.ack,
+                validation: config.validate.into(),
+                max_body: config.max_body.as_u64() as usize,
+                body_timeout: config.body_timeout,
+                token: config.ingest_token().map(Arc::from),
+            },
+            routing,
+            idempotency.clone(),
+            via,
+        );
+        let admin = Admin::new(
+            fleet.clone(),
+            config.register_rate,
+            config.body_timeout,
+            config.admin_token().map(Arc::from),
+        );
+        let status = Arc::new(Status {
+            fleet: fleet.clone(),
+            idempotency,
             metrics: crate::telemetry::metrics().clone(),
-            packets_received: metrics::counter!("logdist_packets_received_total"),
-            messages_received: metrics::counter!("logdist_messages_received_total"),
-        }))
+        });
+        Ok(Self {
+            ingest,
+            fleet,
+            admin,
+            status,
+        })
     }
 
-    /// Routes a job and queues it on the lane of the worker the caller runs on (see
-    /// [`Registry::dispatch`]): a packet stays on the thread that read it.
-    fn dispatch(&self, job: member::Job) -> Result<(), (member::Job, member::Refusal)> {
-        self.registry.dispatch(job, self.workers.here())
-    }
-
-    /// The delivery client of worker `lane`.
-    fn lane_client(&self, lane: usize) -> &DeliveryClient {
-        &self.lane_clients[lane % self.lane_clients.len()]
-    }
-
-    /// Registers an analyzer (see [`Registry::register`]) and starts the lanes (one on
-    /// each worker) and the health watcher of a new member.
-    fn register(
-        self: &Arc<Self>,
-        id: &str,
-        url: config::AnalyzerUrl,
-        weight: f64,
-        pinned: bool,
-    ) -> Result<(registry::Registered, Arc<member::Member>), registry::RegisterError> {
-        let (outcome, new) = self.registry.register(id, url, weight, pinned)?;
-        let member = match new {
-            Some((member, queues)) => {
-                for (index, queue) in queues.into_iter().enumerate() {
-                    let lane = lane::run(self.clone(), member.clone(), queue, index);
-                    self.workers.spawn_on(index, lane);
-                }
-                tokio::spawn(health::watch(self.clone(), member.clone()));
-                member
-            }
-            None => self.registry.member(id).ok_or_else(|| {
-                registry::RegisterError::Draining(format!("analyzer `{id}` left meanwhile"))
-            })?,
-        };
-        Ok((outcome, member))
-    }
-
-    /// Waits (at most a probe's timeout and a little more) for a member's first probe, and
-    /// says whether it is online.
-    async fn first_probe(&self, member: &member::Member) -> bool {
-        let wait = self.config.probe_timeout + Duration::from_millis(500);
-        let _ = tokio::time::timeout(wait, member.probed.cancelled()).await;
-        member.state() == member::State::Online
-    }
-
-    /// Makes the local membership match the fleet's (cluster mode): adds and updates what
-    /// the fleet has, drains and removes what it no longer has. Pinned members stay.
-    fn reconcile(
-        self: &Arc<Self>,
-        desired: &std::collections::BTreeMap<String, (config::AnalyzerUrl, f64)>,
-    ) {
-        for (id, (url, weight)) in desired {
-            if let Err(e) = self.register(id, url.clone(), *weight, false) {
-                tracing::debug!(analyzer = %id, error = %e, "Not taking the fleet's registration yet.");
-            }
-        }
-        for member in self.registry.members() {
-            let gone = !desired.contains_key(member.id.as_ref());
-            if gone && !member.pinned && member.state() != member::State::Draining {
-                self.remove_in_background(&member.id);
-            }
-        }
-    }
-
-    /// Refuses an analyzer URL that reaches this distributor itself, by `--analyzer` or by
-    /// registration: every packet routed there would come back in, forever. The host is
-    /// resolved (as deliveries will resolve it) and every address it has is checked, so no
-    /// spelling gets through; a host that does not resolve is refused too (see
-    /// [`self_loop`]).
-    async fn check_not_self(&self, url: &config::AnalyzerUrl) -> Result<(), String> {
-        self_loop::check(url, self.listen).await
-    }
-
-    /// Stops routing to an analyzer, and removes it once its queue is delivered.
-    fn remove_in_background(self: &Arc<Self>, id: &str) {
-        if let Some(member) = self.registry.begin_deregister(id) {
-            let shared = self.clone();
-            tokio::spawn(async move {
-                let _ =
-                    tokio::time::timeout(shared.config.shutdown_grace, member.drained.cancelled())
-                        .await;
-                shared.registry.remove(&member);
-            });
-        }
+    /// The distributor's routes: ingest's and registration's, each behind its token when
+    /// one is set, and the status endpoints, open.
+    pub fn app(&self) -> Router {
+        Router::new()
+            .merge(self.ingest.routes())
+            .merge(self.admin.routes())
+            .merge(status::routes(&self.status))
+            .fallback(status::not_found)
+            .method_not_allowed_fallback(status::method_not_allowed)
     }
 }
 
@@ -249,35 +206,6 @@ fn default_instance_id(listen: SocketAddr) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
     format!("{host}:{}", listen.port())
-}
-
-/// The distributor's routes. Ingest and registration sit behind their token checks, when
-/// a token is set for them (without one, the check is not in the path at all).
-pub fn app(shared: Arc<Shared>) -> Router {
-    let guarded = |routes: Router<Arc<Shared>>, token: Option<&str>| match token {
-        Some(token) => routes.route_layer(middleware::from_fn_with_state(
-            Arc::<str>::from(token),
-            crate::http::auth::require_token,
-        )),
-        None => routes,
-    };
-    let ingest = Router::new()
-        .route("/packets", post(ingest::packets))
-        .route("/message/send", post(ingest::message_send));
-    let admin = Router::new()
-        .route("/analyzer/register", post(admin::register))
-        .route("/analyzer/deregister", post(admin::deregister));
-    let ingest = guarded(ingest, shared.config.ingest_token());
-    let admin = guarded(admin, shared.config.admin_token());
-    Router::new()
-        .merge(ingest)
-        .merge(admin)
-        .route("/analyzer/stats", get(admin::stats))
-        .route("/health", get(admin::health))
-        .route("/metrics", get(admin::metrics))
-        .fallback(admin::not_found)
-        .method_not_allowed_fallback(admin::method_not_allowed)
-        .with_state(shared)
 }
 
 /// Runs a distributor on `listener` until `shutdown` is cancelled, then stops accepting,
@@ -305,14 +233,15 @@ async fn run_on(
     workers: Arc<Workers>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let shared = Shared::new(config, addr, workers.clone())?;
+    let distributor = Distributor::new(&config, addr, workers.clone())?;
+    let fleet = &distributor.fleet;
     let mut pinned = Vec::new();
-    for spec in shared.config.analyzers.clone() {
-        shared
+    for spec in config.analyzers.clone() {
+        fleet
             .check_not_self(&spec.url)
             .await
             .map_err(anyhow::Error::msg)?;
-        let (_, member) = shared
+        let (_, member) = fleet
             .register(&spec.id, spec.url, spec.weight, true)
             .map_err(|e| anyhow::anyhow!("--analyzer {}: {e}", spec.id))?;
         pinned.push(member);
@@ -320,11 +249,11 @@ async fn run_on(
     // Serve once the analyzers given at start have answered their first probe (or not,
     // within the probe timeout), so that the first packets find them online.
     for member in &pinned {
-        if !shared.first_probe(member).await {
+        if !fleet.first_probe(member).await {
             warn!(analyzer = %member.id, url = %member.url.base, "Not answering its health probe yet; routing to it once it does.");
         }
     }
-    match (shared.config.ingest_token(), shared.config.admin_token()) {
+    match (config.ingest_token(), config.admin_token()) {
         // On loopback only this machine can reach it: worth a word, not a warning.
         (None, None) if addr.ip().is_loopback() => {
             info!(%addr, "Open: no --token set, so anyone on this machine can send packets and register analyzers.");
@@ -340,59 +269,47 @@ async fn run_on(
         }
         (Some(_), Some(_)) => {}
     }
-    let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {
+    let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::http::tls::server_config(cert, key)?),
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    info!(%addr, scheme, ack = ?shared.config.ack, validate = ?shared.config.validate, workers = workers.len(), "Distributor listening.");
+    info!(%addr, scheme, ack = ?config.ack, validate = ?config.validate, workers = workers.len(), "Distributor listening.");
+    if let Some(redis) = &config.redis {
+        info!(redis, prefix = %config.redis_prefix, "Sharing membership and counts on Redis.");
+    }
 
     let stop_parked = CancellationToken::new();
-    let parked_task = tokio::spawn(parked::retry(shared.clone(), stop_parked.clone()));
+    let parked_task = tokio::spawn(fleet.routing.clone().retry_parked(stop_parked.clone()));
     let stop_cluster = CancellationToken::new();
-    let cluster_task = shared.cluster.clone().map(|cluster| {
-        info!(redis = ?shared.config.redis, prefix = %shared.config.redis_prefix, "Cluster mode: sharing membership and counts on Redis.");
-        tokio::spawn(cluster.run(shared.clone(), stop_cluster.clone()))
-    });
-    let grace = shared.config.shutdown_grace;
-    let stopping = shutdown.clone();
+    let cluster_task = fleet.start_sync(stop_cluster.clone());
+    let grace = config.shutdown_grace;
     let options = ServeOptions {
         tls,
-        header_timeout: shared.config.header_timeout,
-        max_connections: shared.config.max_connections,
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
     };
     let server = tokio::spawn(serve(
         listener,
-        app(shared.clone()),
-        ingest::Express(shared.clone()),
+        distributor.app(),
+        ingest::Express(distributor.ingest.clone()),
         options,
         workers.clone(),
-        stopping,
+        shutdown.clone(),
     ));
     shutdown.cancelled().await;
     info!(
         ?grace,
         "Shutting down: answering requests in flight, then draining queues."
     );
-    shared.shutting_down.store(true, Ordering::Release);
+    distributor.ingest.stop_accepting();
     let deadline = tokio::time::Instant::now() + grace;
     match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "Server task failed."),
         Err(_) => warn!("Grace period over with requests still in flight."),
     }
-    let members = shared.registry.members();
-    for member in &members {
-        member.retire.cancel();
-    }
-    for member in &members {
-        if tokio::time::timeout_at(deadline, member.drained.cancelled())
-            .await
-            .is_err()
-        {
-            warn!(analyzer = %member.id, "Grace period over before this analyzer's queue drained.");
-        }
-    }
+    fleet.drain_all(deadline).await;
     stop_parked.cancel();
     let _ = parked_task.await;
     stop_cluster.cancel();

@@ -27,6 +27,21 @@ pub async fn require_token(
     Ok(next.run(request).await)
 }
 
+/// `routes` behind the bearer `token` ([`require_token`]) when one is set; without one,
+/// the check is not in the path at all.
+pub fn guarded<S: Clone + Send + Sync + 'static>(
+    routes: axum::Router<S>,
+    token: Option<&str>,
+) -> axum::Router<S> {
+    match token {
+        Some(token) => routes.route_layer(axum::middleware::from_fn_with_state(
+            Arc::<str>::from(token),
+            require_token,
+        )),
+        None => routes,
+    }
+}
+
 /// Whether an `Authorization` value carries `token` as its bearer credentials, compared in
 /// constant time so that the answer's timing tells nothing about the token.
 pub fn token_matches(token: &str, authorization: Option<&[u8]>) -> bool {

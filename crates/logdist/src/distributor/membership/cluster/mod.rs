@@ -53,10 +53,23 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::Shared;
+use crate::distributor::delivery::address::AnalyzerUrl;
+use crate::distributor::routing::Routing;
 use counts::Flushed;
 use keys::Keys;
 use membership::Pending;
+
+/// The fleet's membership as Redis holds it: analyzer id -> its address and weight.
+pub type Desired = BTreeMap<String, (AnalyzerUrl, f64)>;
+
+/// This distributor, as a sync sees it: its routing (members, counts and the counting
+/// window, read), and how its membership is made to match the fleet's.
+pub struct Local {
+    /// The local members and counts.
+    pub routing: Arc<Routing>,
+    /// Adds and updates what the fleet has, drains what it no longer has.
+    pub reconcile: Box<dyn Fn(&Desired) + Send + Sync>,
+}
 
 /// How long any one Redis exchange may take before Redis counts as down.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -199,7 +212,7 @@ impl Cluster {
     }
 
     /// Runs the sync loop until `shutdown`, then flushes the counters one last time.
-    pub async fn run(self: Arc<Self>, shared: Arc<Shared>, shutdown: CancellationToken) {
+    pub async fn run(self: Arc<Self>, local: Local, shutdown: CancellationToken) {
         tokio::spawn(self.clone().listen(shutdown.clone()));
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -214,13 +227,13 @@ impl Cluster {
             }
             let result = async {
                 self.publish_pending().await?;
-                self.sync_membership(&shared).await?;
-                self.flush_counts(&shared).await
+                self.sync_membership(&local).await?;
+                self.flush_counts(&local).await
             }
             .await;
             self.set_up(result.is_ok(), result.as_ref().err());
         }
-        if let Err(e) = self.flush_counts(&shared).await {
+        if let Err(e) = self.flush_counts(&local).await {
             warn!(error = %e, "Last flush of counters to Redis failed.");
         }
     }

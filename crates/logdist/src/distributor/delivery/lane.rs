@@ -1,5 +1,5 @@
-//! A lane per analyzer and worker: its queue is drained into batched deliveries, one NDJSON
-//! request each, over the worker's keep-alive pool. Each delivery's outcome flows back to
+//! A lane per analyzer and worker: its queue is drained into batched deliveries, each
+//! sent by the analyzer's protocol (see [`super::protocol`]). Each delivery's outcome flows back to
 //! every agent waiting on a packet in it, on the same thread. The lanes of one analyzer
 //! share its queue bound (`--queue-packets`, in the member) and its deliveries in flight
 //! (`--lane-concurrency`).
@@ -7,7 +7,8 @@
 //! Full-queue policy: the queue never blocks and never drops. When it is full, `dispatch`
 //! refuses the packet and the agent gets 503 with Retry-After (see the registry).
 //!
-//! Failure policy, by what the analyzer answered (see [`refuses_content`]):
+//! Failure policy, by what the analyzer answered (see [`refuses_content`]), the same for
+//! every protocol:
 //! - 2xx: every packet of the batch is delivered.
 //! - 400, 415 or 422: it refuses something in the batch as bad. That is not a sick
 //!   analyzer: the batch is split in halves, and each half delivered, until the packets it
@@ -29,53 +30,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use http_body_util::BodyExt;
-use hyper::Request;
-use hyper::header::{self, HeaderValue};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
-use super::batch::Batch;
-use super::member::{Job, Member, Refusal, Rejection, State};
-use super::{DeliveryClient, Shared, via};
-use crate::api::{DEADLINE_HEADER, delivery_deadline};
-use crate::error_chain;
-
-/// Why a delivery failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DeliveryError {
-    /// No answer within `--delivery-timeout`.
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    /// Could not connect: nothing was sent, so nothing can have been delivered.
-    #[error("{0}")]
-    Refused(String),
-    /// The connection broke: the analyzer may or may not have the packets.
-    #[error("{0}")]
-    Transport(String),
-    /// The analyzer answered with an error status, and said this.
-    #[error("analyzer answered {0}: {1}")]
-    Status(http::StatusCode, String),
-}
-
-/// Whether an analyzer's error status is about the request's content (some packet in it
-/// is bad), as opposed to the analyzer itself: a 401, 403, 404 or 405 says it is
-/// misconfigured (every packet would get it), a 408 or 429 that it is busy, a 5xx that it
-/// is failing. A 413 is about the body's size, handled on its own.
-pub fn refuses_content(status: http::StatusCode) -> bool {
-    matches!(status.as_u16(), 400 | 415 | 422)
-}
+use super::Lanes;
+use super::member::{Member, State};
+use super::protocol::{DeliveryError, refuses_content};
+use crate::distributor::job::{Job, Refusal, Rejection, fail};
 
 /// Runs lane `lane` of one member (on worker `lane`) until the member is retired and the
 /// lane's queue is empty.
 pub async fn run(
-    shared: Arc<Shared>,
+    lanes: Arc<Lanes>,
     member: Arc<Member>,
     mut queue: mpsc::UnboundedReceiver<Job>,
     lane: usize,
 ) {
-    let batch_bytes = shared.config.batch_bytes.as_u64() as usize;
+    let batch_bytes = lanes.settings.batch_bytes;
     let mut deliveries = JoinSet::new();
     // The lane's own child of the member's token: a token's state sits behind a lock, and
     // the member's is shared by its lanes on every worker.
@@ -102,7 +74,7 @@ pub async fn run(
             Ok(permit) => permit,
             // Never closed; if it were, the packet goes elsewhere rather than nowhere.
             Err(_) => {
-                reroute(&shared, vec![first], false);
+                lanes.routes.reroute(vec![first], false);
                 break;
             }
         };
@@ -112,7 +84,7 @@ pub async fn run(
         held = next;
         member.dequeued(batch.len());
         while deliveries.try_join_next().is_some() {}
-        deliveries.spawn(deliver(shared.clone(), member.clone(), batch, permit, lane));
+        deliveries.spawn(deliver(lanes.clone(), member.clone(), batch, permit, lane));
     }
     // Wait for this lane's deliveries still in flight.
     while deliveries.join_next().await.is_some() {}
@@ -178,7 +150,7 @@ fn bytes_of(jobs: &[Job]) -> usize {
 /// documentation): halves of a batch with a packet it refuses, parts under its limit
 /// after a 413. Parts go one after the other, in order, on the same delivery slot.
 async fn deliver(
-    shared: Arc<Shared>,
+    lanes: Arc<Lanes>,
     member: Arc<Member>,
     batch: Vec<Job>,
     _permit: OwnedSemaphorePermit,
@@ -193,16 +165,14 @@ async fn deliver(
                 member
                     .queued_bytes
                     .fetch_sub(bytes_of(&part), Ordering::Relaxed);
-                reroute(&shared, part, false);
+                lanes.routes.reroute(part, false);
             }
             return;
         }
         let bytes = bytes_of(&part);
-        // One request body for the whole part, its large packets sent without a copy.
-        let body = Batch::new(part.iter().map(|job| &job.packet.ndjson));
-        let via = via::outgoing(&shared.via, &shared.via_header, &part);
         let started = Instant::now();
-        let outcome = post(&shared, shared.lane_client(lane), &member, body, via).await;
+        let timeout = lanes.settings.delivery_timeout;
+        let outcome = lanes.protocol.send(lane, &member.url, &part, timeout).await;
         let elapsed = started.elapsed();
         // The member's queued bytes count each packet until it leaves: delivered,
         // refused, or routed elsewhere. Parts put back stay counted.
@@ -214,7 +184,7 @@ async fn deliver(
         match outcome {
             Ok(()) => {
                 gone(&part);
-                delivered(&shared, &member, part, bytes, elapsed);
+                delivered(&lanes, &member, part, bytes, elapsed);
             }
             Err(DeliveryError::Status(status, reason)) if refuses_content(status) => {
                 if part.len() > 1 {
@@ -236,7 +206,7 @@ async fn deliver(
                 // Larger than it takes, even alone: routing gives it to an analyzer that
                 // takes it, if one does. Nothing was delivered, so it costs no attempt.
                 gone(&too_large);
-                reroute(&shared, too_large, false);
+                lanes.routes.reroute(too_large, false);
                 requeue(&mut parts, pack(fit, limit));
             }
             Err(e) => {
@@ -247,21 +217,21 @@ async fn deliver(
                 let looped = matches!(e, DeliveryError::Status(http::StatusCode::LOOP_DETECTED, _));
                 let time = if looped {
                     error!(analyzer = %member.id, url = %member.url.base, error = %e, "This analyzer leads back to this distributor (508 Loop Detected); ejecting it for --eject-max.");
-                    member.eject(shared.config.eject_max, shared.config.eject_max)
+                    member.eject(lanes.settings.eject_max, lanes.settings.eject_max)
                 } else {
-                    member.eject(shared.config.eject_base, shared.config.eject_max)
+                    member.eject(lanes.settings.eject_base, lanes.settings.eject_max)
                 };
-                warn!(analyzer = %member.id, error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
-                shared.registry.mark_unhealthy(&member, &e.to_string());
+                warn!(analyzer = %member.id, protocol = lanes.protocol.name(), error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
+                lanes.routes.mark_unhealthy(&member, &e.to_string());
                 // A refused connection delivered nothing for sure: trying elsewhere costs no
                 // attempt (each refusal takes an analyzer out, so this ends). Parts not sent
                 // yet cost none either.
                 let in_doubt = !matches!(e, DeliveryError::Refused(_)) && !looped;
                 gone(&part);
-                reroute(&shared, part, in_doubt);
+                lanes.routes.reroute(part, in_doubt);
                 for rest in parts.drain(..).rev() {
                     gone(&rest);
-                    reroute(&shared, rest, false);
+                    lanes.routes.reroute(rest, false);
                 }
                 return;
             }
@@ -300,7 +270,7 @@ fn pack(jobs: Vec<Job>, limit: usize) -> Vec<Vec<Job>> {
 }
 
 /// An acknowledged delivery: counts it, and answers every packet's agent.
-fn delivered(shared: &Shared, member: &Member, part: Vec<Job>, bytes: usize, elapsed: Duration) {
+fn delivered(lanes: &Lanes, member: &Member, part: Vec<Job>, bytes: usize, elapsed: Duration) {
     let messages: u64 = part.iter().map(|j| u64::from(j.packet.messages)).sum();
     member.messages_total.fetch_add(messages, Ordering::Relaxed);
     member
@@ -309,8 +279,8 @@ fn delivered(shared: &Shared, member: &Member, part: Vec<Job>, bytes: usize, ela
     let m = &member.metrics;
     m.deliveries_ok.fetch_add(1, Ordering::Relaxed);
     m.duration.record(elapsed);
-    member.record_delivery(bytes, elapsed, shared.config.lane_concurrency);
-    member.delivered_well(shared.config.eject_max);
+    member.record_delivery(bytes, elapsed, lanes.settings.concurrency);
+    member.delivered_well(lanes.settings.eject_max);
     for job in part {
         job.finish(Ok(member.id.clone()));
     }
@@ -329,122 +299,6 @@ fn rejected(member: &Member, job: Job, status: http::StatusCode, reason: String)
         reason,
     }));
     fail(job, why);
-}
-
-async fn post(
-    shared: &Shared,
-    client: &DeliveryClient,
-    member: &Member,
-    body: Batch,
-    via: HeaderValue,
-) -> Result<(), DeliveryError> {
-    let timeout = shared.config.delivery_timeout;
-    let mut request = Request::post(member.url.packets.clone())
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .header(DEADLINE_HEADER, delivery_deadline(timeout))
-        .header(via::HEADER, via);
-    if let Some(auth) = &shared.analyzer_auth {
-        request = request.header(header::AUTHORIZATION, auth.clone());
-    }
-    let request = request
-        .body(body)
-        .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-    let exchange = async {
-        let response = client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                DeliveryError::Refused(error_chain(&e))
-            } else {
-                DeliveryError::Transport(error_chain(&e))
-            }
-        })?;
-        let status = response.status();
-        // Read the answer to the end so the connection goes back to the pool.
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?
-            .to_bytes();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(DeliveryError::Status(status, reason_of(&body)))
-        }
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .unwrap_or(Err(DeliveryError::Timeout(timeout)))
-}
-
-/// Longest part of an analyzer's error answer passed on to an agent.
-const MAX_REASON: usize = 300;
-
-/// What an analyzer's error answer says: its JSON `error` field (logdist's analyzer and
-/// most HTTP APIs answer so), or else the start of its body as text.
-pub fn reason_of(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Error {
-        error: serde_json::Value,
-    }
-    let text = match serde_json::from_slice::<Error>(body) {
-        Ok(Error {
-            error: serde_json::Value::String(text),
-        }) => text,
-        Ok(Error { error }) => error.to_string(),
-        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
-    };
-    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.len() > MAX_REASON {
-        let mut end = MAX_REASON;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    if text.is_empty() {
-        "no reason given".to_owned()
-    } else {
-        text
-    }
-}
-
-/// Routes the packets of a failed or abandoned delivery again. Only a delivery whose
-/// outcome is in doubt counts against `--max-attempts`.
-pub fn reroute(shared: &Arc<Shared>, batch: Vec<Job>, in_doubt: bool) {
-    for mut job in batch {
-        if in_doubt {
-            job.attempts = job.attempts.saturating_add(1);
-        }
-        if job.attempts >= shared.config.max_attempts.max(1) {
-            fail(job, Refusal::DeliveryFailed);
-            continue;
-        }
-        metrics::counter!("logdist_packets_rerouted_total").increment(1);
-        if let Err((job, why)) = shared.dispatch(job) {
-            if job.ack.is_some() || !why.is_retryable() {
-                fail(job, why);
-            } else if let Err(job) = shared.parked.park(job) {
-                // Nobody waits, and the parked packets are at their bound already.
-                fail(job, why);
-            }
-        }
-    }
-}
-
-/// Fails a packet: its waiting agent is told why, and an accepted one (nobody waits) is
-/// logged and counted as dropped.
-pub fn fail(job: Job, why: Refusal) {
-    if job.ack.is_none() {
-        error!(
-            messages = job.packet.messages,
-            reason = %why,
-            "Dropping an accepted packet."
-        );
-        metrics::counter!("logdist_messages_dropped_total")
-            .increment(u64::from(job.packet.messages));
-    }
-    job.finish(Err(why));
 }
 
 #[cfg(test)]
@@ -529,37 +383,6 @@ mod tests {
             let flat: Vec<usize> = two.iter().flat_map(|p| sizes(p)).collect();
             proptest::prop_assert_eq!(flat, lens);
         }
-    }
-
-    #[test]
-    fn content_refusals_are_told_from_sick_analyzers() {
-        use http::StatusCode;
-        for status in [400, 415, 422] {
-            assert!(
-                refuses_content(StatusCode::from_u16(status).unwrap()),
-                "{status}"
-            );
-        }
-        for status in [401, 403, 404, 405, 408, 413, 429, 500, 502, 503, 504] {
-            assert!(
-                !refuses_content(StatusCode::from_u16(status).unwrap()),
-                "{status}"
-            );
-        }
-    }
-
-    #[test]
-    fn reasons_are_read_from_the_answer() {
-        assert_eq!(
-            reason_of(br#"{"error":"missing field `timestamp` at line 1"}"#),
-            "missing field `timestamp` at line 1"
-        );
-        assert_eq!(reason_of(b"bad things\n"), "bad things");
-        assert_eq!(reason_of(b""), "no reason given");
-        assert_eq!(reason_of(br#"{"error":{"code":7}}"#), r#"{"code":7}"#);
-        let long = reason_of("é".repeat(1000).as_bytes());
-        assert!(long.len() <= MAX_REASON + '…'.len_utf8() && long.ends_with('…'));
-        assert!(!reason_of(b"a\x1b[31mred").contains('\x1b'));
     }
 
     #[test]

@@ -15,7 +15,7 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use super::config::AnalyzerUrl;
+use crate::distributor::delivery::address::AnalyzerUrl;
 
 /// How long resolving an analyzer's host may take, so that a registration cannot hang its
 /// handler (getaddrinfo itself cannot be cancelled: it finishes on a blocking thread).

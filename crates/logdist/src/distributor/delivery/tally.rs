@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// Upper bounds of the delivery-duration buckets in seconds, from 100 µs (loopback) to
 /// 10 s (a timeout): the same as every other `_seconds` histogram of the process.
-pub(super) const BUCKETS: [f64; 16] = [
+pub const BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
@@ -30,11 +30,11 @@ pub struct MemberMetrics {
 #[derive(Debug, Default)]
 pub struct Histogram {
     /// Observations at most each bound (not cumulative; summed when rendered).
-    pub(super) buckets: [AtomicU64; BUCKETS.len()],
+    pub buckets: [AtomicU64; BUCKETS.len()],
     /// Observations above the last bound.
-    pub(super) over: AtomicU64,
+    pub over: AtomicU64,
     /// The sum of all observations, in nanoseconds.
-    pub(super) sum_nanos: AtomicU64,
+    pub sum_nanos: AtomicU64,
 }
 
 impl Histogram {

@@ -6,12 +6,12 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use logdist_core::Packet;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::config::AnalyzerUrl;
+use super::address::AnalyzerUrl;
 use super::tally::MemberMetrics;
+use crate::distributor::job::Job;
 
 /// Weight of a new delivery in the measured rate (an exponential moving average).
 const RATE_SMOOTHING: f64 = 0.2;
@@ -41,70 +41,6 @@ impl State {
     }
 }
 
-/// Why a packet could not be taken or delivered. The first four mean "not accepted, try
-/// again": the agent gets 503. The last two are about the packet itself, and retrying it
-/// unchanged would fail the same way: the agent gets a 4xx.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// No analyzer is online.
-    NoAnalyzer,
-    /// The queue of the analyzer whose turn it is is full.
-    QueueFull,
-    /// Delivery failed at every analyzer tried.
-    DeliveryFailed,
-    /// The distributor is shutting down.
-    ShuttingDown,
-    /// No online analyzer takes a packet this large (their limits, learned from 413s).
-    TooLarge {
-        /// The packet's NDJSON bytes.
-        bytes: usize,
-        /// The most any online analyzer is known to take.
-        largest: usize,
-    },
-    /// An analyzer refused the packet itself, sent alone, as bad (400, 415, 422).
-    Rejected(Arc<Rejection>),
-}
-
-/// An analyzer's refusal of one packet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Who refused it.
-    pub analyzer: Arc<str>,
-    /// The status it answered.
-    pub status: u16,
-    /// What it said (its `error` field, or the start of its answer).
-    pub reason: String,
-}
-
-impl Refusal {
-    /// Whether the agent may succeed by sending the same packet again (503), or not (4xx).
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::TooLarge { .. } | Self::Rejected(_))
-    }
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NoAnalyzer => f.write_str("no analyzer is online"),
-            Self::QueueFull => {
-                f.write_str("the analyzer whose turn it is has a full queue; retry shortly")
-            }
-            Self::DeliveryFailed => f.write_str("delivery failed at every analyzer tried"),
-            Self::ShuttingDown => f.write_str("the distributor is shutting down"),
-            Self::TooLarge { bytes, largest } => write!(
-                f,
-                "the packet is {bytes} bytes as NDJSON, and no online analyzer takes more than {largest}; send smaller packets"
-            ),
-            Self::Rejected(r) => write!(
-                f,
-                "analyzer `{}` refused this packet ({}): {}",
-                r.analyzer, r.status, r.reason
-            ),
-        }
-    }
-}
-
 /// The bounds of one member's queues and deliveries.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
@@ -114,47 +50,6 @@ pub struct QueueLimits {
     pub packets: usize,
     /// Deliveries in flight at once, over all lanes (`--lane-concurrency`).
     pub concurrency: usize,
-}
-
-/// Where the outcome of a job goes: the ingest request waiting for it, if any.
-pub type AckSender = oneshot::Sender<Result<Arc<str>, Refusal>>;
-
-/// A packet on its way to an analyzer.
-#[derive(Debug)]
-pub struct Job {
-    /// The validated messages.
-    pub packet: Packet,
-    /// The waiting agent (`--ack delivered`), or none (`--ack accepted`).
-    pub ack: Option<AckSender>,
-    /// Analyzers this packet has already failed at.
-    pub attempts: u8,
-    /// The distributors it passed through before this one (its request's
-    /// `Logdist-Via`), when it came from one.
-    pub via: Option<Arc<str>>,
-}
-
-impl Job {
-    /// A packet of one message whose NDJSON is `ndjson`, that nobody waits for: for unit
-    /// tests.
-    #[cfg(test)]
-    pub fn of(ndjson: bytes::Bytes) -> Self {
-        Self {
-            packet: Packet {
-                ndjson,
-                messages: 1,
-            },
-            ack: None,
-            attempts: 0,
-            via: None,
-        }
-    }
-
-    /// Answers the waiting agent, if any. An agent that gave up is no error.
-    pub fn finish(self, outcome: Result<Arc<str>, Refusal>) {
-        if let Some(ack) = self.ack {
-            let _ = ack.send(outcome);
-        }
-    }
 }
 
 /// A registered analyzer.
@@ -302,7 +197,7 @@ impl Member {
     }
 
     /// Sets the state; called by the registry under its lock.
-    pub(super) fn set_state(&self, state: State) {
+    pub fn set_state(&self, state: State) {
         self.state.store(state as u8, Ordering::Release);
     }
 

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::api::AnalyzerStats;
 
-use super::member::Member;
-use super::tally::BUCKETS;
+use crate::distributor::delivery::Member;
+use crate::distributor::delivery::tally::BUCKETS;
 
 /// One analyzer's row: its stats (taken under the registry's lock) and its member.
 pub type Row = (AnalyzerStats, std::sync::Arc<Member>);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::member::Job;
+use crate::distributor::job::Job;
 use crate::http::ApiError;
 
 /// The header.

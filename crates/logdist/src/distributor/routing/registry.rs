@@ -14,9 +14,10 @@ use logdist_core::Router;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::config::AnalyzerUrl;
-use super::member::{Job, Member, QueueLimits, Refusal, State};
 use crate::api::AnalyzerStats;
+use crate::distributor::delivery::address::AnalyzerUrl;
+use crate::distributor::delivery::{Member, QueueLimits, State};
+use crate::distributor::job::{Job, Refusal};
 
 /// All members and the current counting window.
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use std::sync::atomic::Ordering;
 use redis::RedisResult;
 use tracing::debug;
 
+use super::Local;
 use super::{Cluster, lock, now_ms};
 use crate::api::AnalyzerStats;
-use crate::distributor::Shared;
-use crate::distributor::member::Member;
+use crate::distributor::delivery::Member;
 
 /// Epoch windows, and the counts of an analyzer no distributor has any more, are kept
 /// this long, then expire.
@@ -84,14 +84,14 @@ fn totals_of(member: &Member) -> (u64, u64) {
 impl Cluster {
     /// Adds what was delivered and routed since the last flush (exactly once, even when an
     /// answer is lost), and writes this distributor's view of each analyzer's health.
-    pub(super) async fn flush_counts(&self, shared: &Arc<Shared>) -> RedisResult<()> {
-        let members = shared.registry.members();
+    pub(super) async fn flush_counts(&self, local: &Local) -> RedisResult<()> {
+        let members = local.routing.registry.members();
         self.write_health(&members).await?;
         let pending = lock(&self.flushed).pending.take();
         if let Some(batch) = pending {
             self.apply(batch).await?;
         }
-        let batch = self.next_batch(shared, &members);
+        let batch = self.next_batch(local, &members);
         self.apply(batch).await
     }
 
@@ -124,8 +124,8 @@ impl Cluster {
     }
 
     /// What was delivered and routed since the last confirmed flush.
-    fn next_batch(&self, shared: &Arc<Shared>, members: &[Arc<Member>]) -> Batch {
-        let (window_id, window) = shared.registry.window();
+    fn next_batch(&self, local: &Local, members: &[Arc<Member>]) -> Batch {
+        let (window_id, window) = local.routing.registry.window();
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut flushed = lock(&self.flushed);
         flushed.seq += 1;

@@ -1,6 +1,6 @@
-//! Health probes: `GET {url}/health` on every member, at once when it registers, then on a
-//! fixed interval while online and with exponential backoff while unhealthy, never more
-//! than `--probe-rate` a second over all members. The state flips only after several
+//! Health probes by each member's protocol (`GET {url}/health` for logdist's own): at
+//! once when it registers, then on a fixed interval while online and with exponential
+//! backoff while unhealthy, never more than `--probe-rate` a second over all members. The state flips only after several
 //! consecutive results in a row (`--unhealthy-after`, `--healthy-after`), so a single slow
 //! probe does not make routing flap, and each flip is logged once.
 
@@ -8,12 +8,34 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use crate::distributor::delivery::{Member, Protocol, State};
+use crate::distributor::routing::Routing;
+use crate::pacer::Pacer;
 
-use super::Shared;
-use super::member::{Member, State};
+/// `--probe-interval`, `--probe-timeout`, `--unhealthy-after`, `--healthy-after`.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// Between probes of an online analyzer.
+    pub interval: Duration,
+    /// How long a probe may take.
+    pub timeout: Duration,
+    /// Failed probes in a row that take an online analyzer out.
+    pub unhealthy_after: u32,
+    /// Good probes in a row that bring an analyzer back (its first one suffices).
+    pub healthy_after: u32,
+}
+
+/// What every health watcher of one distributor shares.
+pub struct Probes {
+    /// Their settings.
+    pub settings: ProbeSettings,
+    /// Probes over all analyzers (`--probe-rate`).
+    pub pacer: Pacer,
+    /// Where state flips are made.
+    pub routing: Arc<Routing>,
+    /// How an analyzer is probed.
+    pub protocol: Arc<dyn Protocol>,
+}
 
 /// First wait before re-probing an unhealthy analyzer; doubles up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -21,8 +43,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Watches one member until it is retired.
-pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
-    let cfg = &shared.config;
+pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) {
+    let cfg = &probes.settings;
     let (mut failures, mut successes, mut backoff) = (0u32, 0u32, MIN_BACKOFF);
     let mut last_state = member.state();
     // A new member is probed at once: it is routed to from its first good probe.
@@ -33,7 +55,7 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
             () = member.retire.cancelled() => return,
         }
         let healthy = tokio::select! {
-            healthy = probe(&shared, &member) => healthy,
+            healthy = probes.probe(&member) => healthy,
             () = member.retire.cancelled() => return,
         };
         let state = member.state();
@@ -47,7 +69,8 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
             (State::Online, false) => {
                 failures += 1;
                 if failures >= cfg.unhealthy_after.max(1) {
-                    shared
+                    probes
+                        .routing
                         .registry
                         .mark_unhealthy(&member, "health probes failed");
                     (failures, successes, backoff) = (0, 0, MIN_BACKOFF);
@@ -64,7 +87,7 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
                 };
                 // An ejected member comes back only once its ejection is over.
                 if successes >= needed && member.ejected_for().is_zero() {
-                    shared.registry.mark_online(&member);
+                    probes.routing.registry.mark_online(&member);
                     (failures, successes) = (0, 0);
                     last_state = member.state();
                 }
@@ -79,30 +102,18 @@ pub async fn watch(shared: Arc<Shared>, member: Arc<Member>) {
         wait = match member.state() {
             // While ejected, the next probe that can bring it back is at the ejection's end.
             State::Unhealthy => backoff.max(member.ejected_for()),
-            _ => cfg.probe_interval,
+            _ => cfg.interval,
         };
     }
 }
 
-/// One `GET {url}/health`, in its turn of `--probe-rate`: whether it answered 2xx within
-/// `--probe-timeout`.
-async fn probe(shared: &Shared, member: &Member) -> bool {
-    tokio::time::sleep_until(shared.probes.claim()).await;
-    let mut request = Request::get(member.url.health.clone());
-    if let Some(auth) = &shared.analyzer_auth {
-        request = request.header(http::header::AUTHORIZATION, auth.clone());
+impl Probes {
+    /// One probe by the member's protocol, in its turn of `--probe-rate`: whether it
+    /// answered well within `--probe-timeout`.
+    async fn probe(&self, member: &Member) -> bool {
+        tokio::time::sleep_until(self.pacer.claim()).await;
+        tokio::time::timeout(self.settings.timeout, self.protocol.probe(&member.url))
+            .await
+            .unwrap_or(false)
     }
-    let Ok(request) = request.body(Full::new(Bytes::new())) else {
-        return false;
-    };
-    let exchange = async {
-        let response = shared.client.request(request).await.ok()?;
-        let ok = response.status().is_success();
-        response.into_body().collect().await.ok()?;
-        Some(ok)
-    };
-    matches!(
-        tokio::time::timeout(shared.config.probe_timeout, exchange).await,
-        Ok(Some(true))
-    )
 }

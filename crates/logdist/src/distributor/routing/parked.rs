@@ -1,17 +1,14 @@
 //! Packets already answered 202 (`--ack accepted`) that no analyzer could take when they
 //! were routed again: they have nobody to tell, so they wait here and are offered to
 //! routing every [`RETRY_EVERY`] for [`RETRY_FOR`], then counted as dropped. One task
-//! retries them all, the queue is bounded (a packet that finds it full is dropped at
+//! ([`super::Routing::retry_parked`]) retries them all, the queue is bounded (a packet that finds it full is dropped at
 //! once, and said so), and at shutdown what is still here is dropped and counted.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
-use super::Shared;
-use super::member::{Job, Refusal};
+use crate::distributor::job::Job;
 
 /// How long a parked packet is retried.
 pub const RETRY_FOR: Duration = Duration::from_secs(30);
@@ -52,29 +49,15 @@ impl Parked {
     pub fn len(&self) -> usize {
         self.lock().len()
     }
-}
 
-/// Offers the parked packets to routing every [`RETRY_EVERY`] until `stop`; then drops
-/// and counts what is left.
-pub async fn retry(shared: Arc<Shared>, stop: CancellationToken) {
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(RETRY_EVERY) => {}
-            () = stop.cancelled() => break,
-        }
-        let now = Instant::now();
-        let waiting: Vec<_> = shared.parked.lock().drain(..).collect();
-        for (until, job) in waiting {
-            match shared.dispatch(job) {
-                Ok(()) => {}
-                Err((job, _)) if now >= until => super::lane::fail(job, Refusal::DeliveryFailed),
-                Err((job, _)) => shared.parked.lock().push_back((until, job)),
-            }
-        }
+    /// Takes every parked packet out, each with when it gives up.
+    pub fn take_all(&self) -> Vec<(Instant, Job)> {
+        self.lock().drain(..).collect()
     }
-    let left: Vec<_> = shared.parked.lock().drain(..).collect();
-    for (_, job) in left {
-        super::lane::fail(job, Refusal::ShuttingDown);
+
+    /// Puts back a packet taken out that is still to be retried, keeping its deadline.
+    pub fn put_back(&self, until: Instant, job: Job) {
+        self.lock().push_back((until, job));
     }
 }
 

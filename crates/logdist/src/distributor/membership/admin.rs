@@ -1,4 +1,4 @@
-//! Membership and observability endpoints: register, deregister, stats, health, metrics.
+//! `POST /analyzer/register` and `POST /analyzer/deregister`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -7,28 +7,71 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use serde_json::json;
 
-use super::Shared;
-use super::config::{AnalyzerUrl, check_id};
-use super::registry::{RegisterError, Registered};
-use crate::api::{AnalyzerStats, Deregistration, Registration};
+use super::Fleet;
+use super::admission::PerSource;
+use crate::api::{Deregistration, Registration};
+use crate::distributor::delivery::address::{AnalyzerUrl, check_id};
+use crate::distributor::routing::{RegisterError, Registered};
 use crate::http::ApiError;
 use crate::http::read_body;
 
 /// Registration bodies are tiny; anything bigger is a mistake or an attack.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 
+/// What the registration endpoints share.
+pub struct Admin {
+    /// The members.
+    pub fleet: Arc<Fleet>,
+    /// Registrations that change membership, per source address (`--register-rate`).
+    registrations: PerSource,
+    /// `--register-rate`, for the refusal's words.
+    register_rate: u32,
+    /// How long a body may take to arrive (`--body-timeout`).
+    body_timeout: Duration,
+    /// The bearer token registration requires, if any.
+    token: Option<Arc<str>>,
+}
+
+impl Admin {
+    /// The endpoints of `fleet`, at most `register_rate` registrations a second from one
+    /// address, bodies within `body_timeout`, behind `token` when there is one.
+    pub fn new(
+        fleet: Arc<Fleet>,
+        register_rate: u32,
+        body_timeout: Duration,
+        token: Option<Arc<str>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            fleet,
+            registrations: PerSource::new(register_rate),
+            register_rate,
+            body_timeout,
+            token,
+        })
+    }
+
+    /// Its routes, behind the admin token when one is set.
+    pub fn routes(self: &Arc<Self>) -> axum::Router {
+        let routes = axum::Router::new()
+            .route("/analyzer/register", post(register))
+            .route("/analyzer/deregister", post(deregister));
+        crate::http::auth::guarded(routes, self.token.as_deref()).with_state(self.clone())
+    }
+}
+
 /// `POST /analyzer/register`.
 pub async fn register(
-    State(shared): State<Arc<Shared>>,
+    State(admin): State<Arc<Admin>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, MAX_ADMIN_BODY, shared.config.body_timeout).await?;
+    let body = read_body(body, &headers, MAX_ADMIN_BODY, admin.body_timeout).await?;
     let reg: Registration = parse(&body, "registration")?;
     check_id(&reg.id).map_err(ApiError::BadRequest)?;
     logdist_core::routing::check_weight(reg.weight)
@@ -56,19 +99,18 @@ pub async fn register(
     };
     // Rate-limited before the host is resolved: a flood of names that resolve slowly
     // must not tie up the resolver's threads.
-    admit(&shared, peer.ip(), &reg.id, &url, reg.weight)?;
-    shared
+    admit(&admin, peer.ip(), &reg.id, &url, reg.weight)?;
+    let fleet = &admin.fleet;
+    fleet
         .check_not_self(&url)
         .await
         .map_err(ApiError::BadRequest)?;
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.
-    if let Some(cluster) = &shared.cluster {
-        cluster.announce(&reg.id, &base, reg.weight).await;
-    }
+    fleet.shared.announce(&reg.id, &base, reg.weight).await;
     let (outcome, member) =
-        shared
+        fleet
             .register(&reg.id, url, reg.weight, false)
             .map_err(|e| match e {
                 RegisterError::Full(_) => ApiError::Unavailable {
@@ -82,7 +124,7 @@ pub async fn register(
         Registered::Added => {
             // Answer with what its first probe found: online, or unhealthy (routed to
             // once a probe passes).
-            shared.first_probe(&member).await;
+            fleet.first_probe(&member).await;
             "added"
         }
         Registered::Updated => "updated",
@@ -99,16 +141,16 @@ pub async fn register(
 /// spent `--register-rate`, and a new member only while there is room for it
 /// (`--max-analyzers`). A keep-alive (the same registration again) always passes.
 fn admit(
-    shared: &Shared,
+    admin: &Admin,
     source: IpAddr,
     id: &str,
     url: &AnalyzerUrl,
     weight: f64,
 ) -> Result<(), ApiError> {
-    if !shared.registry.would_change(id, url, weight) {
+    if !admin.fleet.routing.registry.would_change(id, url, weight) {
         return Ok(());
     }
-    shared
+    admin
         .registrations
         .take(source, Instant::now())
         .map_err(|wait| {
@@ -117,7 +159,7 @@ fn admit(
             ApiError::TooManyRequests {
                 reason: format!(
                     "more than {} registrations a second from {source}; retry later",
-                    shared.config.register_rate
+                    admin.register_rate
                 ),
                 retry_after: wait,
             }
@@ -128,81 +170,19 @@ fn admit(
 /// queue is delivered (bounded by `--shutdown-grace`) so that an analyzer shutting down
 /// knows nothing more is coming.
 pub async fn deregister(
-    State(shared): State<Arc<Shared>>,
+    State(admin): State<Arc<Admin>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, &headers, MAX_ADMIN_BODY, shared.config.body_timeout).await?;
+    let body = read_body(body, &headers, MAX_ADMIN_BODY, admin.body_timeout).await?;
     let req: Deregistration = parse(&body, "deregistration")?;
-    let member = shared
-        .registry
-        .begin_deregister(&req.id)
-        .ok_or_else(|| ApiError::NotFound(format!("no analyzer is registered as `{}`", req.id)))?;
-    if let Some(cluster) = &shared.cluster {
-        cluster.withdraw(&req.id).await;
-    }
-    let drained = tokio::time::timeout(shared.config.shutdown_grace, member.drained.cancelled())
-        .await
-        .is_ok();
-    shared.registry.remove(&member);
+    let drained =
+        admin.fleet.deregister(&req.id).await.ok_or_else(|| {
+            ApiError::NotFound(format!("no analyzer is registered as `{}`", req.id))
+        })?;
     Ok(Json(json!({"id": req.id, "deregistered": true, "drained": drained})).into_response())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid {what}: {e}")))
-}
-
-/// `GET /analyzer/stats`.
-pub async fn stats(State(shared): State<Arc<Shared>>) -> Json<Vec<AnalyzerStats>> {
-    let local = shared.registry.stats();
-    match &shared.cluster {
-        Some(cluster) => Json(cluster.fleet_stats(local).await),
-        None => Json(local),
-    }
-}
-
-/// `GET /health`: 200 while serving.
-pub async fn health(State(shared): State<Arc<Shared>>) -> Response {
-    let online = shared.registry.online_count();
-    let mut body = json!({"status": "ok", "analyzers_online": online});
-    if let Some(cluster) = &shared.cluster {
-        body["redis"] = json!(if cluster.is_up() { "up" } else { "down" });
-    }
-    Json(body).into_response()
-}
-
-/// `GET /metrics`: Prometheus text. The process's metrics, then each analyzer's, sampled
-/// now from the members there are (see [`super::exposition`]).
-pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
-    metrics::gauge!("logdist_idempotency_keys").set(shared.idempotency.len() as f64);
-    metrics::gauge!("logdist_analyzers").set(shared.registry.len() as f64);
-    metrics::gauge!("logdist_parked_packets").set(shared.parked.len() as f64);
-    let mut text = shared.metrics.render();
-    super::exposition::render(&shared.registry.snapshot(), &mut text);
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
-}
-
-/// Unknown paths.
-pub async fn not_found() -> ApiError {
-    ApiError::NotFound(
-        "no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned(),
-    )
-}
-
-/// A known path with the wrong method.
-pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    let allow = match uri.path() {
-        "/analyzer/stats" | "/health" | "/metrics" => "GET",
-        _ => "POST",
-    };
-    ApiError::MethodNotAllowed {
-        method: method.to_string(),
-        path: uri.path().to_owned(),
-        allow,
-    }
 }

@@ -3,7 +3,6 @@
 //! match what Redis holds (and notices a Redis that lost its data).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -11,10 +10,9 @@ use redis::RedisResult;
 use tracing::{debug, warn};
 
 use super::keys::Lease;
-use super::{Cluster, lock};
-use crate::distributor::Shared;
-use crate::distributor::config::AnalyzerUrl;
-use crate::distributor::member::State;
+use super::{Cluster, Desired, Local, lock};
+use crate::distributor::delivery::State;
+use crate::distributor::delivery::address::AnalyzerUrl;
 
 /// A change made while Redis could not be reached, published when it can.
 #[derive(Debug, Clone)]
@@ -116,8 +114,8 @@ impl Cluster {
     }
 
     /// Reads the whole membership and makes the local registry match it.
-    pub(super) async fn sync_membership(&self, shared: &Arc<Shared>) -> RedisResult<()> {
-        self.check_generation(shared).await?;
+    pub(super) async fn sync_membership(&self, local: &Local) -> RedisResult<()> {
+        self.check_generation(local).await?;
         let hold_until = self.hold_until();
         let mut pipe = redis::pipe();
         pipe.cmd("SMEMBERS")
@@ -168,7 +166,7 @@ impl Cluster {
             {
                 // Keep them as they are here, and leave them in the set so that the other
                 // distributors holding them do too; look again when the hold ends.
-                hold_lapsed(shared, &lapsed, &mut desired, until);
+                hold_lapsed(local, &lapsed, &mut desired, until);
                 lapsed.clear();
                 next = Some(next.map_or(until, |n| n.min(until)));
             }
@@ -183,7 +181,7 @@ impl Cluster {
                 self.bump_epoch().await?;
             }
         }
-        shared.reconcile(&desired);
+        (local.reconcile)(&desired);
         Ok(())
     }
 
@@ -202,7 +200,7 @@ impl Cluster {
     /// generation key is gone or was made anew. Then publish what this distributor knows
     /// instead of forgetting it (analyzers' keep-alives correct the rest within a lease),
     /// and count its totals from zero again, since what was added to the old Redis is gone.
-    async fn check_generation(&self, shared: &Arc<Shared>) -> RedisResult<()> {
+    async fn check_generation(&self, local: &Local) -> RedisResult<()> {
         let fresh = format!("{:016x}", rand::random::<u64>());
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -220,7 +218,8 @@ impl Cluster {
             warn!("Redis lost the fleet's state; publishing the membership and counts known here.");
             lock(&self.flushed).forget_counts();
         }
-        let known: Vec<_> = shared
+        let known: Vec<_> = local
+            .routing
             .registry
             .weighted()
             .into_iter()
@@ -246,13 +245,13 @@ impl Cluster {
 /// Puts the members known here whose lease lapsed while Redis was away into `desired` as
 /// they are, so that the sync keeps them until `until`.
 fn hold_lapsed(
-    shared: &Shared,
+    local: &Local,
     lapsed: &[String],
-    desired: &mut BTreeMap<String, (AnalyzerUrl, f64)>,
+    desired: &mut Desired,
     until: tokio::time::Instant,
 ) {
     let left = until.saturating_duration_since(tokio::time::Instant::now());
-    for (member, weight) in shared.registry.weighted() {
+    for (member, weight) in local.routing.registry.weighted() {
         if lapsed.iter().any(|id| **id == *member.id) && member.state() != State::Draining {
             debug!(
                 analyzer = %member.id,

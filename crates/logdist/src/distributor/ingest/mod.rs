@@ -1,0 +1,346 @@
+//! Ingest: agents' requests in, packets out to routing, and each packet's answer back to
+//! its agent. For every format of [`formats::HTTP_FORMATS`]: read the body within the
+//! limit, undo its Content-Encoding ([`encoding`]), decode and validate it with the
+//! format's decoder, hand the packet to routing, and answer once it is delivered (or
+//! queued, with `--ack accepted`). A retry that carries an `Idempotency-Key` is answered
+//! from memory ([`idempotency`]); `POST /packets` without one takes the express lane
+//! ([`Express`]).
+
+mod encoding;
+mod express;
+pub mod formats;
+pub mod idempotency;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use logdist_core::{DecodeOptions, Packet, Validation};
+use tokio::sync::oneshot;
+
+pub use express::Express;
+
+use crate::api::PacketAck;
+use crate::distributor::delivery::via;
+use crate::distributor::job::{Job, Refusal};
+use crate::distributor::routing::Routing;
+use crate::http::server::Reply;
+use crate::http::{ApiError, read_body};
+use formats::{HTTP_FORMATS, HttpFormat};
+use idempotency::{Answer, Claim};
+
+/// When an agent gets its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckMode {
+    /// 200 once an analyzer has acknowledged the packet: nothing answered 200 is lost.
+    Delivered,
+    /// 202 once the packet is queued for an analyzer: lower latency, at-most-once.
+    Accepted,
+}
+
+/// `--ack`, `--validate`, `--max-body`, `--body-timeout` and the ingest token.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// When agents get their answer.
+    pub ack: AckMode,
+    /// How much of each message is checked.
+    pub validation: Validation,
+    /// Largest body, before and after decompression.
+    pub max_body: usize,
+    /// How long a body may take to arrive.
+    pub body_timeout: Duration,
+    /// The bearer token ingest requires, if any.
+    pub token: Option<Arc<str>>,
+}
+
+/// What every ingest request of one distributor shares.
+pub struct Ingest {
+    settings: IngestSettings,
+    /// Where packets go.
+    routing: Arc<Routing>,
+    /// Idempotency keys of recent packets.
+    idempotency: Arc<idempotency::Keys>,
+    /// This distributor's id in `Logdist-Via`: a request that carries it came back in.
+    via: Arc<str>,
+    /// Set when shutdown begins: new packets get 503. A flag, not a cancellation token:
+    /// every packet reads it, and a token's state sits behind a lock both workers take.
+    shutting_down: AtomicBool,
+    /// `logdist_packets_received_total`, registered once: ingest counts every packet.
+    packets_received: metrics::Counter,
+    /// `logdist_messages_received_total`.
+    messages_received: metrics::Counter,
+}
+
+impl Ingest {
+    /// Ingest into `routing`.
+    pub fn new(
+        settings: IngestSettings,
+        routing: Arc<Routing>,
+        idempotency: Arc<idempotency::Keys>,
+        via: Arc<str>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            routing,
+            idempotency,
+            via,
+            shutting_down: AtomicBool::new(false),
+            packets_received: metrics::counter!("logdist_packets_received_total"),
+            messages_received: metrics::counter!("logdist_messages_received_total"),
+        })
+    }
+
+    /// From now on, new packets are answered 503: the distributor is shutting down.
+    pub fn stop_accepting(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// The routes of every HTTP format, behind the ingest token when one is set.
+    pub fn routes(self: &Arc<Self>) -> axum::Router {
+        let mut routes = axum::Router::new();
+        for format in HTTP_FORMATS {
+            let handler = move |State(ingest): State<Arc<Ingest>>,
+                                headers: HeaderMap,
+                                body: Body| async move {
+                respond(format, receive(&ingest, &headers, body, format).await)
+            };
+            routes = routes.route(format.path, post(handler));
+        }
+        crate::http::auth::guarded(routes, self.settings.token.as_deref()).with_state(self.clone())
+    }
+}
+
+/// Reads the body, answers a retry of an answered packet from memory (its
+/// `Idempotency-Key`), and otherwise decodes, routes and answers the packet.
+async fn receive(
+    ingest: &Ingest,
+    headers: &HeaderMap,
+    body: Body,
+    format: &'static HttpFormat,
+) -> Result<Response, ApiError> {
+    let encoding = Encoding::of(headers);
+    let via = via::incoming(headers, &ingest.via)?;
+    let media_type = format.media_type(encoding.content_type.as_ref())?;
+    let key = idempotency::key_of(headers)?;
+    let settings = &ingest.settings;
+    let body = read_body(body, headers, settings.max_body, settings.body_timeout).await?;
+    let Some(key) = key else {
+        return Ok(process(ingest, &encoding, media_type, body, format, via)
+            .await?
+            .into_response());
+    };
+    let fingerprint = idempotency::fingerprint(format.path, headers, &body);
+    let pending = loop {
+        match ingest.idempotency.claim(key, fingerprint) {
+            Claim::First(pending) => break pending,
+            Claim::Replay(answer) => {
+                metrics::counter!("logdist_packets_replayed_total").increment(1);
+                let mut response = answer.into_response();
+                response
+                    .headers_mut()
+                    .insert(idempotency::REPLAYED, HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            Claim::Mismatch => {
+                return Err(ApiError::Unprocessable(format!(
+                    "Idempotency-Key `{key}` was already used for a different packet; use a new key per packet"
+                )));
+            }
+            // The first attempt is in flight: its answer (or its failure) decides.
+            Claim::Wait(mut done) => {
+                let _ = done.wait_for(Option::is_some).await;
+            }
+        }
+    };
+    let answer = process(ingest, &encoding, media_type, body, format, via).await?;
+    pending.complete(&answer);
+    Ok(answer.into_response())
+}
+
+/// The headers that say how to read a body: all the decoding needs of a request.
+#[derive(Debug, Clone)]
+struct Encoding {
+    content_type: Option<HeaderValue>,
+    content_encoding: Option<HeaderValue>,
+}
+
+impl Encoding {
+    fn of(headers: &HeaderMap) -> Self {
+        Self {
+            content_type: headers.get(header::CONTENT_TYPE).cloned(),
+            content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
+        }
+    }
+}
+
+/// Decodes and validates the body, then routes the packet.
+async fn process(
+    ingest: &Ingest,
+    encoding: &Encoding,
+    media_type: Option<&'static str>,
+    body: Bytes,
+    format: &'static HttpFormat,
+    via: Option<Arc<str>>,
+) -> Result<Answer, ApiError> {
+    let limit = ingest.settings.max_body;
+    let options = DecodeOptions {
+        validation: ingest.settings.validation,
+    };
+    let packet = if body.len() <= INLINE_DECODE_BYTES && encoding.content_encoding.is_none() {
+        refuse_early_if_full(ingest, format, media_type, &body)?;
+        decode(encoding, media_type, body, limit, format, &options)?
+    } else {
+        // Decompressing and validating megabytes takes milliseconds of CPU: do it off
+        // the async workers, which also run every lane and probe.
+        let encoding = encoding.clone();
+        tokio::task::spawn_blocking(move || {
+            decode(&encoding, media_type, body, limit, format, &options)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding failed: {e}")))??
+    };
+    let status = match (format.answers_accepted, ingest.settings.ack) {
+        (true, AckMode::Accepted) => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    accept(ingest, packet, status, via).await
+}
+
+/// Under overload, a packet whose analyzer's queue is full gets its 503 before it is
+/// validated: validating a packet that is then refused is the costliest way to shed
+/// load. Its messages are counted cheaply where its format can ([`logdist_core::Decoder::count`],
+/// NDJSON by its lines); a malformed packet refused here gets its 400 when it is sent
+/// again.
+fn refuse_early_if_full(
+    ingest: &Ingest,
+    format: &HttpFormat,
+    media_type: Option<&str>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let registry = &ingest.routing.registry;
+    if registry.refusing()
+        && let Some(messages) = format.decoder.count(body, media_type)
+        && registry.queue_full_for(messages, body.len())
+    {
+        return Err(unavailable(Refusal::QueueFull));
+    }
+    Ok(())
+}
+
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.ack)).into_response()
+    }
+}
+
+impl Answer {
+    /// The same answer for the express lane, as its JSON bytes.
+    fn into_reply(self) -> Reply {
+        match serde_json::to_vec(&self.ack) {
+            Ok(json) => Reply::Json(self.status, json),
+            Err(_) => self.into_response().into(),
+        }
+    }
+}
+
+/// Bodies up to this size (and not compressed) are decoded on the async worker: below it,
+/// handing the work to the blocking pool costs more than it saves.
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+/// Undoes the Content-Encoding, then decodes and validates every message.
+fn decode(
+    encoding: &Encoding,
+    media_type: Option<&str>,
+    body: Bytes,
+    limit: usize,
+    format: &HttpFormat,
+    options: &DecodeOptions,
+) -> Result<Packet, ApiError> {
+    let body = encoding::decompress(encoding.content_encoding.as_ref(), body, limit)?;
+    format
+        .decoder
+        .decode(body, media_type, options)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// The answer to a request of `format`; a refusal is counted (and logged at debug level).
+fn respond(format: &HttpFormat, result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| {
+        tracing::debug!(format = format.name, error = %e, "Refused a request.");
+        metrics::counter!("logdist_rejected_total", "reason" => e.reason()).increment(1);
+        e.into_response()
+    })
+}
+
+/// Routes the packet and waits for its outcome as the ack mode says.
+async fn accept(
+    ingest: &Ingest,
+    packet: Packet,
+    status: StatusCode,
+    via: Option<Arc<str>>,
+) -> Result<Answer, ApiError> {
+    if ingest.shutting_down.load(Ordering::Acquire) {
+        return Err(unavailable(Refusal::ShuttingDown));
+    }
+    let messages = packet.messages;
+    let (ack, outcome) = match ingest.settings.ack {
+        AckMode::Delivered => {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        AckMode::Accepted => (None, None),
+    };
+    let job = Job {
+        packet,
+        ack,
+        attempts: 0,
+        via,
+    };
+    ingest
+        .routing
+        .dispatch(job)
+        .map_err(|(_, why)| unavailable(why))?;
+    ingest.packets_received.increment(1);
+    ingest.messages_received.increment(u64::from(messages));
+    let analyzer = match outcome {
+        None => None,
+        Some(rx) => match rx.await {
+            Ok(Ok(analyzer)) => Some(analyzer.to_string()),
+            Ok(Err(why)) => return Err(unavailable(why)),
+            Err(_) => return Err(unavailable(Refusal::ShuttingDown)),
+        },
+    };
+    let ack = PacketAck {
+        messages,
+        status: if analyzer.is_some() {
+            "delivered"
+        } else {
+            "accepted"
+        }
+        .to_owned(),
+        analyzer,
+    };
+    Ok(Answer { status, ack })
+}
+
+/// The answer to a packet that was not delivered: 503 with Retry-After when sending it
+/// again may work, 413 or 422 (with the analyzer's reason) when it cannot.
+fn unavailable(why: Refusal) -> ApiError {
+    let retry_after = match why {
+        Refusal::NoAnalyzer | Refusal::ShuttingDown => Duration::from_secs(5),
+        Refusal::QueueFull | Refusal::DeliveryFailed => Duration::from_secs(1),
+        Refusal::TooLarge { .. } => return ApiError::TooLargeForAnalyzers(why.to_string()),
+        Refusal::Rejected(_) => return ApiError::RefusedByAnalyzer(why.to_string()),
+    };
+    ApiError::Unavailable {
+        reason: why.to_string(),
+        retry_after,
+    }
+}

@@ -1,0 +1,93 @@
+//! What a distributor says about itself: `GET /analyzer/stats`, `GET /health`,
+//! `GET /metrics`, and the answers to paths and methods it does not serve. It reads every
+//! stage and changes none.
+
+mod exposition;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use super::ingest::idempotency;
+use super::membership::Fleet;
+use crate::api::AnalyzerStats;
+use crate::http::ApiError;
+
+/// What the status endpoints read.
+pub struct Status {
+    /// The members and their counts.
+    pub fleet: Arc<Fleet>,
+    /// Idempotency keys held, for `logdist_idempotency_keys`.
+    pub idempotency: Arc<idempotency::Keys>,
+    /// Renders the process's metrics.
+    pub metrics: PrometheusHandle,
+}
+
+/// The status endpoints, open to all: they change nothing.
+pub fn routes(status: &Arc<Status>) -> axum::Router {
+    axum::Router::new()
+        .route("/analyzer/stats", get(stats))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(status.clone())
+}
+
+/// `GET /analyzer/stats`.
+pub async fn stats(State(status): State<Arc<Status>>) -> Json<Vec<AnalyzerStats>> {
+    let fleet = &status.fleet;
+    Json(fleet.shared.stats(fleet.routing.registry.stats()).await)
+}
+
+/// `GET /health`: 200 while serving.
+pub async fn health(State(status): State<Arc<Status>>) -> Response {
+    let fleet = &status.fleet;
+    let online = fleet.routing.registry.online_count();
+    let mut body = json!({"status": "ok", "analyzers_online": online});
+    if let Some(up) = fleet.shared.redis_up() {
+        body["redis"] = json!(if up { "up" } else { "down" });
+    }
+    Json(body).into_response()
+}
+
+/// `GET /metrics`: Prometheus text. The process's metrics, then each analyzer's, sampled
+/// now from the members there are (see [`exposition`]).
+pub async fn metrics(State(status): State<Arc<Status>>) -> Response {
+    let routing = &status.fleet.routing;
+    metrics::gauge!("logdist_idempotency_keys").set(status.idempotency.len() as f64);
+    metrics::gauge!("logdist_analyzers").set(routing.registry.len() as f64);
+    metrics::gauge!("logdist_parked_packets").set(routing.parked() as f64);
+    let mut text = status.metrics.render();
+    exposition::render(&routing.registry.snapshot(), &mut text);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
+/// Unknown paths.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound(
+        "no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned(),
+    )
+}
+
+/// A known path with the wrong method.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let allow = match uri.path() {
+        "/analyzer/stats" | "/health" | "/metrics" => "GET",
+        _ => "POST",
+    };
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+        allow,
+    }
+}
