@@ -10,15 +10,15 @@
 //!   └────────── acknowledgement ◀──────┘
 //! ```
 //!
-//! - [`ingest`]: read a request, decode its format, hand the packet on, answer the agent.
-//! - [`routing`]: choose the analyzer by messages, under one short lock; route again what
+//! - `ingest/`: read a request, decode its format, hand the packet on, answer the agent.
+//! - `routing/`: choose the analyzer by messages, under one short lock; route again what
 //!   delivery hands back.
-//! - [`delivery`]: batch each analyzer's queue and send it by the analyzer's protocol.
-//! - [`membership`], beside the flow: registration, health probes, and the state several
+//! - `delivery/`: batch each analyzer's queue and send it by the analyzer's protocol.
+//! - `membership/`, beside the flow: registration, health probes, and the state several
 //!   distributors share (memory or Redis).
-//! - `status`: stats, health and metrics, read from every stage.
+//! - `status/`: stats, health and metrics, read from every stage.
 //!
-//! [`job`] is the packet in flight, which every stage speaks. [`config`] is the command
+//! `job.rs` is the packet in flight, which every stage speaks. [`config`] is the command
 //! line; [`Distributor::new`] turns it into each stage's own settings, and no stage sees
 //! it.
 

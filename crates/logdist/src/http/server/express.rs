@@ -50,7 +50,7 @@ const MIN_ROOM: usize = 8 * 1024;
 /// the one it read its last request into waits here, on the worker's thread, for the next
 /// connection that has bytes to read. Its room after the bodies cut from it takes the next
 /// requests without a new allocation, as it did when each connection kept its own, and a
-/// worker keeps at most [`SPARES`] of them, whatever the number of idle connections.
+/// worker keeps at most `SPARES` of them, whatever the number of idle connections.
 mod spare {
     use std::cell::RefCell;
 
