@@ -89,7 +89,7 @@ impl Distributor {
                 .map(|_| http_client(config.probe_timeout, tls.clone()))
                 .collect(),
             http_client(config.probe_timeout, tls),
-            &outbound,
+            outbound,
         ));
         let registry = Registry::new(
             QueueLimits {

@@ -3,11 +3,14 @@
 //! `GET {url}/health` answering 2xx. Every request carries the `Logdist-Deadline` and
 //! `Logdist-Via` headers, and the admin token when one is set.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::header::{self, HeaderValue};
 
+use super::Outbound;
 use super::address::AnalyzerUrl;
 use super::batch::Batch;
 use super::protocol::{DeliveryError, Protocol, Sending};
@@ -16,7 +19,6 @@ use crate::api::{DEADLINE_HEADER, delivery_deadline};
 use crate::distributor::job::Job;
 use crate::error_chain;
 use crate::http::HttpClient;
-use std::time::Duration;
 
 /// NDJSON to `/packets`, over one keep-alive pool per worker.
 pub struct NdjsonPackets {
@@ -25,25 +27,23 @@ pub struct NdjsonPackets {
     clients: Vec<HttpClient<Batch>>,
     /// Probes.
     probes: HttpClient,
-    /// `Authorization` for deliveries and probes (see [`super::Outbound`]).
-    auth: Option<HeaderValue>,
-    /// This distributor's id in `Logdist-Via`, and the header with it alone.
-    via: (std::sync::Arc<str>, HeaderValue),
+    /// What every request carries: the token, and this distributor's `Logdist-Via`.
+    outbound: Outbound,
 }
 
 impl NdjsonPackets {
     /// The protocol over `clients` (one per worker) and `probes`.
-    pub fn new(
-        clients: Vec<HttpClient<Batch>>,
-        probes: HttpClient,
-        outbound: &super::Outbound,
-    ) -> Self {
+    pub fn new(clients: Vec<HttpClient<Batch>>, probes: HttpClient, outbound: Outbound) -> Self {
         Self {
             clients,
             probes,
-            auth: outbound.auth.clone(),
-            via: (outbound.via.clone(), outbound.via_header.clone()),
+            outbound,
         }
+    }
+
+    /// The `Logdist-Via` of a delivery of `jobs`.
+    fn via(&self, jobs: &[Job]) -> HeaderValue {
+        via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs)
     }
 
     async fn post(
@@ -59,8 +59,8 @@ impl NdjsonPackets {
         let mut request = Request::post(to.uri("/packets"))
             .header(header::CONTENT_TYPE, "application/x-ndjson")
             .header(DEADLINE_HEADER, delivery_deadline(timeout))
-            .header(via::HEADER, via::outgoing(&self.via.0, &self.via.1, jobs));
-        if let Some(auth) = &self.auth {
+            .header(via::HEADER, self.via(jobs));
+        if let Some(auth) = &self.outbound.auth {
             request = request.header(header::AUTHORIZATION, auth.clone());
         }
         let request = request
@@ -95,7 +95,7 @@ impl NdjsonPackets {
 
     async fn get_health(&self, to: &AnalyzerUrl) -> bool {
         let mut request = Request::get(to.uri("/health"));
-        if let Some(auth) = &self.auth {
+        if let Some(auth) = &self.outbound.auth {
             request = request.header(header::AUTHORIZATION, auth.clone());
         }
         let Ok(request) = request.body(Full::new(Bytes::new())) else {
