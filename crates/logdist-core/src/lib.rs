@@ -8,10 +8,12 @@
 //! Everything here is deterministic, so it is tested exhaustively with property tests.
 
 mod framing;
+pub mod mapping;
 pub mod message;
 mod plain;
 pub mod routing;
 
+pub use mapping::{Aliases, Mapping, Severity, TimestampUnit};
 pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
     ndjson_messages,
