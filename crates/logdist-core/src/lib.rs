@@ -7,15 +7,19 @@
 //!
 //! Everything here is deterministic, so it is tested exhaustively with property tests.
 
+pub mod decoded;
 mod framing;
 pub mod mapping;
 pub mod message;
 mod plain;
 pub mod routing;
+pub mod shippers;
 
+pub use decoded::{Decoded, RecordError};
 pub use mapping::{Aliases, Mapping, Severity, TimestampUnit};
 pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
     ndjson_messages,
 };
 pub use routing::{Router, WeightError};
+pub use shippers::{Schema, decode_records};

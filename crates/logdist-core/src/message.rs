@@ -358,7 +358,7 @@ fn utf8_error(body: &[u8], at: usize, format: Format) -> PacketError {
 }
 
 /// Framing only: one JSON object, as far as its first and last characters tell.
-fn check_framing(raw: &str) -> Result<(), String> {
+pub(crate) fn check_framing(raw: &str) -> Result<(), String> {
     let raw = raw.trim_ascii();
     match (raw.as_bytes().first(), raw.as_bytes().last()) {
         (Some(b'{'), Some(b'}')) => Ok(()),
