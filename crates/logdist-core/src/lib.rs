@@ -7,6 +7,7 @@
 //!
 //! Everything here is deterministic, so it is tested exhaustively with property tests.
 
+pub mod bulk;
 pub mod decoded;
 mod framing;
 pub mod mapping;
@@ -15,6 +16,7 @@ mod plain;
 pub mod routing;
 pub mod shippers;
 
+pub use bulk::{Bulk, BulkAction, BulkItem, decode_bulk};
 pub use decoded::{Decoded, RecordError};
 pub use mapping::{Aliases, Mapping, Severity, TimestampUnit};
 pub use message::{

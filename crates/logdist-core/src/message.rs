@@ -294,7 +294,7 @@ const MAX_REASON: usize = 240;
 
 /// Cuts the middle out of a long reason, keeping its start (what is wrong) and its end
 /// (what was expected, and where).
-fn shorten(text: String) -> String {
+pub(crate) fn shorten(text: String) -> String {
     if text.len() <= MAX_REASON {
         return text;
     }

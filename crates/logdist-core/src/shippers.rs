@@ -161,24 +161,34 @@ impl Reader<'_> {
         lines.finish(rejected)
     }
 
-    /// One record: forwarded as sent if it is a message, else mapped (or refused, as the
-    /// schema says). The error is the reason it is bad.
     fn record(&self, text: &str, lines: &mut Lines) -> Result<(), String> {
-        let checked = match self.validation {
-            Validation::Full => validate(text),
-            Validation::Framing => crate::message::check_framing(text),
-        };
-        match (checked, self.schema) {
-            (Ok(()), _) => {
-                lines.push_valid(text.as_bytes());
-                Ok(())
-            }
-            (Err(reason), Schema::Strict) => Err(reason),
-            (Err(_), Schema::Map(mapping)) => {
-                mapping.map(text, self.now, &mut lines.out)?;
-                lines.messages += 1;
-                Ok(())
-            }
+        take_record(text, self.validation, self.schema, self.now, lines)
+    }
+}
+
+/// One record: forwarded as sent if it is a message, else mapped (or refused, as the
+/// schema says), and appended to `lines`. The error is the reason it is bad.
+pub(crate) fn take_record(
+    text: &str,
+    validation: Validation,
+    schema: &Schema,
+    now: SystemTime,
+    lines: &mut Lines,
+) -> Result<(), String> {
+    let checked = match validation {
+        Validation::Full => validate(text),
+        Validation::Framing => crate::message::check_framing(text),
+    };
+    match (checked, schema) {
+        (Ok(()), _) => {
+            lines.push_valid(text.as_bytes());
+            Ok(())
+        }
+        (Err(reason), Schema::Strict) => Err(reason),
+        (Err(_), Schema::Map(mapping)) => {
+            mapping.map(text, now, &mut lines.out)?;
+            lines.messages += 1;
+            Ok(())
         }
     }
 }
