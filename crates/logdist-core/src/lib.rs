@@ -12,6 +12,7 @@ pub mod decoded;
 mod framing;
 pub mod mapping;
 pub mod message;
+pub mod otlp;
 mod plain;
 pub mod routing;
 pub mod shippers;
@@ -23,5 +24,6 @@ pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
     ndjson_messages,
 };
+pub use otlp::{OtlpEncoding, decode_logs, export_logs_response};
 pub use routing::{Router, WeightError};
 pub use shippers::{Schema, decode_records};

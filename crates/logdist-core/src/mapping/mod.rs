@@ -59,7 +59,8 @@ use std::time::SystemTime;
 
 use serde_json::value::RawValue;
 
-use self::record::{Object, text, write_string};
+pub(crate) use self::record::write_string;
+use self::record::{Object, text};
 pub use self::severity::Severity;
 pub use self::time::TimestampUnit;
 
