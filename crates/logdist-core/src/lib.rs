@@ -10,6 +10,7 @@
 pub mod bulk;
 pub mod decoded;
 mod framing;
+pub mod loki;
 pub mod mapping;
 pub mod message;
 pub mod otlp;
@@ -19,6 +20,7 @@ pub mod shippers;
 
 pub use bulk::{Bulk, BulkAction, BulkItem, decode_bulk};
 pub use decoded::{Decoded, RecordError};
+pub use loki::{LokiEncoding, decode_push};
 pub use mapping::{Aliases, Mapping, Severity, TimestampUnit};
 pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
