@@ -92,6 +92,8 @@ impl Reader<'_> {
         let body = &self.body[..];
         let mut lines = Lines::with_capacity(body.len() + body.len() / 2);
         let mut rejected = Vec::new();
+        // Whether some line is JSON: a body none of whose lines is, is no NDJSON at all.
+        let mut any_json = false;
         let mut start = 0;
         for (n, piece) in body.split(|&b| b == b'\n').enumerate() {
             let at = start;
@@ -100,27 +102,23 @@ impl Reader<'_> {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let location = Location::Line(n + 1);
-            let raw = self.body.slice(at..at + line.len());
             let result = match std::str::from_utf8(line) {
-                Ok(text) => self.record(text, &mut lines),
+                Ok(text) => self.record(text, &mut lines).map_err(|reason| {
+                    any_json = any_json || serde_json::from_str::<IgnoredAny>(text).is_ok();
+                    reason
+                }),
                 Err(e) => Err(format!("invalid UTF-8 at byte {}", at + e.valid_up_to())),
             };
             if let Err(reason) = result {
-                rejected.push(RecordError::new(location, reason, raw));
+                let raw = self.body.slice(at..at + line.len());
+                rejected.push(RecordError::new(Location::Line(n + 1), reason, raw));
             }
         }
-        // A body none of whose lines is JSON is no NDJSON body at all.
-        if lines.messages == 0 {
-            let is_json = |e: &RecordError| {
-                std::str::from_utf8(&e.record)
-                    .is_ok_and(|text| serde_json::from_str::<IgnoredAny>(text).is_ok())
-            };
-            if let Some(first) = rejected.first()
-                && !rejected.iter().any(|e| !e.truncated() && is_json(e))
-            {
-                return Err(first.clone().into());
-            }
+        if lines.messages == 0
+            && !any_json
+            && let Some(first) = rejected.first()
+        {
+            return Err(first.clone().into());
         }
         lines.finish(rejected)
     }
