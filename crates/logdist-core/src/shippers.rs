@@ -103,9 +103,8 @@ impl Reader<'_> {
                 continue;
             }
             let result = match std::str::from_utf8(line) {
-                Ok(text) => self.record(text, &mut lines).map_err(|reason| {
+                Ok(text) => self.record(text, &mut lines).inspect_err(|_| {
                     any_json = any_json || serde_json::from_str::<IgnoredAny>(text).is_ok();
-                    reason
                 }),
                 Err(e) => Err(format!("invalid UTF-8 at byte {}", at + e.valid_up_to())),
             };
