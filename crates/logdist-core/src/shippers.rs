@@ -172,22 +172,27 @@ pub(crate) fn take_record(
     now: SystemTime,
     lines: &mut Lines,
 ) -> Result<(), String> {
-    let checked = match validation {
-        Validation::Full => validate(text),
-        Validation::Framing => crate::message::check_framing(text),
-    };
-    match (checked, schema) {
-        (Ok(()), _) => {
-            lines.push_valid(text.as_bytes());
-            Ok(())
+    match (schema, validation) {
+        // The mapping keeps a message as sent, and needs a parse of the record anyway:
+        // the record is parsed once, after the fast path for plain messages.
+        (Schema::Map(mapping), Validation::Full) => {
+            if crate::plain::is_plain_valid(text.as_bytes()) {
+                lines.push_valid(text.as_bytes());
+            } else {
+                mapping.map(text, now, &mut lines.out)?;
+                lines.messages += 1;
+            }
         }
-        (Err(reason), Schema::Strict) => Err(reason),
-        (Err(_), Schema::Map(mapping)) => {
-            mapping.map(text, now, &mut lines.out)?;
-            lines.messages += 1;
-            Ok(())
+        (Schema::Strict, Validation::Full) => {
+            validate(text)?;
+            lines.push_valid(text.as_bytes());
+        }
+        (_, Validation::Framing) => {
+            crate::message::check_framing(text)?;
+            lines.push_valid(text.as_bytes());
         }
     }
+    Ok(())
 }
 
 fn body_error(reason: &str) -> PacketError {

@@ -1,7 +1,9 @@
 //! The mapping of a JSON record as log shippers send it to logdist's message model:
 //! `timestamp` (integer), `severity`, `source`, `message` (strings), every other field kept.
 //!
-//! A record is a JSON object. Each of the four fields is taken from the first name of its
+//! A record is a JSON object. One that is a message already (the four fields, of their
+//! types, as the native decoder checks them) is kept as sent, byte for byte. Otherwise each
+//! of the four fields is taken from the first name of its
 //! list below that the record has with a value that can be read as it (user aliases, see
 //! [`Aliases`], are tried before these lists). A name `a.b` is a key `a.b`, or a key `b`
 //! in an object under `a`: dotted keys (`"log.level"`) and nested objects (ECS's
@@ -155,6 +157,9 @@ impl Mapping {
             return Err("expected a JSON object".to_owned());
         }
         let mut object = Object::parse(record).map_err(|e| crate::message::describe(&e))?;
+        if is_message(&object) && crate::message::validate_with_serde(record).is_ok() {
+            return Ok(write_as_sent(record, out));
+        }
         let found = self.find(&mut object);
         let Some(message) = found.message else {
             return Err(format!(
@@ -252,6 +257,35 @@ impl Mapping {
             message,
         }
     }
+}
+
+/// Whether the record has the four fields with values of their types, as far as their
+/// text tells (the native validator has the last word).
+fn is_message(object: &Object<'_>) -> bool {
+    let string = |key, empty_too| {
+        object.get(key).is_some_and(|raw| {
+            let raw = raw.get();
+            raw.starts_with('"') && (empty_too || raw != "\"\"")
+        })
+    };
+    let timestamp = object.get("timestamp").is_some_and(|raw| {
+        let digits = raw.get().strip_prefix('-').unwrap_or(raw.get());
+        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    });
+    timestamp && string("severity", false) && string("source", false) && string("message", true)
+}
+
+/// A message written as sent, as one line: a raw line break in valid JSON is whitespace
+/// between tokens (in strings it is escaped), so a space keeps the message the same.
+fn write_as_sent(record: &str, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(record.trim_ascii().as_bytes());
+    for byte in &mut out[start..] {
+        if *byte == b'\n' || *byte == b'\r' {
+            *byte = b' ';
+        }
+    }
+    out.push(b'\n');
 }
 
 /// The first value that `read` makes something of, at the aliases, then at the usual names.

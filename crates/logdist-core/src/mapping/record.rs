@@ -44,6 +44,11 @@ impl<'a> Object<'a> {
         })
     }
 
+    /// The value of the first field named `key` at this level, as sent.
+    pub(crate) fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|f| f.key == key)?.raw()
+    }
+
     /// Finds the value at `path` and takes it if `read` makes something of it; `None`
     /// (and nothing taken) if there is no such value or `read` says no.
     ///

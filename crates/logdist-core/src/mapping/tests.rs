@@ -193,6 +193,21 @@ fn values_kept_are_kept_as_sent() {
 }
 
 #[test]
+fn messages_already_are_kept_as_sent() {
+    for record in [
+        r#"{"message":"\u00e9","timestamp":1,"severity":"warning","source":"s","x":1.50}"#,
+        "{\"time\\u0073tamp\":-5, \"severity\":\"I\",\n \"source\":\"s\",\"message\":\"\"}",
+    ] {
+        let line = map(record).unwrap();
+        assert_eq!(line, format!("{}\n", record.replace('\n', " ")));
+    }
+    // Not quite a message (a duplicate field): mapped.
+    let line =
+        map(r#"{"timestamp":1,"severity":"I","source":"s","message":"m","source":"t"}"#).unwrap();
+    assert!(line.contains("\"source_original\":\"t\""), "{line}");
+}
+
+#[test]
 fn timestamp_units() {
     for (unit, want) in [
         (TimestampUnit::Seconds, 1_796_552_910_i64),
@@ -328,8 +343,9 @@ fn record() -> impl Strategy<Value = String> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2048))]
 
-    /// Whatever is mapped is one line the native decoder takes as one message; what is
-    /// not mapped has a reason and leaves the output as it was.
+    /// Whatever is mapped is one line the native decoder takes as one message (a message
+    /// already is kept as sent); what is not mapped has a reason and leaves the output as
+    /// it was.
     #[test]
     fn mapped_records_are_messages(record in record(), unit in prop::sample::select(vec![
         TimestampUnit::Seconds, TimestampUnit::Milliseconds, TimestampUnit::Nanoseconds,
@@ -338,6 +354,10 @@ proptest! {
         let mut out = b"x\n".to_vec();
         match mapping.map(&record, now(), &mut out) {
             Ok(()) => {
+                if crate::message::validate(&record).is_ok() {
+                    let sent = format!("{}\n", record.trim());
+                    prop_assert_eq!(&out[2..], sent.as_bytes(), "kept as sent");
+                }
                 let line = Bytes::copy_from_slice(&out[2..]);
                 prop_assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
                 let packet = decode_packet(line.clone(), Format::Ndjson);
