@@ -158,7 +158,8 @@ impl Mapping {
         }
         let mut object = Object::parse(record).map_err(|e| crate::message::describe(&e))?;
         if is_message(&object) && crate::message::validate_with_serde(record).is_ok() {
-            return Ok(write_as_sent(record, out));
+            write_as_sent(record, out);
+            return Ok(());
         }
         let found = self.find(&mut object);
         let Some(message) = found.message else {
