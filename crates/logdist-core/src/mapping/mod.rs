@@ -189,9 +189,10 @@ impl Mapping {
             None => write_string(out, DEFAULT_SOURCE),
         }
         out.extend_from_slice(b",\"message\":");
-        match text(message) {
-            Some(_) => out.extend_from_slice(message.get().as_bytes()),
-            None => write_string(out, message.get()),
+        if message.get().starts_with('"') {
+            out.extend_from_slice(message.get().as_bytes());
+        } else {
+            write_string(out, message.get());
         }
         if let Some(original) = original {
             out.extend_from_slice(b",\"severity_original\":");
