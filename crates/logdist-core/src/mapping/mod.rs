@@ -11,10 +11,15 @@
 //!
 //! | field | names, in order | values read | when there is none |
 //! | --- | --- | --- | --- |
-//! | `timestamp` | `timestamp`, `@timestamp`, `time`, `date`, `ts`, `@t`, `datetime`, `timeUnixNano`, `time_unix_nano`, `observedTimeUnixNano`, `observed_time_unix_nano`, `__REALTIME_TIMESTAMP` | an epoch number of any unit, integer or decimal, or a string of one; an RFC 3339 time (`2026-12-06T10:28:30.306Z`, an offset, a space for the `T`; no offset is UTC) | the arrival time |
+//! | `timestamp` | `timestamp`, `@timestamp`, `time`, `date`, `ts`, `@t`, `datetime`, `timeUnixNano`, `time_unix_nano`, `observedTimeUnixNano`, `observed_time_unix_nano`, `__REALTIME_TIMESTAMP`, `ISODATE` | an epoch number of any unit, integer or decimal, or a string of one; an RFC 3339 time (`2026-12-06T10:28:30.306Z`, an offset, a space for the `T`; no offset is UTC) | the arrival time |
 //! | `severity` | `severity`, `level`, `lvl`, `loglevel`, `log_level`, `log.level`, `levelname`, `severity_text`, `severityText`, `@l`, `PRIORITY`, then `severity_number`, `severityNumber` (OpenTelemetry numbers) | a word or a number (table below) | `INFO` |
-//! | `source` | `source`, `service`, `service.name`, `app`, `application`, `appname`, `program`, `logger`, `logger_name`, `tag`, then `host`, `host.name`, `hostname` | a non-empty string; a number or boolean as its text | `unknown` |
+//! | `source` | `source`, `service`, `service.name`, `app`, `application`, `appname`, `program`, `PROGRAM`, `SYSLOG_IDENTIFIER`, `logger`, `logger_name`, `tag`, then `host`, `host.name`, `hostname`, `HOST`, `_HOSTNAME` | a non-empty string; a number or boolean as its text | `unknown` |
 //! | `message` | `message`, `msg`, `log`, `MESSAGE`, `body`, `event`, `@m` | a string; any other value (an object, an array, a number) as its JSON text | the record is rejected |
+//!
+//! The upper-case names are those of syslog-ng's macros (`$(format-json ISODATE HOST
+//! PROGRAM MESSAGE)`, `PRIORITY`) and of journald's fields (`MESSAGE`, `PRIORITY`,
+//! `SYSLOG_IDENTIFIER`, `_HOSTNAME`, `__REALTIME_TIMESTAMP`), so that both map with nothing
+//! written on their side.
 //!
 //! Times are written as an integer in the [`TimestampUnit`] configured (epoch
 //! milliseconds by default), rounded down. The unit of an epoch number is guessed from its
@@ -88,6 +93,7 @@ const TIME_NAMES: &[&str] = &[
     "observedTimeUnixNano",
     "observed_time_unix_nano",
     "__REALTIME_TIMESTAMP",
+    "ISODATE",
 ];
 
 const SEVERITY_NAMES: &[&str] = &[
@@ -115,12 +121,16 @@ const SOURCE_NAMES: &[&str] = &[
     "application",
     "appname",
     "program",
+    "PROGRAM",
+    "SYSLOG_IDENTIFIER",
     "logger",
     "logger_name",
     "tag",
     "host",
     "host.name",
     "hostname",
+    "HOST",
+    "_HOSTNAME",
 ];
 
 const MESSAGE_NAMES: &[&str] = &["message", "msg", "log", "MESSAGE", "body", "event", "@m"];

@@ -58,31 +58,28 @@ fn vector_http_sink_ndjson() {
 
 #[test]
 fn syslog_ng_format_json_of_its_macros() {
-    // `format-json(--scope rfc5424 ...)` or `$(format-json ISODATE HOST PROGRAM MESSAGE)`.
-    let v = mapped(
-        r#"{"PROGRAM":"sshd","MESSAGE":"Accepted publickey for ops","ISODATE":"2026-12-06T10:28:30+00:00","HOST":"bastion"}"#,
-    );
-    // The upper-case names are syslog-ng's own: only MESSAGE is one of the usual names.
-    assert_eq!(v["message"], "Accepted publickey for ops");
-    assert_eq!(
-        v["timestamp"], NOW_MS,
-        "ISODATE is not a usual name: the arrival time"
-    );
-    assert_eq!(v["PROGRAM"], "sshd");
-    let aliases: Aliases = "timestamp=ISODATE,source=PROGRAM".parse().unwrap();
-    let mapping = Mapping {
-        aliases,
-        ..Mapping::default()
-    };
-    let line = map_with(
-        &mapping,
-        r#"{"PROGRAM":"sshd","MESSAGE":"Accepted","ISODATE":"2026-12-06T10:28:30+00:00","HOST":"bastion"}"#,
+    // `$(format-json ISODATE HOST PROGRAM MESSAGE)`, and `--scope rfc5424` adds PRIORITY.
+    let line = map(
+        r#"{"PROGRAM":"sshd","PRIORITY":"info","MESSAGE":"Accepted publickey for ops","ISODATE":"2026-12-06T10:28:30+00:00","HOST":"bastion"}"#,
     )
     .unwrap();
     assert_eq!(
         line,
-        "{\"timestamp\":1796552910000,\"severity\":\"INFO\",\"source\":\"sshd\",\"message\":\"Accepted\",\"HOST\":\"bastion\"}\n"
+        "{\"timestamp\":1796552910000,\"severity\":\"INFO\",\"source\":\"sshd\",\"message\":\"Accepted publickey for ops\",\"severity_original\":\"info\",\"HOST\":\"bastion\"}\n"
     );
+}
+
+#[test]
+fn journald_through_vector_or_fluent_bit() {
+    let v = mapped(
+        r#"{"__REALTIME_TIMESTAMP":"1796552910306123","PRIORITY":"3","SYSLOG_IDENTIFIER":"kernel","_HOSTNAME":"node-1","MESSAGE":"oom-kill"}"#,
+    );
+    assert_eq!(v["timestamp"], 1_796_552_910_306_i64);
+    assert_eq!(
+        (&v["severity"], &v["source"]),
+        (&json!("ERROR"), &json!("kernel"))
+    );
+    assert_eq!(v["_HOSTNAME"], "node-1");
 }
 
 #[test]
