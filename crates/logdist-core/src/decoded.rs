@@ -56,20 +56,25 @@ pub struct RecordError {
 }
 
 impl RecordError {
-    /// An error for `record`, keeping its start.
+    /// An error for `record`, a slice of the body, keeping its start.
     pub(crate) fn new(location: Location, reason: impl Into<String>, record: Bytes) -> Self {
-        let record_len = record.len();
-        let mut keep = record_len.min(MAX_RECORD_KEPT);
-        if std::str::from_utf8(&record).is_ok() {
-            while !record.is_char_boundary_at(keep) {
-                keep -= 1;
-            }
-        }
+        let keep = kept_len(&record);
         RecordError {
             location,
             reason: reason.into(),
             record: record.slice(..keep),
-            record_len,
+            record_len: record.len(),
+        }
+    }
+
+    /// An error for `record`, copying only the start that is kept: for decoders that have
+    /// the body as a borrowed slice.
+    pub(crate) fn copied(location: Location, reason: impl Into<String>, record: &[u8]) -> Self {
+        RecordError {
+            location,
+            reason: reason.into(),
+            record: Bytes::copy_from_slice(&record[..kept_len(record)]),
+            record_len: record.len(),
         }
     }
 
@@ -79,16 +84,17 @@ impl RecordError {
     }
 }
 
-/// Where a UTF-8 character starts, for cutting a record.
-trait CharBoundary {
-    fn is_char_boundary_at(&self, at: usize) -> bool;
-}
-
-impl CharBoundary for Bytes {
-    fn is_char_boundary_at(&self, at: usize) -> bool {
+/// How much of a record is kept: at most [`MAX_RECORD_KEPT`] bytes, cut where a character
+/// starts when the record is UTF-8.
+fn kept_len(record: &[u8]) -> usize {
+    let mut keep = record.len().min(MAX_RECORD_KEPT);
+    if keep < record.len() && std::str::from_utf8(record).is_ok() {
         // A UTF-8 continuation byte is 0b10xx_xxxx.
-        self.get(at).is_none_or(|&b| (b as i8) >= -0x40)
+        while (record[keep] as i8) < -0x40 {
+            keep -= 1;
+        }
     }
+    keep
 }
 
 impl fmt::Display for RecordError {

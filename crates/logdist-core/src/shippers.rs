@@ -131,8 +131,7 @@ impl Reader<'_> {
         let mut rejected = Vec::new();
         for (i, item) in items.iter().enumerate() {
             if let Err(reason) = self.record(item.get(), &mut lines) {
-                let at = item.get().as_ptr() as usize - text.as_ptr() as usize;
-                let raw = self.body.slice(at..at + item.get().len());
+                let raw = self.body.slice_ref(item.get().as_bytes());
                 rejected.push(RecordError::new(Location::Index(i), reason, raw));
             }
         }

@@ -126,9 +126,8 @@ fn decode_json(body: &[u8], unit: TimestampUnit) -> Result<Decoded, PacketError>
                 stream_fields.entry(entry.time, &entry.line, &metadata, &mut lines)
             });
             if let Err(reason) = result {
-                let at = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-                let text = Bytes::copy_from_slice(&body[at..at + raw.get().len()]);
-                rejected.push(RecordError::new(Location::Index(index), reason, text));
+                let text = raw.get().as_bytes();
+                rejected.push(RecordError::copied(Location::Index(index), reason, text));
             }
             index += 1;
         }

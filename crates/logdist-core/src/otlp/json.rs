@@ -7,7 +7,6 @@
 
 use std::fmt;
 
-use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use serde_json::value::RawValue;
@@ -37,9 +36,8 @@ pub(crate) fn decode(body: &[u8], writer: &Writer) -> Result<Decoded, PacketErro
                     .and_then(LogRecord::try_from)
                     .and_then(|record| writer.record(&resource, &scope, &record, &mut lines));
                 if let Err(reason) = result {
-                    let at = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-                    let text = Bytes::copy_from_slice(&body[at..at + raw.get().len()]);
-                    rejected.push(RecordError::new(Location::Index(index), reason, text));
+                    let text = raw.get().as_bytes();
+                    rejected.push(RecordError::copied(Location::Index(index), reason, text));
                 }
                 index += 1;
             }
