@@ -159,3 +159,47 @@ impl Lines {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_cut_where_a_character_starts() {
+        let mut text = "a".repeat(MAX_RECORD_KEPT - 1);
+        text.push('é');
+        text.push_str("tail");
+        let e = RecordError::new(Location::Line(3), "bad", Bytes::from(text.clone()));
+        assert_eq!(
+            (e.record.len(), e.record_len),
+            (MAX_RECORD_KEPT - 1, text.len())
+        );
+        assert!(e.truncated());
+        let copied = RecordError::copied(Location::Line(3), "bad", text.as_bytes());
+        assert_eq!(copied, e);
+        // Bytes that are not UTF-8 are cut at the bound.
+        let bytes = vec![0xff; MAX_RECORD_KEPT + 5];
+        let e = RecordError::copied(Location::Index(0), "bad", &bytes);
+        assert_eq!(e.record.len(), MAX_RECORD_KEPT);
+        // A short record is kept whole.
+        let e = RecordError::copied(Location::Body, "bad", b"{}");
+        assert!(!e.truncated());
+        assert_eq!(e.to_string(), "bad");
+    }
+
+    #[test]
+    fn the_first_bad_record_is_the_packets_error() {
+        let decoded = Decoded {
+            packet: Packet {
+                ndjson: Bytes::new(),
+                messages: 0,
+            },
+            rejected: vec![
+                RecordError::copied(Location::Line(2), "first", b"x"),
+                RecordError::copied(Location::Line(5), "second", b"y"),
+            ],
+        };
+        let e = decoded.into_packet().unwrap_err();
+        assert_eq!(e.to_string(), "line 2: first");
+    }
+}
