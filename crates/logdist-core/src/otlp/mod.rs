@@ -36,8 +36,8 @@
 //! `with-serde`) brings the OpenTelemetry API and SDK crates with it: a clean
 //! `cargo build -p logdist-core` went from 16 crates and 115 s to 38 crates and 255 s on the
 //! 2-core build machine. The dozen messages of a logs export declared for prost
-//! ([`proto`]) take it to 22 crates and 171 s. OTLP/JSON is read by this module's own serde
-//! types ([`json`]), which also lets each record of a JSON request fail alone.
+//! (`proto.rs`) take it to 22 crates and 171 s. OTLP/JSON is read by this module's own serde
+//! types (`json.rs`), which also lets each record of a JSON request fail alone.
 
 mod json;
 mod proto;
