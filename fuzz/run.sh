@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the decode_packet fuzz target for a bounded time (FUZZ_SECONDS, default 60) and
-# prints what it did: executions, exec/s, coverage, and where any crash was saved.
+# Runs one fuzz target (FUZZ_TARGET, default decode_packet) for a bounded time
+# (FUZZ_SECONDS, default 60) and prints what it did: executions, exec/s, coverage, and
+# where any crash was saved.
 #
-#   fuzz/run.sh                     # 60 s
+#   fuzz/run.sh                     # decode_packet, 60 s
+#   FUZZ_TARGET=decode_otlp fuzz/run.sh
 #   FUZZ_SECONDS=300 fuzz/run.sh    # 5 minutes
 #   FUZZ_SANITIZER=none fuzz/run.sh # no AddressSanitizer (the code is all safe Rust)
 #
@@ -14,7 +16,12 @@ cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
 sanitizer="${FUZZ_SANITIZER:-address}"
-target=decode_packet
+target="${FUZZ_TARGET:-decode_packet}"
+# JSON tokens and field names: the targets of JSON decoders share decode_packet's.
+dict="fuzz/$target.dict"
+if [[ ! -e "$dict" ]]; then
+  dict=fuzz/decode_packet.dict
+fi
 toolchain=()
 if [[ -n "${FUZZ_TOOLCHAIN:-}" ]]; then
   toolchain=("+${FUZZ_TOOLCHAIN}")
@@ -39,7 +46,7 @@ status=0
 cargo "${toolchain[@]}" fuzz run -s "$sanitizer" "$target" \
   "fuzz/work/$target" "fuzz/corpus/$target" -- \
   -max_total_time="$seconds" -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-  -dict="fuzz/$target.dict" \
+  -dict="$dict" \
   -print_final_stats=1 >"$log" 2>&1 || status=$?
 
 echo "--- summary"

@@ -252,7 +252,7 @@ impl<'de> Visitor<'de> for NestedVisitor {
 /// Validates one message given as raw JSON text (already known to be UTF-8, so serde_json
 /// does not check the UTF-8 of every string again): the plain shape almost every log line
 /// has is recognized fast ([`crate::plain`]); serde_json decides the rest.
-fn validate(raw: &str) -> Result<(), String> {
+pub(crate) fn validate(raw: &str) -> Result<(), String> {
     if crate::plain::is_plain_valid(raw.as_bytes()) {
         return Ok(());
     }
@@ -279,7 +279,7 @@ pub(crate) fn validate_with_serde(raw: &str) -> Result<(), String> {
 }
 
 /// serde_json's message without its "at line 1 column N" tail when the position is useless.
-fn describe(e: &serde_json::Error) -> String {
+pub(crate) fn describe(e: &serde_json::Error) -> String {
     let text = e.to_string();
     shorten(match text.rfind(" at line ") {
         Some(cut) if e.line() <= 1 => format!("{} (column {})", &text[..cut], e.column()),
@@ -294,7 +294,7 @@ const MAX_REASON: usize = 240;
 
 /// Cuts the middle out of a long reason, keeping its start (what is wrong) and its end
 /// (what was expected, and where).
-fn shorten(text: String) -> String {
+pub(crate) fn shorten(text: String) -> String {
     if text.len() <= MAX_REASON {
         return text;
     }
@@ -358,7 +358,7 @@ fn utf8_error(body: &[u8], at: usize, format: Format) -> PacketError {
 }
 
 /// Framing only: one JSON object, as far as its first and last characters tell.
-fn check_framing(raw: &str) -> Result<(), String> {
+pub(crate) fn check_framing(raw: &str) -> Result<(), String> {
     let raw = raw.trim_ascii();
     match (raw.as_bytes().first(), raw.as_bytes().last()) {
         (Some(b'{'), Some(b'}')) => Ok(()),
