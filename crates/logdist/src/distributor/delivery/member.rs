@@ -2,11 +2,11 @@
 //! queue, and its counters. Shared between the registry, its lane and its health watcher.
 
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::address::AnalyzerUrl;
@@ -108,18 +108,32 @@ pub struct Member {
 /// `--eject-max`). Probes keep running meanwhile, but a good probe does not end an
 /// ejection early. The count starts again once the member has delivered without a failure
 /// for `--eject-max` after its last ejection ended.
-#[derive(Debug, Default)]
+///
+/// Times are on tokio's clock, which is the monotonic clock unless a test pauses it.
+#[derive(Debug)]
 struct Ejection {
     /// Ejections in a row.
     count: AtomicU32,
-    /// When the current (or last) ejection ends, in milliseconds of [`now_ms`].
+    /// When the current (or last) ejection ends, in milliseconds of [`Ejection::now_ms`].
     until_ms: AtomicU64,
+    /// When the member was created: the times above count from it. Its own, not the
+    /// process's, so that a test on paused time measures on its own clock alone.
+    epoch: Instant,
 }
 
-/// Milliseconds since the first call, on the monotonic clock: a time an atomic can hold.
-pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64
+impl Ejection {
+    fn new() -> Self {
+        Self {
+            count: AtomicU32::new(0),
+            until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the member was created: a time an atomic can hold.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
 }
 
 impl Member {
@@ -154,7 +168,7 @@ impl Member {
             probed: CancellationToken::new(),
             joined: std::sync::atomic::AtomicBool::new(false),
             accepts_at_most: AtomicUsize::new(usize::MAX),
-            ejection: Ejection::default(),
+            ejection: Ejection::new(),
         };
         (Arc::new(member), receivers)
     }
@@ -251,7 +265,7 @@ impl Member {
     /// ejection in a row, at most `max`). A failure while it is ejected already (another
     /// delivery of the same stall, in flight at once) does not eject it again.
     pub fn eject(&self, base: Duration, max: Duration) -> Duration {
-        let now = now_ms();
+        let now = self.ejection.now_ms();
         let until = self.ejection.until_ms.load(Ordering::Acquire);
         if until > now {
             return Duration::from_millis(until - now);
@@ -280,7 +294,7 @@ impl Member {
     /// How long its current ejection still runs (zero when it is not ejected).
     pub fn ejected_for(&self) -> Duration {
         let until = self.ejection.until_ms.load(Ordering::Relaxed);
-        Duration::from_millis(until.saturating_sub(now_ms()))
+        Duration::from_millis(until.saturating_sub(self.ejection.now_ms()))
     }
 
     /// A delivery succeeded: once it has gone `max` since its last ejection ended, the
@@ -288,7 +302,7 @@ impl Member {
     pub fn delivered_well(&self, max: Duration) {
         if self.ejection.count.load(Ordering::Relaxed) > 0 {
             let until = self.ejection.until_ms.load(Ordering::Relaxed);
-            if now_ms() >= until + max.as_millis() as u64 {
+            if self.ejection.now_ms() >= until + max.as_millis() as u64 {
                 self.ejection.count.store(0, Ordering::Relaxed);
             }
         }
@@ -309,18 +323,55 @@ mod tests {
         Member::new(Arc::from("a"), url, false, limits).0
     }
 
-    #[test]
-    fn one_stall_is_one_ejection_and_the_next_is_longer() {
+    fn ejections(m: &Member) -> u64 {
+        m.metrics.ejections.load(Ordering::Relaxed)
+    }
+
+    /// Each stall ejects once, for `--eject-base` doubled per ejection in a row up to
+    /// `--eject-max`; the failures of its other deliveries in flight meanwhile get the
+    /// time it still runs, and eject it no longer.
+    #[tokio::test(start_paused = true)]
+    async fn ejections_double_from_the_base_to_the_longest_one_per_stall() {
         let m = member();
-        let (base, max) = (Duration::from_millis(40), Duration::from_secs(1));
+        let (base, max) = (Duration::from_secs(2), Duration::from_secs(10));
+        let ms = Duration::from_millis;
+        let mut ejected = Vec::new();
+        for _ in 0..5 {
+            let time = m.eject(base, max);
+            ejected.push(time);
+            assert_eq!(m.ejected_for(), time);
+            // Another delivery of the same stall fails halfway through the ejection.
+            tokio::time::advance(time / 2).await;
+            assert_eq!(m.eject(base, max), time - time / 2, "the same ejection");
+            assert_eq!(m.ejected_for(), time - time / 2);
+            // A millisecond before its end it is still ejected; at its end it is not.
+            tokio::time::advance(time - time / 2 - ms(1)).await;
+            assert_eq!(m.ejected_for(), ms(1));
+            tokio::time::advance(ms(1)).await;
+            assert!(m.ejected_for().is_zero());
+        }
+        assert_eq!(ejected, [2, 4, 8, 10, 10].map(Duration::from_secs));
+        assert_eq!(ejections(&m), 5, "one per stall");
+    }
+
+    /// The count of ejections in a row starts again only once the member has delivered
+    /// well for `--eject-max` after its last ejection ended.
+    #[tokio::test(start_paused = true)]
+    async fn good_deliveries_for_the_longest_ejection_make_the_next_short_again() {
+        let m = member();
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(8));
+        let ms = Duration::from_millis;
         assert_eq!(m.eject(base, max), base);
-        // The other delivery in flight fails too: the same ejection, not a second one.
-        assert!(m.eject(base, max) <= base);
-        assert_eq!(m.metrics.ejections.load(Ordering::Relaxed), 1);
-        std::thread::sleep(base + Duration::from_millis(10));
-        assert!(m.ejected_for().is_zero());
-        assert_eq!(m.eject(base, max), base * 2, "doubled");
-        assert_eq!(m.metrics.ejections.load(Ordering::Relaxed), 2);
+        // Its ejection ends at 1s: good deliveries until 8s later are not enough.
+        tokio::time::advance(base + max - ms(1)).await;
+        m.delivered_well(max);
+        assert_eq!(m.eject(base, max), base * 2, "a second ejection in a row");
+        tokio::time::advance(base * 2 + max - ms(1)).await;
+        m.delivered_well(max);
+        tokio::time::advance(ms(1)).await;
+        m.delivered_well(max);
+        assert_eq!(m.eject(base, max), base, "counted afresh");
+        assert_eq!(ejections(&m), 3);
     }
 
     #[test]

@@ -117,3 +117,262 @@ impl Probes {
             .unwrap_or(false)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use tokio::task::JoinHandle;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::distributor::delivery::QueueLimits;
+    use crate::distributor::delivery::address::AnalyzerUrl;
+    use crate::distributor::delivery::protocol::{DeliveryError, Sending};
+    use crate::distributor::job::Job;
+    use crate::distributor::routing::Registry;
+    use crate::workers::Workers;
+
+    /// How an analyzer answers one probe.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        Good,
+        Bad,
+        /// Not at all: the probe fails at `--probe-timeout`.
+        Silent,
+    }
+    use Answer::{Bad, Good, Silent};
+
+    /// A protocol whose probes answer from a script (its last answer again once it runs
+    /// out), noting when each probe was sent. It sends no batches: a watcher does not.
+    struct Scripted {
+        answers: Mutex<VecDeque<Answer>>,
+        start: Instant,
+        sent: Mutex<Vec<Duration>>,
+    }
+
+    impl Protocol for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+
+        fn send<'a>(
+            &'a self,
+            _: usize,
+            _: &'a AnalyzerUrl,
+            _: &'a [Job],
+            _: Duration,
+        ) -> Sending<'a, Result<(), DeliveryError>> {
+            unreachable!("a health watcher sends no batches")
+        }
+
+        fn probe<'a>(&'a self, _: &'a AnalyzerUrl) -> Sending<'a, bool> {
+            self.sent.lock().unwrap().push(self.start.elapsed());
+            let mut answers = self.answers.lock().unwrap();
+            let answer = match answers.len() {
+                0 | 1 => answers.front().copied().unwrap_or(Good),
+                _ => answers.pop_front().unwrap_or(Good),
+            };
+            match answer {
+                Good => Box::pin(std::future::ready(true)),
+                Bad => Box::pin(std::future::ready(false)),
+                Silent => Box::pin(std::future::pending()),
+            }
+        }
+    }
+
+    const SETTINGS: ProbeSettings = ProbeSettings {
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(300),
+        unhealthy_after: 3,
+        healthy_after: 2,
+    };
+
+    /// One member, just registered, and its health watcher with `settings`, probing it as
+    /// `answers` say; built as `Distributor::new` builds them, on paused time.
+    struct Watched {
+        member: Arc<Member>,
+        routing: Arc<Routing>,
+        script: Arc<Scripted>,
+        watcher: JoinHandle<()>,
+    }
+
+    fn watch_member(settings: ProbeSettings, answers: &[Answer]) -> Watched {
+        let limits = QueueLimits {
+            lanes: 1,
+            packets: 8,
+            concurrency: 1,
+        };
+        let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2), 8);
+        let routing = Arc::new(Routing::new(registry, Workers::current(), 16, 3));
+        let url = "http://127.0.0.1:9".parse().unwrap();
+        let (_, new) = routing.registry.register("a", url, 1.0, false).unwrap();
+        let (member, _queues) = new.expect("a new member");
+        let script = Arc::new(Scripted {
+            answers: Mutex::new(answers.iter().copied().collect()),
+            start: Instant::now(),
+            sent: Mutex::new(Vec::new()),
+        });
+        let probes = Arc::new(Probes {
+            settings,
+            pacer: Pacer::new(500.0),
+            routing: routing.clone(),
+            protocol: script.clone(),
+        });
+        let watcher = tokio::spawn(watch(probes, member.clone()));
+        Watched {
+            member,
+            routing,
+            script,
+            watcher,
+        }
+    }
+
+    impl Watched {
+        /// Lets virtual time run until `ms` after the start; returns the member's state.
+        async fn at(&self, ms: u64) -> State {
+            tokio::time::sleep_until(self.script.start + Duration::from_millis(ms)).await;
+            self.member.state()
+        }
+
+        /// When each probe so far was sent, in milliseconds after the start.
+        fn probes(&self) -> Vec<u64> {
+            let sent = self.script.sent.lock().unwrap();
+            sent.iter().map(|t| t.as_millis() as u64).collect()
+        }
+
+        fn online(&self) -> usize {
+            self.routing.registry.online_count()
+        }
+
+        /// Retires the member: its watcher ends.
+        async fn retire(self) {
+            self.member.retire.cancel();
+            self.watcher.await.expect("the watcher ends");
+        }
+    }
+
+    /// The milliseconds between consecutive probes.
+    fn gaps(probes: &[u64]) -> Vec<u64> {
+        probes.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_member_is_probed_at_once_and_routed_to_from_its_first_good_probe() {
+        let w = watch_member(SETTINGS, &[Bad, Good]);
+        assert_eq!(w.at(1).await, State::Unhealthy);
+        assert_eq!(w.probes(), [0], "probed at once");
+        assert!(w.member.probed.is_cancelled(), "its first probe answered");
+        // The failure doubles the backoff before the wait: the next probe is at 400ms.
+        assert_eq!(w.at(399).await, State::Unhealthy);
+        assert_eq!(w.online(), 0);
+        // One good probe brings a new member in, although --healthy-after is 2.
+        assert_eq!(w.at(401).await, State::Online);
+        assert_eq!(w.online(), 1);
+        assert!(w.member.joined.load(Ordering::Relaxed));
+        // Online, it is probed every --probe-interval.
+        w.at(3_401).await;
+        assert_eq!(w.probes(), [0, 400, 1_400, 2_400, 3_400]);
+        w.retire().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_online_member_turns_unhealthy_after_exactly_its_failed_probes_in_a_row() {
+        // Two failures, a good probe that starts the count again, two more failures, and a
+        // probe that is never answered: the third failure in a row, at its timeout.
+        let w = watch_member(SETTINGS, &[Good, Bad, Bad, Good, Bad, Bad, Silent, Bad]);
+        assert_eq!(
+            w.at(2_500).await,
+            State::Online,
+            "two failures are not three"
+        );
+        assert_eq!(
+            w.at(5_500).await,
+            State::Online,
+            "nor are two after a good one"
+        );
+        assert_eq!(
+            w.at(6_299).await,
+            State::Online,
+            "the silent probe has not failed yet"
+        );
+        assert_eq!(w.at(6_301).await, State::Unhealthy);
+        assert_eq!(w.online(), 0);
+        // Unhealthy, it is probed again after the shortest backoff.
+        w.at(6_501).await;
+        assert_eq!(
+            w.probes(),
+            [0, 1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 6_500]
+        );
+        w.retire().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unhealthy_member_is_probed_with_backoff_and_comes_back_after_good_probes() {
+        // Online at its first probe; three failures take it out and seven more follow.
+        // Then one good probe, a failure that starts the count again, and two good ones.
+        let mut answers = vec![Good];
+        answers.extend([Bad; 10]);
+        answers.extend([Good, Bad, Good, Good]);
+        let w = watch_member(SETTINGS, &answers);
+        assert_eq!(w.at(3_001).await, State::Unhealthy);
+        assert_eq!(w.probes(), [0, 1_000, 2_000, 3_000]);
+        assert_eq!(
+            w.at(24_300).await,
+            State::Unhealthy,
+            "one good probe of two"
+        );
+        assert_eq!(
+            w.at(24_900).await,
+            State::Unhealthy,
+            "a failure between two"
+        );
+        assert_eq!(w.at(25_001).await, State::Online);
+        assert_eq!(w.online(), 1);
+        w.at(26_001).await;
+        let probes = w.probes();
+        assert_eq!(
+            probes[3..],
+            [
+                3_000, 3_200, 3_600, 4_400, 6_000, 9_200, 14_200, 19_200, 24_200, 24_400, 24_800,
+                25_000, 26_000
+            ]
+        );
+        assert_eq!(
+            gaps(&probes[3..]),
+            // Doubling from 200ms to 5s while it fails; from 200ms again after a good probe;
+            // every --probe-interval once it is back.
+            [
+                200, 400, 800, 1_600, 3_200, 5_000, 5_000, 5_000, 200, 400, 200, 1_000
+            ]
+        );
+        w.retire().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejected_member_comes_back_only_once_its_ejection_is_over() {
+        // Even one good probe would bring it back, but for its ejection.
+        let settings = ProbeSettings {
+            healthy_after: 1,
+            ..SETTINGS
+        };
+        let w = watch_member(settings, &[Good]);
+        assert_eq!(w.at(500).await, State::Online);
+        // A delivery fails: the lane ejects it for 3s and takes it out of routing.
+        let ejection = w
+            .member
+            .eject(Duration::from_secs(3), Duration::from_secs(60));
+        assert_eq!(ejection, Duration::from_secs(3));
+        w.routing
+            .registry
+            .mark_unhealthy(&w.member, "delivery failed");
+        // Its next probe, at 1s, is good but does not end the ejection; the next probe is
+        // at the ejection's end, 3.5s, not after the 200ms backoff.
+        assert_eq!(w.at(3_499).await, State::Unhealthy);
+        assert_eq!(w.probes(), [0, 1_000]);
+        assert_eq!(w.at(3_501).await, State::Online);
+        assert_eq!(w.probes(), [0, 1_000, 3_500]);
+        w.retire().await;
+    }
+}
