@@ -37,7 +37,9 @@ pub struct Probes {
     pub protocol: Arc<dyn Protocol>,
 }
 
-/// First wait before re-probing an unhealthy analyzer; doubles up to [`MAX_BACKOFF`].
+/// Where the backoff of an unhealthy analyzer starts. It doubles at each failed probe
+/// before the wait, so the wait after a failed probe is 400 ms, then 800 ms, up to
+/// [`MAX_BACKOFF`]; right after failed probes take a member out, the first wait is this.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between probes of an unhealthy analyzer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
