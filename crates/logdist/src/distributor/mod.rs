@@ -292,7 +292,7 @@ async fn run_on(
     let server = tokio::spawn(serve(
         listener,
         distributor.app(),
-        ingest::Express(distributor.ingest.clone()),
+        ingest::express::Express(distributor.ingest.clone()),
         options,
         workers.clone(),
         shutdown.clone(),

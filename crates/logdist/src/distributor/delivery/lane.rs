@@ -34,10 +34,46 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
-use super::Lanes;
 use super::member::{Member, State};
-use super::protocol::{DeliveryError, refuses_content};
+use super::protocol::{DeliveryError, Protocol, refuses_content};
 use crate::distributor::job::{Job, Refusal, Rejection, fail};
+
+/// The way back to routing, which sits upstream of delivery: packets a delivery could not
+/// hand over are routed again, and an analyzer that failed is taken out of rotation.
+pub trait Reroute: Send + Sync {
+    /// Routes `jobs` again. `in_doubt` when the analyzer may have them already: only such
+    /// a delivery counts against `--max-attempts`.
+    fn reroute(&self, jobs: Vec<Job>, in_doubt: bool);
+
+    /// Stops routing to `member` until it recovers.
+    fn mark_unhealthy(&self, member: &Member, why: &str);
+}
+
+/// The settings of every lane (`--batch-bytes`, `--delivery-timeout`, `--eject-*`,
+/// `--lane-concurrency`).
+#[derive(Debug, Clone)]
+pub struct LaneSettings {
+    /// Largest delivery body, in bytes (a packet larger than this goes alone).
+    pub batch_bytes: usize,
+    /// How long an analyzer has to acknowledge a delivery.
+    pub delivery_timeout: Duration,
+    /// First ejection of a failing analyzer; doubles with each ejection in a row.
+    pub eject_base: Duration,
+    /// Longest ejection.
+    pub eject_max: Duration,
+    /// Deliveries in flight at once per analyzer, over all its lanes.
+    pub concurrency: usize,
+}
+
+/// What every lane of one distributor shares.
+pub struct Lanes {
+    /// Their settings.
+    pub settings: LaneSettings,
+    /// How batches are sent.
+    pub protocol: Arc<dyn Protocol>,
+    /// Where undeliverable packets go.
+    pub routes: Arc<dyn Reroute>,
+}
 
 /// Runs lane `lane` of one member (on worker `lane`) until the member is retired and the
 /// lane's queue is empty.

@@ -4,10 +4,10 @@
 //! format's decoder, hand the packet to routing, and answer once it is delivered (or
 //! queued, with `--ack accepted`). A retry that carries an `Idempotency-Key` is answered
 //! from memory ([`idempotency`]); `POST /packets` without one takes the express lane
-//! ([`Express`]).
+//! ([`express`]).
 
 mod encoding;
-mod express;
+pub mod express;
 pub mod formats;
 pub mod idempotency;
 
@@ -24,8 +24,6 @@ use axum::routing::post;
 use bytes::Bytes;
 use logdist_core::{DecodeOptions, Packet, Validation};
 use tokio::sync::oneshot;
-
-pub use express::Express;
 
 use crate::api::PacketAck;
 use crate::distributor::delivery::via;
