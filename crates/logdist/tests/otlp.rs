@@ -24,6 +24,11 @@ const EXPORT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/o
 /// The levels the script logs record i at (`LEVELS[i % 5]`), as logdist's severities.
 const SEVERITIES: [&str; 5] = ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 
+/// Held by every test that sends while it runs: the distributors of one test process count
+/// into one recorder, and `cargo test` runs this file's tests side by side in one process,
+/// so counting a test's packets by the counters' change needs no other test sending.
+static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How the script sends its records.
 struct Export<'a> {
     encoding: &'a str,
@@ -134,6 +139,7 @@ async fn received_totals(http: &Http, distributor: &str) -> (f64, f64) {
 /// Sends `export` through the SDK and checks that every record arrived once, as one
 /// message mapped from it, and that every export was one packet.
 async fn records_arrive_mapped(test: &str, export: Export<'_>, flags: &[&str]) {
+    let _sending = SENDING.lock().await;
     let dir = scratch(test);
     let http = Http::new();
     let (distributor, _analyzers, journals) = distributor_and_analyzers(&dir, flags).await;
@@ -220,6 +226,7 @@ const ONE_BAD_RECORD: &str = r#"{"resourceLogs":[{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_400_and_bad_records_are_reported_in_partial_success() {
+    let _sending = SENDING.lock().await;
     let dir = scratch("otlp-refusals");
     let http = Http::new();
     let distributor = InProc::distributor(&[]).await;

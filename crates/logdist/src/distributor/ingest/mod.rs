@@ -2,9 +2,9 @@
 //! its agent. For every format of [`formats::HTTP_FORMATS`]: read the body within the
 //! limit, undo its Content-Encoding ([`encoding`]), decode and validate it with the
 //! format's decoder, hand the packet to routing, and answer once it is delivered (or
-//! queued, with `--ack accepted`), in the format's terms ([`HttpFormat::answer`]). A retry that carries an `Idempotency-Key` is answered
-//! from memory ([`idempotency`]); `POST /packets` without one takes the express lane
-//! ([`Express`]).
+//! queued, with `--ack accepted`), in the format's terms ([`HttpFormat::answer`]). A
+//! retry that carries an `Idempotency-Key` is answered from memory ([`idempotency`]);
+//! `POST /packets` without one takes the express lane ([`Express`]).
 
 mod encoding;
 mod express;
