@@ -32,6 +32,17 @@ impl Decoded {
     }
 }
 
+/// A packet refused by none of its records: what a decoder that refuses bad bodies whole
+/// (the native ones) gives.
+impl From<Packet> for Decoded {
+    fn from(packet: Packet) -> Self {
+        Decoded {
+            packet,
+            rejected: Vec::new(),
+        }
+    }
+}
+
 /// The longest start of a bad record kept in its [`RecordError`], in bytes.
 ///
 /// Bad records are kept to be written to the dead-letter file, which is bounded in size

@@ -1,25 +1,58 @@
 //! The ingest-format seam's pure half: a request body in, a packet of messages out. Each
 //! way agents send logs is a [`Decoder`] here and an entry in the distributor's table of
-//! formats, which says where it is served. logdist's own packets ([`Native`]) and the
-//! original distributor's one-message body ([`OneMessage`]) are the first two.
+//! formats, which says where it is served. logdist's own packets ([`Native`]), the
+//! original distributor's one-message body ([`OneMessage`]) and OpenTelemetry's OTLP logs
+//! ([`Otlp`]) are the first three.
+//!
+//! A decoder gives back a [`Decoded`]: the packet of the records that are messages, and the
+//! records it refused one by one. The native formats refuse a body whole (one bad message
+//! is the body's error, as the original distributor answered), so they never refuse a
+//! record alone; a protocol whose answer reports refused records (OTLP's
+//! `partial_success`) does.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::decoded::Decoded;
+use crate::mapping::TimestampUnit;
 use crate::message::{
-    Format, Packet, PacketError, Validation, decode_message, decode_packet_with, ndjson_messages,
+    Format, PacketError, Validation, decode_message, decode_packet_with, ndjson_messages,
 };
+use crate::otlp::{OtlpEncoding, decode_logs};
 
 /// The media type of a JSON body.
 pub const JSON: &str = "application/json";
 /// The media type of an NDJSON body (one of its names; the distributor maps the others to
 /// it).
 pub const NDJSON: &str = "application/x-ndjson";
+/// The media type of a protobuf body, as OTLP/HTTP names it.
+pub const PROTOBUF: &str = "application/x-protobuf";
 
 /// What every decoder is told besides the body.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// How much of each message is checked.
     pub validation: Validation,
+    /// The unit of the `timestamp` a decoder writes, for formats whose records carry their
+    /// time in another form (OTLP's nanoseconds). Formats that forward messages as sent
+    /// leave their time as it is.
+    pub unit: TimestampUnit,
+    /// The arrival time, in epoch milliseconds: the time of a record that carries none.
+    /// A value, not a clock, so that decoding stays pure.
+    pub now_ms: i64,
+}
+
+impl DecodeOptions {
+    /// [`now_ms`](Self::now_ms) as a moment.
+    fn now(&self) -> SystemTime {
+        let since = Duration::from_millis(self.now_ms.unsigned_abs());
+        if self.now_ms >= 0 {
+            UNIX_EPOCH + since
+        } else {
+            UNIX_EPOCH - since
+        }
+    }
 }
 
 /// One ingest format's decoder: pure, so it is tested and fuzzed without a server.
@@ -32,7 +65,7 @@ pub trait Decoder: Send + Sync {
         body: Bytes,
         media_type: Option<&str>,
         options: &DecodeOptions,
-    ) -> Result<Packet, PacketError>;
+    ) -> Result<Decoded, PacketError>;
 
     /// How many messages `body` holds if it is valid, when that can be told without
     /// decoding it (a distributor under overload refuses a packet before it pays for its
@@ -65,9 +98,9 @@ impl Decoder for Native {
         body: Bytes,
         media_type: Option<&str>,
         options: &DecodeOptions,
-    ) -> Result<Packet, PacketError> {
+    ) -> Result<Decoded, PacketError> {
         let format = Self::format(&body, media_type);
-        decode_packet_with(body, format, options.validation)
+        decode_packet_with(body, format, options.validation).map(Decoded::from)
     }
 
     fn count(&self, body: &[u8], media_type: Option<&str>) -> Option<u64> {
@@ -86,8 +119,36 @@ impl Decoder for OneMessage {
         body: Bytes,
         _media_type: Option<&str>,
         _options: &DecodeOptions,
-    ) -> Result<Packet, PacketError> {
-        decode_message(&body)
+    ) -> Result<Decoded, PacketError> {
+        decode_message(&body).map(Decoded::from)
+    }
+}
+
+/// OpenTelemetry's OTLP logs: an `ExportLogsServiceRequest` as protobuf
+/// (`application/x-protobuf`, also when the request names no media type, as OTLP/HTTP's
+/// default) or as OTLP/JSON (`application/json`). See [`crate::otlp`] for the mapping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Otlp;
+
+impl Otlp {
+    /// The encoding of a request (and of its answer) with `media_type`.
+    pub fn encoding(media_type: Option<&str>) -> OtlpEncoding {
+        match media_type {
+            Some(JSON) => OtlpEncoding::Json,
+            _ => OtlpEncoding::Protobuf,
+        }
+    }
+}
+
+impl Decoder for Otlp {
+    fn decode(
+        &self,
+        body: Bytes,
+        media_type: Option<&str>,
+        options: &DecodeOptions,
+    ) -> Result<Decoded, PacketError> {
+        let encoding = Self::encoding(media_type);
+        decode_logs(&body, encoding, options.unit, options.now())
     }
 }
 
@@ -108,8 +169,9 @@ mod tests {
             (&lines, Some(NDJSON)),
             (&lines, None),
         ] {
-            let packet = Native.decode(body.clone(), media, &options).unwrap();
-            assert_eq!(packet.messages, 2, "{media:?}");
+            let decoded = Native.decode(body.clone(), media, &options).unwrap();
+            assert_eq!(decoded.packet.messages, 2, "{media:?}");
+            assert!(decoded.rejected.is_empty());
         }
         // An array sent as NDJSON is one line that is not an object.
         assert!(Native.decode(array, Some(NDJSON), &options).is_err());
@@ -128,14 +190,45 @@ mod tests {
     #[test]
     fn one_message_takes_one_object() {
         let options = DecodeOptions::default();
-        let packet = OneMessage
+        let decoded = OneMessage
             .decode(Bytes::from(LINE), Some(JSON), &options)
             .unwrap();
-        assert_eq!(packet.messages, 1);
+        assert_eq!(decoded.packet.messages, 1);
         assert!(
             OneMessage
                 .decode(Bytes::from(format!("[{LINE}]")), Some(JSON), &options)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn otlp_reads_by_media_type_and_dates_records_without_a_time_at_arrival() {
+        let options = DecodeOptions {
+            now_ms: 1_796_552_910_306,
+            ..DecodeOptions::default()
+        };
+        let json = r#"{"resourceLogs":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"checkout"}}]},
+            "scopeLogs":[{"logRecords":[{"body":{"stringValue":"paid"}},
+            {"traceId":"not hex","body":{"stringValue":"refused"}}]}]}]}"#;
+        let decoded = Otlp
+            .decode(Bytes::from(json), Some(JSON), &options)
+            .unwrap();
+        assert_eq!(decoded.packet.messages, 1);
+        assert_eq!(decoded.rejected.len(), 1);
+        let line = std::str::from_utf8(&decoded.packet.ndjson).unwrap();
+        assert!(
+            line.starts_with(
+                r#"{"timestamp":1796552910306,"severity":"INFO","source":"checkout","message":"paid""#
+            ),
+            "{line}"
+        );
+        // Without a media type (and with `application/x-protobuf`) the body is protobuf.
+        for media in [None, Some(PROTOBUF)] {
+            let garbage = Bytes::from_static(b"\xff\xff\xff");
+            assert!(Otlp.decode(garbage, media, &options).is_err(), "{media:?}");
+        }
+        assert_eq!(Otlp::encoding(None), OtlpEncoding::Protobuf);
+        assert_eq!(Otlp::encoding(Some(JSON)), OtlpEncoding::Json);
     }
 }

@@ -52,7 +52,8 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub token: Option<String>,
 
-    /// The token agents must send to POST /packets and /message/send [default: --token].
+    /// The token agents must send to POST /packets, /message/send and /v1/logs [default:
+    /// --token].
     #[arg(long, env = "LOGDIST_INGEST_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub ingest_token: Option<String>,
 

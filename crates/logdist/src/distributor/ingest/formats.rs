@@ -1,10 +1,19 @@
-//! The ingest formats served over HTTP: for each, its path, the media types it takes and
-//! its pure decoder (in `logdist-core`, see [`logdist_core::decoder`]). Adding a format
-//! is adding a decoder there and an entry to [`HTTP_FORMATS`] here.
+//! The ingest formats served over HTTP: for each, its path, the media types it takes, its
+//! pure decoder (in `logdist-core`, see [`logdist_core::decoder`]) and how it words a
+//! delivered packet's answer. Adding a format is adding a decoder there and an entry to
+//! [`HTTP_FORMATS`] here.
+//!
+//! Refusals (400, 413, 415, 503 with `Retry-After`...) are worded alike for every format,
+//! as `{"error": "..."}`: OTLP/HTTP lets a server answer its errors without a `Status`
+//! message, and an agent reads them by their status code.
 
-use axum::http::HeaderValue;
-use logdist_core::decoder::{self, Decoder, JSON, NDJSON, Native, OneMessage};
+use axum::http::{HeaderValue, StatusCode};
+use bytes::Bytes;
+use logdist_core::decoder::{self, Decoder, JSON, NDJSON, Native, OneMessage, Otlp, PROTOBUF};
+use logdist_core::{OtlpEncoding, RecordError, export_logs_response};
 
+use super::idempotency::Answer;
+use crate::api::PacketAck;
 use crate::http::ApiError;
 
 /// One ingest format served over HTTP.
@@ -23,6 +32,23 @@ pub struct HttpFormat {
     /// Whether a packet answered before it is delivered (`--ack accepted`) gets 202, or
     /// 200 as the original distributor's endpoint answered.
     pub answers_accepted: bool,
+    /// How a packet that was delivered (or queued, with `--ack accepted`) is answered, in
+    /// the format's own terms. A format whose answer does not report refused records must
+    /// have a decoder that refuses none alone (the native ones refuse a bad body whole).
+    pub answer: fn(&Outcome<'_>) -> Answer,
+}
+
+/// What became of a request's packet: all a format's [`answer`](HttpFormat::answer) needs.
+pub struct Outcome<'a> {
+    /// 200, or 202 for a packet queued but not yet delivered when the format says so
+    /// ([`HttpFormat::answers_accepted`]).
+    pub status: StatusCode,
+    /// How many messages, and which analyzer acknowledged them.
+    pub ack: &'a PacketAck,
+    /// The records the decoder refused one by one, in the body's order.
+    pub rejected: &'a [RecordError],
+    /// The request's media type (canonical), if it named one.
+    pub media_type: Option<&'static str>,
 }
 
 /// `POST /packets`: logdist's own packets, a JSON array of messages or NDJSON.
@@ -33,6 +59,7 @@ pub static PACKETS: HttpFormat = HttpFormat {
     expects: "send application/json (an array of messages) or application/x-ndjson",
     decoder: &Native,
     answers_accepted: true,
+    answer: packet_ack,
 };
 
 /// `POST /message/send`: one message object, as the original distributor took it.
@@ -43,10 +70,49 @@ pub static MESSAGE_SEND: HttpFormat = HttpFormat {
     expects: "send one message as application/json",
     decoder: &OneMessage,
     answers_accepted: false,
+    answer: packet_ack,
+};
+
+/// `POST /v1/logs`: OpenTelemetry's OTLP/HTTP logs, protobuf or OTLP/JSON. An export is
+/// one packet of its records; records refused alone are reported in `partial_success`.
+pub static OTLP_LOGS: HttpFormat = HttpFormat {
+    name: "otlp",
+    path: "/v1/logs",
+    media_types: &[PROTOBUF, JSON],
+    expects: "send an OTLP ExportLogsServiceRequest as application/x-protobuf or application/json",
+    decoder: &Otlp,
+    // OTLP's success is 200 only.
+    answers_accepted: false,
+    answer: export_logs,
 };
 
 /// Every ingest format served over HTTP.
-pub static HTTP_FORMATS: [&HttpFormat; 2] = [&PACKETS, &MESSAGE_SEND];
+pub static HTTP_FORMATS: [&HttpFormat; 3] = [&PACKETS, &MESSAGE_SEND, &OTLP_LOGS];
+
+/// logdist's own answer: the [`PacketAck`] as JSON.
+fn packet_ack(outcome: &Outcome<'_>) -> Answer {
+    let body = serde_json::to_vec(outcome.ack).expect("a PacketAck is JSON");
+    Answer {
+        status: outcome.status,
+        content_type: JSON,
+        body: Bytes::from(body),
+    }
+}
+
+/// OTLP's answer: an `ExportLogsServiceResponse` in the request's encoding, with
+/// `partial_success` when records were refused.
+fn export_logs(outcome: &Outcome<'_>) -> Answer {
+    let encoding = Otlp::encoding(outcome.media_type);
+    let content_type = match encoding {
+        OtlpEncoding::Protobuf => PROTOBUF,
+        OtlpEncoding::Json => JSON,
+    };
+    Answer {
+        status: outcome.status,
+        content_type,
+        body: Bytes::from(export_logs_response(outcome.rejected, encoding)),
+    }
+}
 
 /// The names NDJSON goes by, as media types.
 const NDJSON_NAMES: [&str; 7] = [
@@ -63,6 +129,9 @@ const NDJSON_NAMES: [&str; 7] = [
 fn canonical(essence: &str) -> Option<&'static str> {
     if essence.eq_ignore_ascii_case(decoder::JSON) {
         return Some(JSON);
+    }
+    if essence.eq_ignore_ascii_case(PROTOBUF) {
+        return Some(PROTOBUF);
     }
     NDJSON_NAMES
         .iter()
@@ -120,6 +189,59 @@ mod tests {
         assert!(
             refused.to_string().contains("send one message"),
             "{refused}"
+        );
+        assert_eq!(
+            ok(&OTLP_LOGS, "application/x-protobuf").unwrap(),
+            Some(PROTOBUF)
+        );
+        assert_eq!(ok(&OTLP_LOGS, "application/json").unwrap(), Some(JSON));
+        assert!(ok(&PACKETS, "application/x-protobuf").is_err());
+        assert!(ok(&OTLP_LOGS, "application/x-ndjson").is_err());
+    }
+
+    #[test]
+    fn otlp_answers_in_the_requests_encoding() {
+        let ack = PacketAck {
+            messages: 2,
+            status: "delivered".to_owned(),
+            analyzer: Some("analyzer_1".to_owned()),
+        };
+        let rejected = Otlp
+            .decode(
+                Bytes::from_static(
+                    br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"spanId":"x"}]}]}]}"#,
+                ),
+                Some(JSON),
+                &logdist_core::DecodeOptions::default(),
+            )
+            .unwrap()
+            .rejected;
+        assert_eq!(rejected.len(), 1);
+        let outcome = |media_type, rejected| Outcome {
+            status: StatusCode::OK,
+            ack: &ack,
+            rejected,
+            media_type,
+        };
+        let json = export_logs(&outcome(Some(JSON), &rejected));
+        assert_eq!((json.status, json.content_type), (StatusCode::OK, JSON));
+        let body: serde_json::Value = serde_json::from_slice(&json.body).unwrap();
+        assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1", "{body}");
+        assert_eq!(&export_logs(&outcome(Some(JSON), &[])).body[..], b"{}");
+        // An empty ExportLogsServiceResponse is zero bytes of protobuf.
+        let protobuf = export_logs(&outcome(None, &[]));
+        assert_eq!(protobuf.content_type, PROTOBUF);
+        assert!(protobuf.body.is_empty());
+        assert!(
+            !export_logs(&outcome(Some(PROTOBUF), &rejected))
+                .body
+                .is_empty()
+        );
+        // logdist's own answer is the ack as JSON, as `/packets` always answered.
+        let native = packet_ack(&outcome(Some(JSON), &[]));
+        assert_eq!(
+            &native.body[..],
+            br#"{"messages":2,"status":"delivered","analyzer":"analyzer_1"}"#
         );
     }
 

@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName, StatusCode};
+use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::api::PacketAck;
 use crate::http::ApiError;
 
 /// The request header carrying the key.
@@ -31,13 +31,17 @@ pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 /// Longest key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
-/// The answer a packet got: what a retry with its key gets too.
+/// The answer a packet got, as its format worded it (see
+/// [`HttpFormat::answer`](super::formats::HttpFormat::answer)): what a retry with its key
+/// gets too, byte for byte.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
     /// 200 or 202.
     pub status: StatusCode,
+    /// The body's media type.
+    pub content_type: &'static str,
     /// The body that went with it.
-    pub ack: PacketAck,
+    pub body: Bytes,
 }
 
 /// What to do with an arriving packet that carries a key.
@@ -265,11 +269,10 @@ mod tests {
     fn answer(messages: u32) -> Answer {
         Answer {
             status: StatusCode::OK,
-            ack: PacketAck {
-                messages,
-                status: "delivered".to_owned(),
-                analyzer: Some("analyzer_1".to_owned()),
-            },
+            content_type: "application/json",
+            body: Bytes::from(format!(
+                r#"{{"messages":{messages},"status":"delivered","analyzer":"analyzer_1"}}"#
+            )),
         }
     }
 

@@ -2,9 +2,9 @@
 //! its agent. For every format of [`formats::HTTP_FORMATS`]: read the body within the
 //! limit, undo its Content-Encoding ([`encoding`]), decode and validate it with the
 //! format's decoder, hand the packet to routing, and answer once it is delivered (or
-//! queued, with `--ack accepted`). A retry that carries an `Idempotency-Key` is answered
-//! from memory ([`idempotency`]); `POST /packets` without one takes the express lane
-//! ([`express`]).
+//! queued, with `--ack accepted`), in the format's terms ([`HttpFormat::answer`]). A
+//! retry that carries an `Idempotency-Key` is answered from memory ([`idempotency`]);
+//! `POST /packets` without one takes the express lane ([`express`]).
 
 mod encoding;
 pub mod express;
@@ -13,16 +13,15 @@ pub mod idempotency;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use logdist_core::{DecodeOptions, Packet, Validation};
+use logdist_core::{DecodeOptions, Decoded, Packet, TimestampUnit, Validation};
 use tokio::sync::oneshot;
 
 use crate::api::PacketAck;
@@ -31,7 +30,7 @@ use crate::distributor::job::{Job, Refusal};
 use crate::distributor::routing::Routing;
 use crate::http::server::Reply;
 use crate::http::{ApiError, read_body};
-use formats::{HTTP_FORMATS, HttpFormat};
+use formats::{HTTP_FORMATS, HttpFormat, Outcome};
 use idempotency::{Answer, Claim};
 
 /// When an agent gets its answer.
@@ -84,6 +83,9 @@ impl Ingest {
         idempotency: Arc<idempotency::Keys>,
         via: Arc<str>,
     ) -> Arc<Self> {
+        // A counter registered before the recorder is installed is a no-op for good: the
+        // recorder must exist first (the status endpoint installs it only after this).
+        crate::telemetry::metrics();
         Arc::new(Self {
             settings,
             routing,
@@ -178,7 +180,7 @@ impl Encoding {
     }
 }
 
-/// Decodes and validates the body, then routes the packet.
+/// Decodes and validates the body, routes the packet, and answers as its format does.
 async fn process(
     ingest: &Ingest,
     encoding: &Encoding,
@@ -190,8 +192,11 @@ async fn process(
     let limit = ingest.settings.max_body;
     let options = DecodeOptions {
         validation: ingest.settings.validation,
+        // `--timestamp-unit` is to come; milliseconds is the unit the analyzers know.
+        unit: TimestampUnit::Milliseconds,
+        now_ms: epoch_ms(SystemTime::now()),
     };
-    let packet = if body.len() <= INLINE_DECODE_BYTES && encoding.content_encoding.is_none() {
+    let decoded = if body.len() <= INLINE_DECODE_BYTES && encoding.content_encoding.is_none() {
         refuse_early_if_full(ingest, format, media_type, &body)?;
         decode(encoding, media_type, body, limit, format, &options)?
     } else {
@@ -208,7 +213,22 @@ async fn process(
         (true, AckMode::Accepted) => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
     };
-    accept(ingest, packet, status, via).await
+    let Decoded { packet, rejected } = decoded;
+    let ack = accept(ingest, packet, via).await?;
+    Ok((format.answer)(&Outcome {
+        status,
+        ack: &ack,
+        rejected: &rejected,
+        media_type,
+    }))
+}
+
+/// Epoch milliseconds of `at` (negative before 1970).
+fn epoch_ms(at: SystemTime) -> i64 {
+    match at.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
 }
 
 /// Under overload, a packet whose analyzer's queue is full gets its 503 before it is
@@ -234,16 +254,23 @@ fn refuse_early_if_full(
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
-        (self.status, Json(self.ack)).into_response()
+        let content_type = HeaderValue::from_static(self.content_type);
+        (
+            self.status,
+            [(header::CONTENT_TYPE, content_type)],
+            self.body,
+        )
+            .into_response()
     }
 }
 
 impl Answer {
-    /// The same answer for the express lane, as its JSON bytes.
+    /// The same answer for the express lane: a JSON body is written as it is.
     fn into_reply(self) -> Reply {
-        match serde_json::to_vec(&self.ack) {
-            Ok(json) => Reply::Json(self.status, json),
-            Err(_) => self.into_response().into(),
+        if self.content_type == logdist_core::decoder::JSON {
+            Reply::Json(self.status, Vec::from(self.body))
+        } else {
+            self.into_response().into()
         }
     }
 }
@@ -260,7 +287,7 @@ fn decode(
     limit: usize,
     format: &HttpFormat,
     options: &DecodeOptions,
-) -> Result<Packet, ApiError> {
+) -> Result<Decoded, ApiError> {
     let body = encoding::decompress(encoding.content_encoding.as_ref(), body, limit)?;
     format
         .decoder
@@ -277,17 +304,25 @@ fn respond(format: &HttpFormat, result: Result<Response, ApiError>) -> Response 
     })
 }
 
-/// Routes the packet and waits for its outcome as the ack mode says.
+/// Routes the packet and waits for its outcome as the ack mode says. A packet of no
+/// messages (an export whose every record was refused, or that had none) goes nowhere: it
+/// is answered at once.
 async fn accept(
     ingest: &Ingest,
     packet: Packet,
-    status: StatusCode,
     via: Option<Arc<str>>,
-) -> Result<Answer, ApiError> {
+) -> Result<PacketAck, ApiError> {
     if ingest.shutting_down.load(Ordering::Acquire) {
         return Err(unavailable(Refusal::ShuttingDown));
     }
     let messages = packet.messages;
+    if messages == 0 {
+        return Ok(PacketAck {
+            messages,
+            status: "accepted".to_owned(),
+            analyzer: None,
+        });
+    }
     let (ack, outcome) = match ingest.settings.ack {
         AckMode::Delivered => {
             let (tx, rx) = oneshot::channel();
@@ -315,7 +350,7 @@ async fn accept(
             Err(_) => return Err(unavailable(Refusal::ShuttingDown)),
         },
     };
-    let ack = PacketAck {
+    Ok(PacketAck {
         messages,
         status: if analyzer.is_some() {
             "delivered"
@@ -324,8 +359,7 @@ async fn accept(
         }
         .to_owned(),
         analyzer,
-    };
-    Ok(Answer { status, ack })
+    })
 }
 
 /// The answer to a packet that was not delivered: 503 with Retry-After when sending it
