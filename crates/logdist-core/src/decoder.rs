@@ -1,14 +1,14 @@
 //! The ingest-format seam's pure half: a request body in, a packet of messages out. Each
 //! way agents send logs is a [`Decoder`] here and an entry in the distributor's table of
 //! formats, which says where it is served. logdist's own packets ([`Native`]), the
-//! original distributor's one-message body ([`OneMessage`]) and OpenTelemetry's OTLP logs
-//! ([`Otlp`]) are the first three.
+//! original distributor's one-message body ([`OneMessage`]), OpenTelemetry's OTLP logs
+//! ([`Otlp`]) and Loki's push ([`Loki`]) are served.
 //!
 //! A decoder gives back a [`Decoded`]: the packet of the records that are messages, and the
 //! records it refused one by one. The native formats refuse a body whole (one bad message
 //! is the body's error, as the original distributor answered), so they never refuse a
 //! record alone; a protocol whose answer reports refused records (OTLP's
-//! `partial_success`) does.
+//! `partial_success`, Loki's 400 after the rest is stored) does.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +19,7 @@ use crate::mapping::TimestampUnit;
 use crate::message::{
     Format, PacketError, Validation, decode_message, decode_packet_with, ndjson_messages,
 };
+use crate::loki::{LokiEncoding, decode_push};
 use crate::otlp::{OtlpEncoding, decode_logs};
 
 /// The media type of a JSON body.
@@ -30,7 +31,7 @@ pub const NDJSON: &str = "application/x-ndjson";
 pub const PROTOBUF: &str = "application/x-protobuf";
 
 /// What every decoder is told besides the body.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// How much of each message is checked.
     pub validation: Validation,
@@ -41,6 +42,23 @@ pub struct DecodeOptions {
     /// The arrival time, in epoch milliseconds: the time of a record that carries none.
     /// A value, not a clock, so that decoding stays pure.
     pub now_ms: i64,
+    /// The most a body may grow to when its format compresses it itself (Loki's snappy),
+    /// as the distributor's body limit bounds a Content-Encoding: a few KB of snappy can
+    /// claim gigabytes.
+    pub max_len: usize,
+}
+
+impl Default for DecodeOptions {
+    /// Full validation, milliseconds, the epoch as the arrival time, and the distributor's
+    /// default body limit (8 MiB).
+    fn default() -> Self {
+        Self {
+            validation: Validation::default(),
+            unit: TimestampUnit::default(),
+            now_ms: 0,
+            max_len: 8 * 1024 * 1024,
+        }
+    }
 }
 
 impl DecodeOptions {
@@ -152,6 +170,34 @@ impl Decoder for Otlp {
     }
 }
 
+/// Loki's push: a `PushRequest` as snappy-compressed protobuf (`application/x-protobuf`,
+/// also when the request names no media type, as Loki reads it) or as JSON
+/// (`application/json`). See [`crate::loki`] for the mapping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Loki;
+
+impl Loki {
+    /// The encoding of a request with `media_type`.
+    pub fn encoding(media_type: Option<&str>) -> LokiEncoding {
+        match media_type {
+            Some(JSON) => LokiEncoding::Json,
+            _ => LokiEncoding::Protobuf,
+        }
+    }
+}
+
+impl Decoder for Loki {
+    fn decode(
+        &self,
+        body: Bytes,
+        media_type: Option<&str>,
+        options: &DecodeOptions,
+    ) -> Result<Decoded, PacketError> {
+        let encoding = Self::encoding(media_type);
+        decode_push(&body, encoding, options.max_len, options.unit, options.now())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +276,41 @@ mod tests {
         }
         assert_eq!(Otlp::encoding(None), OtlpEncoding::Protobuf);
         assert_eq!(Otlp::encoding(Some(JSON)), OtlpEncoding::Json);
+    }
+
+    #[test]
+    fn loki_reads_by_media_type_and_bounds_the_snappy_it_inflates() {
+        let options = DecodeOptions::default();
+        let json = r#"{"streams":[{"stream":{"app":"cart","level":"warn"},
+            "values":[["1796552910306000000","one"],["later","refused"],["1796552910307000000","two"]]}]}"#;
+        let decoded = Loki
+            .decode(Bytes::from(json), Some(JSON), &options)
+            .unwrap();
+        assert_eq!((decoded.packet.messages, decoded.rejected.len()), (2, 1));
+        let line = std::str::from_utf8(&decoded.packet.ndjson).unwrap();
+        assert!(
+            line.starts_with(
+                r#"{"timestamp":1796552910306,"severity":"WARN","source":"cart","message":"one""#
+            ),
+            "{line}"
+        );
+        // Without a media type the body is snappy-compressed protobuf, as Loki reads it:
+        // an empty PushRequest is zero bytes, one byte of snappy.
+        let empty = Bytes::from(snap::raw::Encoder::new().compress_vec(b"").unwrap());
+        for media in [None, Some(PROTOBUF)] {
+            let decoded = Loki.decode(empty.clone(), media, &options).unwrap();
+            assert_eq!(decoded.packet.messages, 0, "{media:?}");
+            assert!(Loki.decode(Bytes::from(json), media, &options).is_err());
+        }
+        // The snappy header claims 100 bytes: refused under a limit of 99.
+        let claims = Bytes::from(snap::raw::Encoder::new().compress_vec(&[0; 100]).unwrap());
+        let small = DecodeOptions {
+            max_len: 99,
+            ..options
+        };
+        let e = Loki.decode(claims, None, &small).unwrap_err();
+        assert!(e.reason.contains("more than the limit of 99"), "{e}");
+        assert_eq!(Loki::encoding(None), LokiEncoding::Protobuf);
+        assert_eq!(Loki::encoding(Some(JSON)), LokiEncoding::Json);
     }
 }
