@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 use crate::decoded::Decoded;
+use crate::loki::{LokiEncoding, decode_push};
 use crate::mapping::TimestampUnit;
 use crate::message::{
     Format, PacketError, Validation, decode_message, decode_packet_with, ndjson_messages,
 };
-use crate::loki::{LokiEncoding, decode_push};
 use crate::otlp::{OtlpEncoding, decode_logs};
 
 /// The media type of a JSON body.
@@ -194,7 +194,13 @@ impl Decoder for Loki {
         options: &DecodeOptions,
     ) -> Result<Decoded, PacketError> {
         let encoding = Self::encoding(media_type);
-        decode_push(&body, encoding, options.max_len, options.unit, options.now())
+        decode_push(
+            &body,
+            encoding,
+            options.max_len,
+            options.unit,
+            options.now(),
+        )
     }
 }
 

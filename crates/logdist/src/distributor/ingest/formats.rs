@@ -9,7 +9,9 @@
 
 use axum::http::{HeaderValue, StatusCode};
 use bytes::Bytes;
-use logdist_core::decoder::{self, Decoder, JSON, NDJSON, Native, OneMessage, Otlp, PROTOBUF};
+use logdist_core::decoder::{
+    self, Decoder, JSON, Loki, NDJSON, Native, OneMessage, Otlp, PROTOBUF,
+};
 use logdist_core::{OtlpEncoding, RecordError, export_logs_response};
 
 use super::idempotency::Answer;
@@ -86,8 +88,21 @@ pub static OTLP_LOGS: HttpFormat = HttpFormat {
     answer: export_logs,
 };
 
+/// `POST /loki/api/v1/push`: Loki's push, snappy-compressed protobuf or JSON. A push is
+/// one packet of its entries; see [`loki_push`] for the answer.
+pub static LOKI_PUSH: HttpFormat = HttpFormat {
+    name: "loki",
+    path: "/loki/api/v1/push",
+    media_types: &[PROTOBUF, JSON],
+    expects: "send a Loki PushRequest as application/x-protobuf (snappy) or application/json",
+    decoder: &Loki,
+    // Loki's success is 204 only.
+    answers_accepted: false,
+    answer: loki_push,
+};
+
 /// Every ingest format served over HTTP.
-pub static HTTP_FORMATS: [&HttpFormat; 3] = [&PACKETS, &MESSAGE_SEND, &OTLP_LOGS];
+pub static HTTP_FORMATS: [&HttpFormat; 4] = [&PACKETS, &MESSAGE_SEND, &OTLP_LOGS, &LOKI_PUSH];
 
 /// logdist's own answer: the [`PacketAck`] as JSON.
 fn packet_ack(outcome: &Outcome<'_>) -> Answer {
@@ -111,6 +126,31 @@ fn export_logs(outcome: &Outcome<'_>) -> Answer {
         status: outcome.status,
         content_type,
         body: Bytes::from(export_logs_response(outcome.rejected, encoding)),
+    }
+}
+
+/// Loki's answer: 204 with no body when every entry was taken. When some were refused,
+/// the others are delivered all the same and the answer is 400 with the reasons, as Loki
+/// answers a push with invalid entries (it stores the valid ones): Loki's clients drop a
+/// batch answered 4xx and log why, so the refused entries are seen and nothing is sent
+/// twice, where a 5xx would have the whole batch resent forever.
+fn loki_push(outcome: &Outcome<'_>) -> Answer {
+    let Some(first) = outcome.rejected.first() else {
+        return Answer {
+            status: StatusCode::NO_CONTENT,
+            content_type: JSON,
+            body: Bytes::new(),
+        };
+    };
+    let refused = outcome.rejected.len();
+    let error = format!(
+        "{refused} of {} entries refused, the others delivered; the first: {first}",
+        u64::from(outcome.ack.messages) + refused as u64
+    );
+    Answer {
+        status: StatusCode::BAD_REQUEST,
+        content_type: JSON,
+        body: Bytes::from(serde_json::json!({ "error": error }).to_string()),
     }
 }
 
@@ -243,6 +283,50 @@ mod tests {
             &native.body[..],
             br#"{"messages":2,"status":"delivered","analyzer":"analyzer_1"}"#
         );
+    }
+
+    #[test]
+    fn loki_answers_204_or_400_with_the_refused_entries() {
+        let ack = PacketAck {
+            messages: 1,
+            status: "delivered".to_owned(),
+            analyzer: Some("analyzer_1".to_owned()),
+        };
+        let body = r#"{"streams":[{"stream":{"job":"a"},"values":[["1","ok"],["x","bad"]]}]}"#;
+        let rejected = Loki
+            .decode(
+                Bytes::from_static(body.as_bytes()),
+                Some(JSON),
+                &logdist_core::DecodeOptions::default(),
+            )
+            .unwrap()
+            .rejected;
+        let outcome = |rejected| Outcome {
+            status: StatusCode::OK,
+            ack: &ack,
+            rejected,
+            media_type: Some(JSON),
+        };
+        let taken = loki_push(&outcome(&[]));
+        assert_eq!(taken.status, StatusCode::NO_CONTENT);
+        assert!(taken.body.is_empty());
+        let partial = loki_push(&outcome(&rejected));
+        assert_eq!(partial.status, StatusCode::BAD_REQUEST);
+        let error: serde_json::Value = serde_json::from_slice(&partial.body).unwrap();
+        let error = error["error"].as_str().unwrap();
+        assert!(
+            error.starts_with(
+                "1 of 2 entries refused, the others delivered; the first: message at index 1"
+            ),
+            "{error}"
+        );
+        assert_eq!(
+            LOKI_PUSH
+                .media_type(Some(&header("application/x-protobuf")))
+                .unwrap(),
+            Some(PROTOBUF)
+        );
+        assert!(LOKI_PUSH.media_type(Some(&header("text/plain"))).is_err());
     }
 
     #[test]

@@ -195,6 +195,7 @@ async fn process(
         // `--timestamp-unit` is to come; milliseconds is the unit the analyzers know.
         unit: TimestampUnit::Milliseconds,
         now_ms: epoch_ms(SystemTime::now()),
+        max_len: limit,
     };
     let decoded = if body.len() <= INLINE_DECODE_BYTES && encoding.content_encoding.is_none() {
         refuse_early_if_full(ingest, format, media_type, &body)?;
@@ -254,6 +255,10 @@ fn refuse_early_if_full(
 
 impl IntoResponse for Answer {
     fn into_response(self) -> Response {
+        // No content, so no content type (Loki's 204).
+        if self.status == StatusCode::NO_CONTENT {
+            return self.status.into_response();
+        }
         let content_type = HeaderValue::from_static(self.content_type);
         (
             self.status,
