@@ -182,8 +182,7 @@ fn millis(took: Duration) -> u64 {
 /// An `_id` for a document whose action named none: 20 characters of Elasticsearch's
 /// alphabet for them (URL-safe base64), random, as its made-up ids look to a client.
 fn made_up_id() -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::rng();
     let mut id = String::with_capacity(20);
     for _ in 0..20 {
@@ -244,7 +243,12 @@ mod tests {
         assert_eq!(items.len(), 5);
         let first = &items[0]["index"];
         assert_eq!(
-            (&first["_index"], &first["_id"], &first["status"], &first["result"]),
+            (
+                &first["_index"],
+                &first["_id"],
+                &first["status"],
+                &first["result"]
+            ),
             (&json!("logs"), &json!("1"), &json!(201), &json!("created")),
         );
         let bad = &items[1]["create"];
@@ -261,7 +265,11 @@ mod tests {
         );
         let made_up = items[4]["create"]["_id"].as_str().unwrap();
         assert_eq!(made_up.len(), 20);
-        assert_ne!(made_up, bad["_id"].as_str().unwrap(), "ids are made up anew");
+        assert_ne!(
+            made_up,
+            bad["_id"].as_str().unwrap(),
+            "ids are made up anew"
+        );
     }
 
     #[test]

@@ -411,7 +411,10 @@ mod tests {
         ] {
             assert_eq!(BULK.media_type(Some(&header(value))).unwrap(), Some(JSON));
         }
-        assert!(BULK.media_type(Some(&header("application/x-protobuf"))).is_err());
+        assert!(
+            BULK.media_type(Some(&header("application/x-protobuf")))
+                .is_err()
+        );
         assert!(BULK.methods == MethodFilter::POST.or(MethodFilter::PUT));
     }
 
@@ -439,7 +442,10 @@ mod tests {
             .collect();
         paths.sort_unstable();
         paths.dedup();
-        let all = HTTP_FORMATS.iter().map(|f| 1 + f.also_at.len()).sum::<usize>();
+        let all = HTTP_FORMATS
+            .iter()
+            .map(|f| 1 + f.also_at.len())
+            .sum::<usize>();
         assert_eq!(paths.len(), all);
     }
 }

@@ -118,7 +118,10 @@ impl Ingest {
                     .iter()
                     .find(|(name, _)| *name == "index")
                     .map(|(_, value)| Arc::<str>::from(value));
-                respond(format, receive(&ingest, &headers, body, format, index).await)
+                respond(
+                    format,
+                    receive(&ingest, &headers, body, format, index).await,
+                )
             };
             for path in std::iter::once(&format.path).chain(format.also_at) {
                 routes = routes.route(path, on(format.methods, handler.clone()));
