@@ -337,6 +337,7 @@ async fn what_shippers_ask_first_and_every_bulk_answer_carries_the_product() {
     assert_eq!(product(&unsupported), elasticsearch);
     let wrong_method = http.get(&format!("{url}/_bulk")).await;
     assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.headers["allow"], "POST, PUT");
     // logdist's own formats do not claim to be Elasticsearch.
     let packets = http.send_packet(url, 0, 1).await;
     assert_eq!(packets.status, 200, "{}", packets.text());

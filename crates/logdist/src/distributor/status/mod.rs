@@ -83,6 +83,8 @@ pub async fn not_found() -> ApiError {
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let allow = match uri.path() {
         "/analyzer/stats" | "/health" | "/metrics" => "GET",
+        "/" | "/_cluster/health" | "/_license" => "GET, HEAD",
+        path if path.ends_with("/_bulk") => "POST, PUT",
         _ => "POST",
     };
     ApiError::MethodNotAllowed {
