@@ -124,7 +124,7 @@ impl Ingest {
                 )
             };
             for path in std::iter::once(&format.path).chain(format.also_at) {
-                routes = routes.route(path, on(format.methods, handler.clone()));
+                routes = routes.route(path, on(format.methods, handler));
             }
         }
         crate::http::auth::guarded(routes, self.settings.token.as_deref()).with_state(self.clone())
