@@ -138,7 +138,10 @@ pub fn decode_bulk(
             (BulkAction::Update, _) => Outcome::Failed {
                 status: 404,
                 kind: "document_missing_exception",
-                reason: format!("[{}]: document missing", id.as_deref().unwrap_or("")),
+                reason: format!(
+                    "[{}]: document missing (logdist keeps no documents to update; only index and create are taken)",
+                    id.as_deref().unwrap_or("")
+                ),
             },
             (_, _) if index.is_none() => Outcome::Failed {
                 status: 400,

@@ -10,6 +10,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
+use crate::bulk::BulkItem;
 use crate::message::{Location, Packet, PacketError};
 
 /// A decoded body: the records that are messages, and those that are not.
@@ -19,6 +20,9 @@ pub struct Decoded {
     pub packet: Packet,
     /// The bad records, in the body's order.
     pub rejected: Vec<RecordError>,
+    /// Every item of a body whose protocol answers item by item (Elasticsearch's bulk), in
+    /// the body's order; empty for the others.
+    pub items: Vec<BulkItem>,
 }
 
 impl Decoded {
@@ -39,6 +43,7 @@ impl From<Packet> for Decoded {
         Decoded {
             packet,
             rejected: Vec::new(),
+            items: Vec::new(),
         }
     }
 }
@@ -167,6 +172,7 @@ impl Lines {
                 messages,
             },
             rejected,
+            items: Vec::new(),
         })
     }
 }
@@ -209,6 +215,7 @@ mod tests {
                 RecordError::copied(Location::Line(2), "first", b"x"),
                 RecordError::copied(Location::Line(5), "second", b"y"),
             ],
+            items: Vec::new(),
         };
         let e = decoded.into_packet().unwrap_err();
         assert_eq!(e.to_string(), "line 2: first");

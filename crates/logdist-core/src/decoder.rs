@@ -2,20 +2,23 @@
 //! way agents send logs is a [`Decoder`] here and an entry in the distributor's table of
 //! formats, which says where it is served. logdist's own packets ([`Native`]), the
 //! original distributor's one-message body ([`OneMessage`]), OpenTelemetry's OTLP logs
-//! ([`Otlp`]) and Loki's push ([`Loki`]) are served. logdist's packets and the one-message
-//! body also take the JSON shippers send, mapped to messages by the [`Schema`] of the
-//! options ([`crate::shippers`]).
+//! ([`Otlp`]), Loki's push ([`Loki`]) and Elasticsearch's bulk ([`Bulk`]) are served.
+//! logdist's packets, the one-message body and bulk documents also take the JSON shippers
+//! send, mapped to messages by the [`Schema`] of the options ([`crate::shippers`]).
 //!
 //! A decoder gives back a [`Decoded`]: the packet of the records that are messages, and the
 //! records it refused one by one. The native formats refuse a body whole (one bad message
 //! is the body's error, as the original distributor answered), so they never refuse a
 //! record alone; a protocol whose answer reports refused records (OTLP's
-//! `partial_success`, Loki's 400 after the rest is stored) does.
+//! `partial_success`, Loki's 400 after the rest is stored, bulk's `items`) does. A protocol
+//! that answers item by item gets its items in [`Decoded::items`].
 
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+
+use crate::bulk::decode_bulk;
 
 use crate::decoded::Decoded;
 use crate::loki::{LokiEncoding, decode_push};
@@ -52,6 +55,9 @@ pub struct DecodeOptions {
     /// one (`--map`, `--timestamp-unit`), or refused (`--schema strict`). Shared: the
     /// options of every request hold the same one.
     pub schema: Arc<Schema>,
+    /// The index the request's path names (Elasticsearch's `POST /{index}/_bulk`): the
+    /// `_index` of the items whose action names none.
+    pub index: Option<Arc<str>>,
 }
 
 /// The default schema, shared by every default [`DecodeOptions`].
@@ -67,6 +73,7 @@ impl Default for DecodeOptions {
             now_ms: 0,
             max_len: 8 * 1024 * 1024,
             schema: DEFAULT_SCHEMA.clone(),
+            index: None,
         }
     }
 }
@@ -241,6 +248,34 @@ impl Decoder for Loki {
     }
 }
 
+/// Elasticsearch's `_bulk`: NDJSON of action lines (`index` and `create` take their
+/// document; `delete` and `update` are answered item by item), whatever the media type.
+/// Every item comes back in [`Decoded::items`], for the answer's `items`; a document that
+/// is not a message is mapped, and one that cannot be is refused alone. See
+/// [`crate::bulk`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bulk;
+
+impl Decoder for Bulk {
+    fn decode(
+        &self,
+        body: Bytes,
+        _media_type: Option<&str>,
+        options: &DecodeOptions,
+    ) -> Result<Decoded, PacketError> {
+        let bulk = decode_bulk(
+            body,
+            options.index.as_deref(),
+            &options.schema,
+            options.now(),
+        )?;
+        Ok(Decoded {
+            items: bulk.items,
+            ..bulk.decoded
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,11 +419,55 @@ mod tests {
         let claims = Bytes::from(snap::raw::Encoder::new().compress_vec(&[0; 100]).unwrap());
         let small = DecodeOptions {
             max_len: 99,
-            ..options
+            ..options.clone()
         };
         let e = Loki.decode(claims, None, &small).unwrap_err();
         assert!(e.reason.contains("more than the limit of 99"), "{e}");
         assert_eq!(Loki::encoding(None), LokiEncoding::Protobuf);
         assert_eq!(Loki::encoding(Some(JSON)), LokiEncoding::Json);
+    }
+
+    #[test]
+    fn bulk_gives_every_item_and_takes_the_index_of_the_path() {
+        let options = DecodeOptions {
+            now_ms: 1_796_552_910_306,
+            index: Some(Arc::from("from-path")),
+            ..DecodeOptions::default()
+        };
+        let body = concat!(
+            "{\"index\":{\"_id\":\"a\"}}\n",
+            "{\"message\":\"taken\"}\n",
+            "{\"create\":{\"_index\":\"own\"}}\n",
+            "[\"not an object\"]\n",
+            "{\"delete\":{\"_id\":\"b\"}}\n",
+        );
+        let decoded = Bulk
+            .decode(Bytes::from(body), Some(NDJSON), &options)
+            .unwrap();
+        assert_eq!((decoded.packet.messages, decoded.rejected.len()), (1, 1));
+        let items: Vec<_> = decoded
+            .items
+            .iter()
+            .map(|i| (i.action.as_str(), i.index.as_deref(), i.outcome.status()))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("index", Some("from-path"), 201),
+                ("create", Some("own"), 400),
+                ("delete", Some("from-path"), 404)
+            ]
+        );
+        let line = std::str::from_utf8(&decoded.packet.ndjson).unwrap();
+        assert!(
+            line.starts_with(r#"{"timestamp":1796552910306,"#),
+            "dated at arrival: {line}"
+        );
+        // The native decoders give no items.
+        let native = Native
+            .decode(Bytes::from(LINE), Some(NDJSON), &options)
+            .unwrap();
+        assert!(native.items.is_empty());
+        assert!(Bulk.decode(Bytes::from("\n"), None, &options).is_err());
     }
 }

@@ -51,10 +51,7 @@ pub fn decode_records(
 ) -> Result<Decoded, PacketError> {
     let first_error = match decode_packet_with(body.clone(), format, validation) {
         Ok(packet) => {
-            return Ok(Decoded {
-                packet,
-                rejected: Vec::new(),
-            });
+            return Ok(Decoded::from(packet));
         }
         Err(e) => e,
     };

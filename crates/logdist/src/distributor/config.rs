@@ -71,8 +71,9 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub token: Option<String>,
 
-    /// The token agents must send to POST /packets, /message/send and /v1/logs [default:
-    /// --token].
+    /// The token agents must send to every ingest path (/packets, /message/send, /v1/logs,
+    /// /loki/api/v1/push, /_bulk and Elasticsearch's first calls), as `Authorization:
+    /// Bearer`, `ApiKey` or `Basic` with it as the password [default: --token].
     #[arg(long, env = "LOGDIST_INGEST_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub ingest_token: Option<String>,
 

@@ -54,6 +54,7 @@ impl crate::http::server::Express for Express {
             let encoding = Encoding {
                 content_type: value("content-type")?,
                 content_encoding: value("content-encoding")?,
+                index: None,
             };
             let media_type = PACKETS.media_type(encoding.content_type.as_ref())?;
             process(&self.0, &encoding, media_type, body, &PACKETS, None).await

@@ -7,13 +7,17 @@
 //! as `{"error": "..."}`: OTLP/HTTP lets a server answer its errors without a `Status`
 //! message, and an agent reads them by their status code.
 
+use std::time::Duration;
+
 use axum::http::{HeaderValue, StatusCode};
+use axum::routing::MethodFilter;
 use bytes::Bytes;
 use logdist_core::decoder::{
-    self, Decoder, JSON, Loki, NDJSON, Native, OneMessage, Otlp, PROTOBUF,
+    self, Bulk, Decoder, JSON, Loki, NDJSON, Native, OneMessage, Otlp, PROTOBUF,
 };
-use logdist_core::{OtlpEncoding, RecordError, export_logs_response};
+use logdist_core::{BulkItem, OtlpEncoding, RecordError, export_logs_response};
 
+use super::elasticsearch;
 use super::idempotency::Answer;
 use crate::api::{DROPPED_ERRORS_SHOWN, PacketAck};
 use crate::http::ApiError;
@@ -22,8 +26,19 @@ use crate::http::ApiError;
 pub struct HttpFormat {
     /// Its name in logs and metrics.
     pub name: &'static str,
-    /// The path it is served at, by `POST`.
+    /// The path it is served at.
     pub path: &'static str,
+    /// More paths it is served at, which may name the index (`/{index}/_bulk`, the one
+    /// parameter a path may have, given to the decoder as [`DecodeOptions::index`]).
+    ///
+    /// [`DecodeOptions::index`]: logdist_core::DecodeOptions::index
+    pub also_at: &'static [&'static str],
+    /// The methods it is served by: `POST`, and `PUT` too where the protocol takes it
+    /// (Elasticsearch's clients send their bulk by `PUT`).
+    pub methods: MethodFilter,
+    /// Headers on every answer of the format, refusals included (Elasticsearch's clients
+    /// refuse a server whose answers lack `X-Elastic-Product`).
+    pub headers: &'static [(&'static str, &'static str)],
     /// The media types it takes, by their canonical names ([`canonical`]). A request
     /// with any other is answered 415; one without any is the decoder's to read.
     pub media_types: &'static [&'static str],
@@ -55,17 +70,24 @@ pub struct Outcome<'a> {
     pub rejected: &'a [RecordError],
     /// The request's media type (canonical), if it named one.
     pub media_type: Option<&'static str>,
+    /// Every item of the body, for a format answered item by item (bulk); else empty.
+    pub items: &'a [BulkItem],
+    /// How long the request took, from its body read to its packet's outcome.
+    pub took: Duration,
 }
 
 /// `POST /packets`: logdist's own packets, a JSON array of messages or NDJSON.
 pub static PACKETS: HttpFormat = HttpFormat {
     name: "packets",
     path: "/packets",
+    also_at: &[],
+    methods: MethodFilter::POST,
     media_types: &[JSON, NDJSON],
     expects: "send application/json (an array of messages) or application/x-ndjson",
     decoder: &Native,
     answers_accepted: true,
     reports_records: false,
+    headers: &[],
     answer: packet_ack,
 };
 
@@ -73,11 +95,14 @@ pub static PACKETS: HttpFormat = HttpFormat {
 pub static MESSAGE_SEND: HttpFormat = HttpFormat {
     name: "message",
     path: "/message/send",
+    also_at: &[],
+    methods: MethodFilter::POST,
     media_types: &[JSON],
     expects: "send one message as application/json",
     decoder: &OneMessage,
     answers_accepted: false,
     reports_records: false,
+    headers: &[],
     answer: packet_ack,
 };
 
@@ -86,12 +111,15 @@ pub static MESSAGE_SEND: HttpFormat = HttpFormat {
 pub static OTLP_LOGS: HttpFormat = HttpFormat {
     name: "otlp",
     path: "/v1/logs",
+    also_at: &[],
+    methods: MethodFilter::POST,
     media_types: &[PROTOBUF, JSON],
     expects: "send an OTLP ExportLogsServiceRequest as application/x-protobuf or application/json",
     decoder: &Otlp,
     // OTLP's success is 200 only.
     answers_accepted: false,
     reports_records: true,
+    headers: &[],
     answer: export_logs,
 };
 
@@ -100,17 +128,40 @@ pub static OTLP_LOGS: HttpFormat = HttpFormat {
 pub static LOKI_PUSH: HttpFormat = HttpFormat {
     name: "loki",
     path: "/loki/api/v1/push",
+    also_at: &[],
+    methods: MethodFilter::POST,
     media_types: &[PROTOBUF, JSON],
     expects: "send a Loki PushRequest as application/x-protobuf (snappy) or application/json",
     decoder: &Loki,
     // Loki's success is 204 only.
     answers_accepted: false,
     reports_records: true,
+    headers: &[],
     answer: loki_push,
 };
 
+/// `POST /_bulk` and `POST /{index}/_bulk` (and `PUT`): Elasticsearch's bulk, its `index`
+/// and `create` actions. A body is one packet of its documents; every item is answered
+/// as Elasticsearch answers it ([`elasticsearch::bulk`]), and every answer carries
+/// `X-Elastic-Product`.
+pub static BULK: HttpFormat = HttpFormat {
+    name: "bulk",
+    path: "/_bulk",
+    also_at: &["/{index}/_bulk"],
+    methods: MethodFilter::POST.or(MethodFilter::PUT),
+    media_types: &[NDJSON, JSON],
+    expects: "send the bulk body as application/x-ndjson or application/json",
+    decoder: &Bulk,
+    // Elasticsearch's bulk succeeds with 200 only.
+    answers_accepted: false,
+    reports_records: true,
+    headers: &[elasticsearch::PRODUCT],
+    answer: elasticsearch::bulk,
+};
+
 /// Every ingest format served over HTTP.
-pub static HTTP_FORMATS: [&HttpFormat; 4] = [&PACKETS, &MESSAGE_SEND, &OTLP_LOGS, &LOKI_PUSH];
+pub static HTTP_FORMATS: [&HttpFormat; 5] =
+    [&PACKETS, &MESSAGE_SEND, &OTLP_LOGS, &LOKI_PUSH, &BULK];
 
 /// logdist's own answer: the [`PacketAck`] as JSON, with how many bad records were dropped
 /// and why (`--on-invalid drop` or `dead-letter`) when there were any.
@@ -188,10 +239,23 @@ const NDJSON_NAMES: [&str; 7] = [
     "application/json-lines",
 ];
 
+/// The names Elasticsearch's clients give JSON and NDJSON when they ask for its REST API
+/// compatibility (`; compatible-with=8`), as media types, each with its canonical name.
+const ELASTICSEARCH_NAMES: [(&str, &str); 2] = [
+    ("application/vnd.elasticsearch+json", JSON),
+    ("application/vnd.elasticsearch+x-ndjson", NDJSON),
+];
+
 /// The media types logdist knows, each with its canonical name.
 fn canonical(essence: &str) -> Option<&'static str> {
     if essence.eq_ignore_ascii_case(decoder::JSON) {
         return Some(JSON);
+    }
+    if let Some((_, known)) = ELASTICSEARCH_NAMES
+        .iter()
+        .find(|(name, _)| essence.eq_ignore_ascii_case(name))
+    {
+        return Some(known);
     }
     if essence.eq_ignore_ascii_case(PROTOBUF) {
         return Some(PROTOBUF);
@@ -286,6 +350,8 @@ mod tests {
             ack: &ack,
             rejected,
             media_type,
+            items: &[],
+            took: Duration::ZERO,
         };
         let json = export_logs(&outcome(Some(JSON), &rejected));
         assert_eq!((json.status, json.content_type), (StatusCode::OK, JSON));
@@ -331,6 +397,8 @@ mod tests {
             ack: &ack,
             rejected,
             media_type: Some(JSON),
+            items: &[],
+            took: Duration::ZERO,
         };
         let taken = loki_push(&outcome(&[]));
         assert_eq!(taken.status, StatusCode::NO_CONTENT);
@@ -355,10 +423,55 @@ mod tests {
     }
 
     #[test]
+    fn bulk_takes_ndjson_and_json_by_any_of_their_names() {
+        for value in [
+            "application/x-ndjson",
+            "application/vnd.elasticsearch+x-ndjson; compatible-with=8",
+            "Application/VND.Elasticsearch+X-NDJSON;compatible-with=8",
+        ] {
+            assert_eq!(BULK.media_type(Some(&header(value))).unwrap(), Some(NDJSON));
+        }
+        for value in [
+            "application/json",
+            "application/vnd.elasticsearch+json; compatible-with=8",
+        ] {
+            assert_eq!(BULK.media_type(Some(&header(value))).unwrap(), Some(JSON));
+        }
+        assert!(
+            BULK.media_type(Some(&header("application/x-protobuf")))
+                .is_err()
+        );
+        assert!(BULK.methods == MethodFilter::POST.or(MethodFilter::PUT));
+    }
+
+    #[test]
+    fn only_bulk_adds_headers_and_they_are_valid() {
+        for format in HTTP_FORMATS {
+            for (name, value) in format.headers {
+                assert!(axum::http::HeaderName::from_static(name) == *name);
+                assert!(HeaderValue::from_str(value).is_ok());
+            }
+        }
+        let with_headers: Vec<_> = HTTP_FORMATS
+            .iter()
+            .filter(|f| !f.headers.is_empty())
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(with_headers, ["bulk"]);
+    }
+
+    #[test]
     fn every_format_has_its_own_path() {
-        let mut paths: Vec<_> = HTTP_FORMATS.iter().map(|f| f.path).collect();
+        let mut paths: Vec<_> = HTTP_FORMATS
+            .iter()
+            .flat_map(|f| std::iter::once(&f.path).chain(f.also_at))
+            .collect();
         paths.sort_unstable();
         paths.dedup();
-        assert_eq!(paths.len(), HTTP_FORMATS.len());
+        let all = HTTP_FORMATS
+            .iter()
+            .map(|f| 1 + f.also_at.len())
+            .sum::<usize>();
+        assert_eq!(paths.len(), all);
     }
 }

@@ -6,9 +6,11 @@
 //! retry that carries an `Idempotency-Key` is answered from memory ([`idempotency`]);
 //! `POST /packets` without one takes the express lane ([`express`]). Bad records a decoder
 //! refused one by one refuse their body, are dropped, or are written to the dead-letter
-//! file, as `--on-invalid` says ([`OnInvalid`], [`dead_letter`]).
+//! file, as `--on-invalid` says ([`OnInvalid`], [`dead_letter`]). What else
+//! Elasticsearch's shippers ask before their bulk is answered by [`elasticsearch`].
 
 pub mod dead_letter;
+pub mod elasticsearch;
 mod encoding;
 pub mod express;
 pub mod formats;
@@ -16,13 +18,13 @@ pub mod idempotency;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawPathParams, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::on;
 use bytes::Bytes;
 use logdist_core::{
     DecodeOptions, Decoded, Packet, RecordError, Schema, TimestampUnit, Validation,
@@ -138,16 +140,28 @@ impl Ingest {
         self.shutting_down.store(true, Ordering::Release);
     }
 
-    /// The routes of every HTTP format, behind the ingest token when one is set.
+    /// The routes of every HTTP format, and the calls of Elasticsearch's API its shippers
+    /// make before their bulk ([`elasticsearch`]), behind the ingest token when one is set.
     pub fn routes(self: &Arc<Self>) -> axum::Router {
-        let mut routes = axum::Router::new();
+        let mut routes = elasticsearch::routes();
         for format in HTTP_FORMATS {
             let handler = move |State(ingest): State<Arc<Ingest>>,
+                                params: RawPathParams,
                                 headers: HeaderMap,
                                 body: Body| async move {
-                respond(format, receive(&ingest, &headers, body, format).await)
+                // The index a path names (`/{index}/_bulk`), for the decoder.
+                let index = params
+                    .iter()
+                    .find(|(name, _)| *name == "index")
+                    .map(|(_, value)| Arc::<str>::from(value));
+                respond(
+                    format,
+                    receive(&ingest, &headers, body, format, index).await,
+                )
             };
-            routes = routes.route(format.path, post(handler));
+            for path in std::iter::once(&format.path).chain(format.also_at) {
+                routes = routes.route(path, on(format.methods, handler));
+            }
         }
         crate::http::auth::guarded(routes, self.settings.token.as_deref()).with_state(self.clone())
     }
@@ -169,14 +183,19 @@ impl Received {
 }
 
 /// Reads the body, answers a retry of an answered packet from memory (its
-/// `Idempotency-Key`), and otherwise decodes, routes and answers the packet.
+/// `Idempotency-Key`), and otherwise decodes, routes and answers the packet. `index` is
+/// the index the path names, if it names one.
 async fn receive(
     ingest: &Ingest,
     headers: &HeaderMap,
     body: Body,
     format: &'static HttpFormat,
+    index: Option<Arc<str>>,
 ) -> Result<Response, ApiError> {
-    let encoding = Encoding::of(headers);
+    let encoding = Encoding {
+        index,
+        ..Encoding::of(headers)
+    };
     let via = via::incoming(headers, &ingest.via)?;
     let media_type = format.media_type(encoding.content_type.as_ref())?;
     let key = idempotency::key_of(headers)?;
@@ -215,11 +234,14 @@ async fn receive(
     Ok(answer.into_response())
 }
 
-/// The headers that say how to read a body: all the decoding needs of a request.
+/// The headers that say how to read a body, and the index its path names: all the
+/// decoding needs of a request.
 #[derive(Debug, Clone)]
 struct Encoding {
     content_type: Option<HeaderValue>,
     content_encoding: Option<HeaderValue>,
+    /// The index of `/{index}/_bulk`: the `_index` of the items that name none.
+    index: Option<Arc<str>>,
 }
 
 impl Encoding {
@@ -227,6 +249,7 @@ impl Encoding {
         Self {
             content_type: headers.get(header::CONTENT_TYPE).cloned(),
             content_encoding: headers.get(header::CONTENT_ENCODING).cloned(),
+            index: None,
         }
     }
 }
@@ -240,10 +263,12 @@ async fn process(
     format: &'static HttpFormat,
     via: Option<Arc<str>>,
 ) -> Result<Answer, ApiError> {
+    let started = Instant::now();
     let settings = &ingest.settings;
     let limit = settings.max_body;
     let now_ms = epoch_ms(SystemTime::now());
     let options = DecodeOptions {
+        index: encoding.index.clone(),
         validation: settings.validation,
         unit: settings.unit,
         now_ms,
@@ -267,7 +292,11 @@ async fn process(
         (true, AckMode::Accepted) => StatusCode::ACCEPTED,
         _ => StatusCode::OK,
     };
-    let Decoded { packet, rejected } = decoded;
+    let Decoded {
+        packet,
+        rejected,
+        items,
+    } = decoded;
     if !rejected.is_empty() {
         set_aside(ingest, format, now_ms, &rejected)?;
     }
@@ -277,6 +306,8 @@ async fn process(
         ack: &ack,
         rejected: &rejected,
         media_type,
+        items: &items,
+        took: started.elapsed(),
     }))
 }
 
@@ -403,14 +434,21 @@ fn decode(
         .map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
-/// The answer to a request of `format`; a refusal is counted (and logged at debug level).
+/// The answer to a request of `format`, with the format's headers; a refusal is counted
+/// (and logged at debug level).
 fn respond(format: &HttpFormat, result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(|e| {
+    let mut response = result.unwrap_or_else(|e| {
         tracing::debug!(format = format.name, error = %e, "Refused a request.");
         metrics::counter!("logdist_rejected_total", "reason" => e.reason(), "format" => format.name)
             .increment(1);
         e.into_response()
-    })
+    });
+    for &(name, value) in format.headers {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// Routes the packet and waits for its outcome as the ack mode says. A packet of no

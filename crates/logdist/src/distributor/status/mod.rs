@@ -78,7 +78,7 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     metrics::counter!("logdist_rejected_total", "reason" => "not_found").increment(1);
     tracing::debug!(path = uri.path(), "Request to an unknown path.");
     ApiError::NotFound(
-        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /analyzer/stats".to_owned(),
+        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /_bulk, /analyzer/stats".to_owned(),
     )
 }
 
@@ -87,6 +87,8 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
     metrics::counter!("logdist_rejected_total", "reason" => "method_not_allowed").increment(1);
     let allow = match uri.path() {
         "/analyzer/stats" | "/health" | "/metrics" => "GET",
+        "/" | "/_cluster/health" | "/_license" => "GET, HEAD",
+        path if path.ends_with("/_bulk") => "POST, PUT",
         _ => "POST",
     };
     ApiError::MethodNotAllowed {
