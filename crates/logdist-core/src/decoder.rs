@@ -2,7 +2,9 @@
 //! way agents send logs is a [`Decoder`] here and an entry in the distributor's table of
 //! formats, which says where it is served. logdist's own packets ([`Native`]), the
 //! original distributor's one-message body ([`OneMessage`]), OpenTelemetry's OTLP logs
-//! ([`Otlp`]) and Loki's push ([`Loki`]) are served.
+//! ([`Otlp`]) and Loki's push ([`Loki`]) are served. logdist's packets and the one-message
+//! body also take the JSON shippers send, mapped to messages by the [`Schema`] of the
+//! options ([`crate::shippers`]).
 //!
 //! A decoder gives back a [`Decoded`]: the packet of the records that are messages, and the
 //! records it refused one by one. The native formats refuse a body whole (one bad message
@@ -10,6 +12,7 @@
 //! record alone; a protocol whose answer reports refused records (OTLP's
 //! `partial_success`, Loki's 400 after the rest is stored) does.
 
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -17,10 +20,9 @@ use bytes::Bytes;
 use crate::decoded::Decoded;
 use crate::loki::{LokiEncoding, decode_push};
 use crate::mapping::TimestampUnit;
-use crate::message::{
-    Format, PacketError, Validation, decode_message, decode_packet_with, ndjson_messages,
-};
+use crate::message::{Format, Location, PacketError, Validation, ndjson_messages};
 use crate::otlp::{OtlpEncoding, decode_logs};
+use crate::shippers::{Schema, decode_records};
 
 /// The media type of a JSON body.
 pub const JSON: &str = "application/json";
@@ -31,7 +33,7 @@ pub const NDJSON: &str = "application/x-ndjson";
 pub const PROTOBUF: &str = "application/x-protobuf";
 
 /// What every decoder is told besides the body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeOptions {
     /// How much of each message is checked.
     pub validation: Validation,
@@ -46,17 +48,25 @@ pub struct DecodeOptions {
     /// as the distributor's body limit bounds a Content-Encoding: a few KB of snappy can
     /// claim gigabytes.
     pub max_len: usize,
+    /// What a record of logdist's own formats that is not a message becomes: mapped to
+    /// one (`--map`, `--timestamp-unit`), or refused (`--schema strict`). Shared: the
+    /// options of every request hold the same one.
+    pub schema: Arc<Schema>,
 }
 
+/// The default schema, shared by every default [`DecodeOptions`].
+static DEFAULT_SCHEMA: LazyLock<Arc<Schema>> = LazyLock::new(Arc::default);
+
 impl Default for DecodeOptions {
-    /// Full validation, milliseconds, the epoch as the arrival time, and the distributor's
-    /// default body limit (8 MiB).
+    /// Full validation, milliseconds, the epoch as the arrival time, the distributor's
+    /// default body limit (8 MiB), and the default mapping.
     fn default() -> Self {
         Self {
             validation: Validation::default(),
             unit: TimestampUnit::default(),
             now_ms: 0,
             max_len: 8 * 1024 * 1024,
+            schema: DEFAULT_SCHEMA.clone(),
         }
     }
 }
@@ -94,8 +104,11 @@ pub trait Decoder: Send + Sync {
     }
 }
 
-/// logdist's own packets: a JSON array of messages (a lone object is a packet of one), or
+/// logdist's own packets: a JSON array of records (a lone object is a packet of one), or
 /// NDJSON. Without a media type, a body starting with `[` is an array, anything else NDJSON.
+/// A record that is a message is forwarded as sent; any other JSON object is mapped to one
+/// by the options' [`Schema`] (see [`decode_records`]); a record that is neither is
+/// refused alone, in [`Decoded::rejected`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Native;
 
@@ -118,7 +131,13 @@ impl Decoder for Native {
         options: &DecodeOptions,
     ) -> Result<Decoded, PacketError> {
         let format = Self::format(&body, media_type);
-        decode_packet_with(body, format, options.validation).map(Decoded::from)
+        decode_records(
+            body,
+            format,
+            options.validation,
+            &options.schema,
+            options.now(),
+        )
     }
 
     fn count(&self, body: &[u8], media_type: Option<&str>) -> Option<u64> {
@@ -127,7 +146,8 @@ impl Decoder for Native {
 }
 
 /// One message object, as the original distributor's `POST /message/send` took it; always
-/// fully validated.
+/// fully validated. An object that is not a message is mapped to one, as [`Native`] maps
+/// it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OneMessage;
 
@@ -136,9 +156,26 @@ impl Decoder for OneMessage {
         &self,
         body: Bytes,
         _media_type: Option<&str>,
-        _options: &DecodeOptions,
+        options: &DecodeOptions,
     ) -> Result<Decoded, PacketError> {
-        decode_message(&body).map(Decoded::from)
+        let reason = match body.trim_ascii_start().first() {
+            Some(b'{') => None,
+            None => Some("the body is empty"),
+            Some(_) => Some("expected a JSON object: one message"),
+        };
+        if let Some(reason) = reason {
+            return Err(PacketError {
+                location: Location::Body,
+                reason: reason.to_owned(),
+            });
+        }
+        decode_records(
+            body,
+            Format::Json,
+            Validation::Full,
+            &options.schema,
+            options.now(),
+        )
     }
 }
 
@@ -225,8 +262,43 @@ mod tests {
             assert_eq!(decoded.packet.messages, 2, "{media:?}");
             assert!(decoded.rejected.is_empty());
         }
-        // An array sent as NDJSON is one line that is not an object.
-        assert!(Native.decode(array, Some(NDJSON), &options).is_err());
+        // An array sent as NDJSON is one line that is not an object: a bad record.
+        let decoded = Native.decode(array, Some(NDJSON), &options).unwrap();
+        assert_eq!((decoded.packet.messages, decoded.rejected.len()), (0, 1));
+        assert_eq!(decoded.rejected[0].location, Location::Line(1));
+    }
+
+    #[test]
+    fn native_maps_shippers_records_unless_the_schema_is_strict() {
+        let fluent_bit = Bytes::from_static(
+            br#"[{"date":1796552910.306,"log":"disk full","level":"warning"},42]"#,
+        );
+        let options = DecodeOptions::default();
+        let decoded = Native.decode(fluent_bit.clone(), None, &options).unwrap();
+        assert_eq!((decoded.packet.messages, decoded.rejected.len()), (1, 1));
+        assert_eq!(decoded.rejected[0].location, Location::Index(1));
+        let line = std::str::from_utf8(&decoded.packet.ndjson).unwrap();
+        assert!(
+            line.starts_with(
+                r#"{"timestamp":1796552910306,"severity":"WARN","source":"unknown","message":"disk full""#
+            ),
+            "{line}"
+        );
+        let strict = DecodeOptions {
+            schema: Arc::new(Schema::Strict),
+            ..DecodeOptions::default()
+        };
+        let decoded = Native.decode(fluent_bit, None, &strict).unwrap();
+        assert_eq!((decoded.packet.messages, decoded.rejected.len()), (0, 2));
+        // The one-message body is mapped too, and takes one object only.
+        let one = Bytes::from_static(br#"{"msg":"hi","ts":"2026-12-06T10:28:30.306Z"}"#);
+        let decoded = OneMessage.decode(one, Some(JSON), &options).unwrap();
+        assert_eq!(decoded.packet.messages, 1);
+        assert!(
+            std::str::from_utf8(&decoded.packet.ndjson)
+                .unwrap()
+                .starts_with(r#"{"timestamp":1796552910306,"#)
+        );
     }
 
     #[test]

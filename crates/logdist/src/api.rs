@@ -58,7 +58,7 @@ pub struct Deregistration {
 }
 
 /// The answer to an accepted packet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PacketAck {
     /// Messages in the packet.
     pub messages: u32,
@@ -67,6 +67,20 @@ pub struct PacketAck {
     /// The analyzer that acknowledged it, when delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analyzer: Option<String>,
+    /// Bad records of the body that were dropped (`--on-invalid drop` or `dead-letter`):
+    /// not delivered, and not to be sent again. Absent when there were none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped: usize,
+    /// Where and why, for the first [`DROPPED_ERRORS_SHOWN`] of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// How many dropped records a [`PacketAck`] names.
+pub const DROPPED_ERRORS_SHOWN: usize = 10;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Every error answer: `{"error": "..."}`.

@@ -490,7 +490,10 @@ fn long_key_value() -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_bad_input_gets_its_4xx_and_nothing_is_delivered() {
     let http = Http::new();
-    let distributor = InProc::distributor(&["--max-body", "64KiB"]).await;
+    // `--schema strict`: the cases check every way a message is refused; under the
+    // default mapping, a record that is not a message is mapped instead (see
+    // `shippers_records_are_mapped_and_only_unmappable_ones_refused`).
+    let distributor = InProc::distributor(&["--max-body", "64KiB", "--schema", "strict"]).await;
     let url = distributor.url.clone();
     let analyzer = InProc::analyzer(1, 1.0, &url, &[]).await;
     let analyzer_url = analyzer.url.clone();
@@ -500,7 +503,7 @@ async fn every_kind_of_bad_input_gets_its_4xx_and_nothing_is_delivered() {
     let rejected = |metrics: &str, reason: &str| {
         metric(
             metrics,
-            &format!("logdist_rejected_total{{reason=\"{reason}\"}}"),
+            &format!("logdist_rejected_total{{reason=\"{reason}\""),
         )
     };
     let before = http.get(&format!("{url}/metrics")).await.text();
@@ -747,4 +750,103 @@ async fn framing_validation_checks_lines_and_objects_only() {
         .as_u64()
         .unwrap();
     assert_eq!(counted, 101);
+}
+
+/// Under the default `--schema map`, a record that is not a message but has a message
+/// field is mapped and delivered; one that cannot be (not an object, no message) refuses
+/// its body with 400 naming it (`--on-invalid reject`), and nothing of the body is
+/// delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shippers_records_are_mapped_and_only_unmappable_ones_refused() {
+    let dir = scratch("mapped");
+    let http = Http::new();
+    let distributor = InProc::distributor(&[]).await;
+    let url = distributor.url.clone();
+    let journal = dir.join("journal.ndjson");
+    let _analyzer = InProc::analyzer(1, 1.0, &url, &["--journal", journal.to_str().unwrap()]).await;
+    http.wait_stats(&url, "analyzer_1", |s| online(s, &["analyzer_1"]))
+        .await;
+
+    let nd = "application/x-ndjson";
+    let mapped = [
+        // Today's strict refusals, mapped: a missing source, a time of another type.
+        r#"{"timestamp":1,"severity":"a","message":"m"}"#,
+        r#"{"timestamp":"noon","severity":"ERROR","source":"b","message":"c"}"#,
+        r#"{"@timestamp":"2026-12-06T10:28:30.306Z","log.level":"warning","service.name":"cart","message":"paid"}"#,
+    ];
+    let answer = http
+        .post(&format!("{url}/packets"), nd, mapped.join("\n"))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["messages"], 3);
+    let received = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<serde_json::Value> = received
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{received}");
+    assert_eq!(lines[0]["source"], "unknown");
+    assert_eq!(lines[0]["severity_original"], "a");
+    assert_eq!(lines[1]["timestamp_original"], "noon");
+    assert!(lines[1]["timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(lines[2]["timestamp"], 1_796_552_910_306_i64);
+    assert_eq!(
+        (
+            &lines[2]["severity"],
+            &lines[2]["source"],
+            &lines[2]["message"]
+        ),
+        (
+            &serde_json::json!("WARN"),
+            &serde_json::json!("cart"),
+            &serde_json::json!("paid")
+        )
+    );
+
+    let js = "application/json";
+    for (body, media, error) in [
+        (
+            format!("{GOOD}\n42\n"),
+            nd,
+            "line 2: expected a JSON object",
+        ),
+        (
+            format!("{GOOD}\n{{\"lvl\":\"info\"}}\n"),
+            nd,
+            "line 2: no message",
+        ),
+        (
+            format!("[{GOOD},\"text\"]"),
+            js,
+            "message at index 1: expected a JSON object",
+        ),
+    ] {
+        let answer = http
+            .post(&format!("{url}/packets"), media, body.clone())
+            .await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.text());
+        let said = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(said.starts_with(error), "{body}: {said}");
+    }
+    let one = http
+        .post(
+            &format!("{url}/message/send"),
+            "application/json",
+            r#"{"msg":"one","level":"err"}"#,
+        )
+        .await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    let received = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(
+        received.lines().count(),
+        4,
+        "refused bodies were delivered: {received}"
+    );
+    assert!(
+        received
+            .lines()
+            .last()
+            .unwrap()
+            .contains(r#""severity":"ERROR""#)
+    );
 }

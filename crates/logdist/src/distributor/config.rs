@@ -10,7 +10,11 @@ use bytesize::ByteSize;
 use clap::Args;
 
 use super::delivery::address::{AnalyzerUrl, check_id};
-use super::ingest::AckMode;
+use anyhow::Context;
+use logdist_core::{Aliases, Mapping, Schema, TimestampUnit};
+
+use super::ingest::dead_letter::DeadLetter;
+use super::ingest::{AckMode, OnInvalid};
 
 /// `--validate`: how much of each message is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +32,21 @@ impl From<ValidateMode> for logdist_core::Validation {
             ValidateMode::Framing => Self::Framing,
         }
     }
+}
+
+/// `--schema`: what a record that is not a message becomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaMode {
+    /// Mapped to a message (the default).
+    Map,
+    /// Refused: only messages are taken.
+    Strict,
+}
+
+/// `--map`.
+fn parse_aliases(text: &str) -> Result<Aliases, String> {
+    text.parse()
+        .map_err(|e: logdist_core::mapping::AliasError| e.to_string())
 }
 
 /// `logdist distributor`: receives packets from agents and routes each to one analyzer.
@@ -104,6 +123,53 @@ pub struct DistributorArgs {
     /// messages (cheaper; a malformed message can then reach an analyzer).
     #[arg(long, env = "LOGDIST_VALIDATE", value_enum, default_value = "full")]
     pub validate: ValidateMode,
+
+    /// What a JSON record sent to /packets or /message/send that is not a message becomes:
+    /// `map` reads its time, severity, source and message from the names shippers use
+    /// (`@timestamp`, `level`, `service.name`, `log`...; see the README) and keeps its other
+    /// fields; `strict` refuses it, as logdist did before it mapped.
+    #[arg(long, env = "LOGDIST_SCHEMA", value_enum, default_value = "map")]
+    pub schema: SchemaMode,
+
+    /// Your own names for the four fields, tried before the usual ones, as FIELD=NAME
+    /// pairs: `message=payload,source=kubernetes.pod_name`. A NAME is a key or a dotted
+    /// path into nested objects.
+    #[arg(long, env = "LOGDIST_MAP", value_parser = parse_aliases)]
+    pub map: Option<Aliases>,
+
+    /// A file of FIELD=NAME pairs, as --map takes them, one per line (`#` starts a
+    /// comment); tried after --map's.
+    #[arg(long, env = "LOGDIST_MAP_FILE")]
+    pub map_file: Option<PathBuf>,
+
+    /// The unit of the integer `timestamp` written for a record whose time was mapped
+    /// (shippers' JSON, OTLP, Loki): s, ms, us or ns. Messages sent with their own
+    /// `timestamp` keep it as sent.
+    #[arg(long, env = "LOGDIST_TIMESTAMP_UNIT", default_value = "ms")]
+    pub timestamp_unit: TimestampUnit,
+
+    /// What a bad record in a body of /packets or /message/send does: `reject` refuses the
+    /// body (400 naming the record; the agent must fix it); `drop` delivers the good
+    /// records and answers 200 with how many were dropped and why (counted in /metrics);
+    /// `dead-letter` also appends each dropped record, with its reason, to --dead-letter.
+    /// OTLP, Loki and bulk always answer bad records in their own protocol's terms.
+    #[arg(long, env = "LOGDIST_ON_INVALID", value_enum, default_value = "reject")]
+    pub on_invalid: OnInvalid,
+
+    /// The file bad records are appended to, as NDJSON with their reason, format and
+    /// place: the records dropped by --on-invalid dead-letter, and the records refused one
+    /// by one by OTLP, Loki and bulk (whatever --on-invalid says).
+    #[arg(
+        long,
+        env = "LOGDIST_DEAD_LETTER",
+        required_if_eq("on_invalid", "dead-letter")
+    )]
+    pub dead_letter: Option<PathBuf>,
+
+    /// Largest size of the dead-letter file: beyond it, it is renamed FILE.1 (replacing
+    /// the one before) and a new FILE is started.
+    #[arg(long, env = "LOGDIST_DEAD_LETTER_MAX", default_value = "64MiB")]
+    pub dead_letter_max: ByteSize,
 
     /// Largest request body accepted, as sent and once decompressed (413 beyond).
     #[arg(long, env = "LOGDIST_MAX_BODY", default_value = "8MiB")]
@@ -227,6 +293,42 @@ impl DistributorArgs {
     /// The token ingest requires, if any.
     pub fn ingest_token(&self) -> Option<&str> {
         self.ingest_token.as_deref().or(self.token.as_deref())
+    }
+
+    /// What a record that is not a message becomes: `--schema`, with `--map` and
+    /// `--map-file`'s aliases and `--timestamp-unit`.
+    pub fn schema(&self) -> anyhow::Result<Schema> {
+        if self.schema == SchemaMode::Strict {
+            return Ok(Schema::Strict);
+        }
+        let mut text = self
+            .map
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        if let Some(path) = &self.map_file {
+            let file = std::fs::read_to_string(path)
+                .with_context(|| format!("--map-file {}", path.display()))?;
+            text = format!("{text}\n{file}");
+        }
+        let aliases = text.parse().with_context(|| match &self.map_file {
+            Some(path) => format!("--map or --map-file {}", path.display()),
+            None => "--map".to_owned(),
+        })?;
+        Ok(Schema::Map(Mapping {
+            unit: self.timestamp_unit,
+            aliases,
+        }))
+    }
+
+    /// The dead-letter file, opened for appending, if `--dead-letter` names one.
+    pub(super) fn dead_letter(&self) -> anyhow::Result<Option<DeadLetter>> {
+        let Some(path) = &self.dead_letter else {
+            return Ok(None);
+        };
+        DeadLetter::open(path, self.dead_letter_max.as_u64())
+            .map(Some)
+            .with_context(|| format!("--dead-letter {}", path.display()))
     }
 
     /// The token registration and deregistration require, if any.

@@ -40,9 +40,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-pub use config::{AnalyzerSpec, DistributorArgs, ValidateMode};
+pub use config::{AnalyzerSpec, DistributorArgs, SchemaMode, ValidateMode};
 pub use delivery::batch;
-pub use ingest::AckMode;
+pub use ingest::{AckMode, OnInvalid};
 
 use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
@@ -160,10 +160,14 @@ impl Distributor {
                 max_body: config.max_body.as_u64() as usize,
                 body_timeout: config.body_timeout,
                 token: config.ingest_token().map(Arc::from),
+                schema: Arc::new(config.schema()?),
+                unit: config.timestamp_unit,
+                on_invalid: config.on_invalid,
             },
             routing,
             idempotency.clone(),
             via,
+            config.dead_letter()?,
         );
         let admin = Admin::new(
             fleet.clone(),

@@ -15,7 +15,7 @@ use logdist_core::decoder::{
 use logdist_core::{OtlpEncoding, RecordError, export_logs_response};
 
 use super::idempotency::Answer;
-use crate::api::PacketAck;
+use crate::api::{DROPPED_ERRORS_SHOWN, PacketAck};
 use crate::http::ApiError;
 
 /// One ingest format served over HTTP.
@@ -34,9 +34,12 @@ pub struct HttpFormat {
     /// Whether a packet answered before it is delivered (`--ack accepted`) gets 202, or
     /// 200 as the original distributor's endpoint answered.
     pub answers_accepted: bool,
+    /// Whether its answer reports the records its decoder refused one by one in the
+    /// protocol's own terms (OTLP's `partial_success`, Loki's 400): then they are never a
+    /// reason to refuse the body. logdist's own formats do as `--on-invalid` says.
+    pub reports_records: bool,
     /// How a packet that was delivered (or queued, with `--ack accepted`) is answered, in
-    /// the format's own terms. A format whose answer does not report refused records must
-    /// have a decoder that refuses none alone (the native ones refuse a bad body whole).
+    /// the format's own terms.
     pub answer: fn(&Outcome<'_>) -> Answer,
 }
 
@@ -47,7 +50,8 @@ pub struct Outcome<'a> {
     pub status: StatusCode,
     /// How many messages, and which analyzer acknowledged them.
     pub ack: &'a PacketAck,
-    /// The records the decoder refused one by one, in the body's order.
+    /// The records the decoder refused one by one, in the body's order, that were not
+    /// delivered (dropped, or reported in the format's answer).
     pub rejected: &'a [RecordError],
     /// The request's media type (canonical), if it named one.
     pub media_type: Option<&'static str>,
@@ -61,6 +65,7 @@ pub static PACKETS: HttpFormat = HttpFormat {
     expects: "send application/json (an array of messages) or application/x-ndjson",
     decoder: &Native,
     answers_accepted: true,
+    reports_records: false,
     answer: packet_ack,
 };
 
@@ -72,6 +77,7 @@ pub static MESSAGE_SEND: HttpFormat = HttpFormat {
     expects: "send one message as application/json",
     decoder: &OneMessage,
     answers_accepted: false,
+    reports_records: false,
     answer: packet_ack,
 };
 
@@ -85,6 +91,7 @@ pub static OTLP_LOGS: HttpFormat = HttpFormat {
     decoder: &Otlp,
     // OTLP's success is 200 only.
     answers_accepted: false,
+    reports_records: true,
     answer: export_logs,
 };
 
@@ -98,15 +105,31 @@ pub static LOKI_PUSH: HttpFormat = HttpFormat {
     decoder: &Loki,
     // Loki's success is 204 only.
     answers_accepted: false,
+    reports_records: true,
     answer: loki_push,
 };
 
 /// Every ingest format served over HTTP.
 pub static HTTP_FORMATS: [&HttpFormat; 4] = [&PACKETS, &MESSAGE_SEND, &OTLP_LOGS, &LOKI_PUSH];
 
-/// logdist's own answer: the [`PacketAck`] as JSON.
+/// logdist's own answer: the [`PacketAck`] as JSON, with how many bad records were dropped
+/// and why (`--on-invalid drop` or `dead-letter`) when there were any.
 fn packet_ack(outcome: &Outcome<'_>) -> Answer {
-    let body = serde_json::to_vec(outcome.ack).expect("a PacketAck is JSON");
+    let body = if outcome.rejected.is_empty() {
+        serde_json::to_vec(outcome.ack)
+    } else {
+        serde_json::to_vec(&PacketAck {
+            dropped: outcome.rejected.len(),
+            errors: outcome
+                .rejected
+                .iter()
+                .take(DROPPED_ERRORS_SHOWN)
+                .map(ToString::to_string)
+                .collect(),
+            ..outcome.ack.clone()
+        })
+    }
+    .expect("a PacketAck is JSON");
     Answer {
         status: outcome.status,
         content_type: JSON,
@@ -245,6 +268,7 @@ mod tests {
             messages: 2,
             status: "delivered".to_owned(),
             analyzer: Some("analyzer_1".to_owned()),
+            ..PacketAck::default()
         };
         let rejected = Otlp
             .decode(
@@ -291,6 +315,7 @@ mod tests {
             messages: 1,
             status: "delivered".to_owned(),
             analyzer: Some("analyzer_1".to_owned()),
+            ..PacketAck::default()
         };
         let body = r#"{"streams":[{"stream":{"job":"a"},"values":[["1","ok"],["x","bad"]]}]}"#;
         let rejected = Loki

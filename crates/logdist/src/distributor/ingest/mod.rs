@@ -4,8 +4,11 @@
 //! format's decoder, hand the packet to routing, and answer once it is delivered (or
 //! queued, with `--ack accepted`), in the format's terms ([`HttpFormat::answer`]). A
 //! retry that carries an `Idempotency-Key` is answered from memory ([`idempotency`]);
-//! `POST /packets` without one takes the express lane ([`express`]).
+//! `POST /packets` without one takes the express lane ([`express`]). Bad records a decoder
+//! refused one by one refuse their body, are dropped, or are written to the dead-letter
+//! file, as `--on-invalid` says ([`OnInvalid`], [`dead_letter`]).
 
+pub mod dead_letter;
 mod encoding;
 pub mod express;
 pub mod formats;
@@ -21,7 +24,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use logdist_core::{DecodeOptions, Decoded, Packet, TimestampUnit, Validation};
+use logdist_core::{
+    DecodeOptions, Decoded, Packet, RecordError, Schema, TimestampUnit, Validation,
+};
 use tokio::sync::oneshot;
 
 use crate::api::PacketAck;
@@ -30,6 +35,7 @@ use crate::distributor::job::{Job, Refusal};
 use crate::distributor::routing::Routing;
 use crate::http::server::Reply;
 use crate::http::{ApiError, read_body};
+use dead_letter::DeadLetter;
 use formats::{HTTP_FORMATS, HttpFormat, Outcome};
 use idempotency::{Answer, Claim};
 
@@ -42,7 +48,20 @@ pub enum AckMode {
     Accepted,
 }
 
-/// `--ack`, `--validate`, `--max-body`, `--body-timeout` and the ingest token.
+/// `--on-invalid`: what a bad record in a body of logdist's own formats does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnInvalid {
+    /// The body is refused, 400 naming the first bad record: nothing is delivered.
+    Reject,
+    /// The good records are delivered; the answer says how many were dropped and why.
+    Drop,
+    /// As `drop`, and each dropped record is written to the dead-letter file.
+    DeadLetter,
+}
+
+/// `--ack`, `--validate`, `--max-body`, `--body-timeout`, the ingest token, and what
+/// becomes of records that are not messages (`--schema`, `--map`, `--timestamp-unit`,
+/// `--on-invalid`).
 #[derive(Debug, Clone)]
 pub struct IngestSettings {
     /// When agents get their answer.
@@ -55,6 +74,12 @@ pub struct IngestSettings {
     pub body_timeout: Duration,
     /// The bearer token ingest requires, if any.
     pub token: Option<Arc<str>>,
+    /// What a record that is not a message becomes.
+    pub schema: Arc<Schema>,
+    /// The unit of the timestamps decoders write.
+    pub unit: TimestampUnit,
+    /// What a bad record does, in a format whose answer does not report it.
+    pub on_invalid: OnInvalid,
 }
 
 /// What every ingest request of one distributor shares.
@@ -69,10 +94,11 @@ pub struct Ingest {
     /// Set when shutdown begins: new packets get 503. A flag, not a cancellation token:
     /// every packet reads it, and a token's state sits behind a lock both workers take.
     shutting_down: AtomicBool,
-    /// `logdist_packets_received_total`, registered once: ingest counts every packet.
-    packets_received: metrics::Counter,
-    /// `logdist_messages_received_total`.
-    messages_received: metrics::Counter,
+    /// `logdist_packets_received_total` and `logdist_messages_received_total` of each
+    /// format, in the order of [`HTTP_FORMATS`], registered once: ingest counts every packet.
+    received: Vec<Received>,
+    /// Where bad records are written, if anywhere (`--dead-letter`).
+    dead_letter: Option<DeadLetter>,
 }
 
 impl Ingest {
@@ -82,6 +108,7 @@ impl Ingest {
         routing: Arc<Routing>,
         idempotency: Arc<idempotency::Keys>,
         via: Arc<str>,
+        dead_letter: Option<DeadLetter>,
     ) -> Arc<Self> {
         // A counter registered before the recorder is installed is a no-op for good: the
         // recorder must exist first (the status endpoint installs it only after this).
@@ -92,9 +119,18 @@ impl Ingest {
             idempotency,
             via,
             shutting_down: AtomicBool::new(false),
-            packets_received: metrics::counter!("logdist_packets_received_total"),
-            messages_received: metrics::counter!("logdist_messages_received_total"),
+            received: HTTP_FORMATS.iter().map(|f| Received::new(f.name)).collect(),
+            dead_letter,
         })
+    }
+
+    /// The counters of `format`.
+    fn received(&self, format: &HttpFormat) -> &Received {
+        let at = HTTP_FORMATS
+            .iter()
+            .position(|f| std::ptr::eq(*f, format))
+            .expect("every format served is in HTTP_FORMATS");
+        &self.received[at]
     }
 
     /// From now on, new packets are answered 503: the distributor is shutting down.
@@ -114,6 +150,21 @@ impl Ingest {
             routes = routes.route(format.path, post(handler));
         }
         crate::http::auth::guarded(routes, self.settings.token.as_deref()).with_state(self.clone())
+    }
+}
+
+/// The packets and messages one format received.
+struct Received {
+    packets: metrics::Counter,
+    messages: metrics::Counter,
+}
+
+impl Received {
+    fn new(format: &'static str) -> Self {
+        Self {
+            packets: metrics::counter!("logdist_packets_received_total", "format" => format),
+            messages: metrics::counter!("logdist_messages_received_total", "format" => format),
+        }
     }
 }
 
@@ -189,13 +240,15 @@ async fn process(
     format: &'static HttpFormat,
     via: Option<Arc<str>>,
 ) -> Result<Answer, ApiError> {
-    let limit = ingest.settings.max_body;
+    let settings = &ingest.settings;
+    let limit = settings.max_body;
+    let now_ms = epoch_ms(SystemTime::now());
     let options = DecodeOptions {
-        validation: ingest.settings.validation,
-        // `--timestamp-unit` is to come; milliseconds is the unit the analyzers know.
-        unit: TimestampUnit::Milliseconds,
-        now_ms: epoch_ms(SystemTime::now()),
+        validation: settings.validation,
+        unit: settings.unit,
+        now_ms,
         max_len: limit,
+        schema: settings.schema.clone(),
     };
     let decoded = if body.len() <= INLINE_DECODE_BYTES && encoding.content_encoding.is_none() {
         refuse_early_if_full(ingest, format, media_type, &body)?;
@@ -215,13 +268,63 @@ async fn process(
         _ => StatusCode::OK,
     };
     let Decoded { packet, rejected } = decoded;
-    let ack = accept(ingest, packet, via).await?;
+    if !rejected.is_empty() {
+        set_aside(ingest, format, now_ms, &rejected)?;
+    }
+    let ack = accept(ingest, format, packet, via).await?;
     Ok((format.answer)(&Outcome {
         status,
         ack: &ack,
         rejected: &rejected,
         media_type,
     }))
+}
+
+/// What becomes of the records a decoder refused one by one, before the others are
+/// routed. A format whose answer reports them (OTLP's `partial_success`, Loki's 400) has
+/// them written to the dead-letter file when there is one. logdist's own formats do as
+/// `--on-invalid` says: refuse the body (400 with the first bad record, today's answer),
+/// or drop them (and write them). A dead letter that cannot be written refuses the body
+/// with 503, so that nothing is lost: the agent sends it again.
+fn set_aside(
+    ingest: &Ingest,
+    format: &HttpFormat,
+    now_ms: i64,
+    rejected: &[RecordError],
+) -> Result<(), ApiError> {
+    let count = |action: &'static str| {
+        metrics::counter!("logdist_records_invalid_total", "format" => format.name, "action" => action)
+            .increment(rejected.len() as u64);
+    };
+    let policy = match format.reports_records {
+        true => OnInvalid::DeadLetter,
+        false => ingest.settings.on_invalid,
+    };
+    let letters = match (policy, &ingest.dead_letter) {
+        (OnInvalid::Reject, _) => {
+            count("rejected");
+            return Err(ApiError::BadRequest(rejected[0].to_string()));
+        }
+        (OnInvalid::DeadLetter, Some(letters)) => letters,
+        (OnInvalid::Drop | OnInvalid::DeadLetter, _) => {
+            count("dropped");
+            return Ok(());
+        }
+    };
+    match letters.write(format.name, now_ms, rejected) {
+        Ok(()) => {
+            count("dead_lettered");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(format = format.name, error = %e, "Could not write to the dead-letter file; the body is refused with 503.");
+            count("unwritten");
+            Err(ApiError::Unavailable {
+                reason: format!("the dead-letter file cannot be written: {e}"),
+                retry_after: Duration::from_secs(5),
+            })
+        }
+    }
 }
 
 /// Epoch milliseconds of `at` (negative before 1970).
@@ -304,7 +407,8 @@ fn decode(
 fn respond(format: &HttpFormat, result: Result<Response, ApiError>) -> Response {
     result.unwrap_or_else(|e| {
         tracing::debug!(format = format.name, error = %e, "Refused a request.");
-        metrics::counter!("logdist_rejected_total", "reason" => e.reason()).increment(1);
+        metrics::counter!("logdist_rejected_total", "reason" => e.reason(), "format" => format.name)
+            .increment(1);
         e.into_response()
     })
 }
@@ -314,6 +418,7 @@ fn respond(format: &HttpFormat, result: Result<Response, ApiError>) -> Response 
 /// is answered at once.
 async fn accept(
     ingest: &Ingest,
+    format: &HttpFormat,
     packet: Packet,
     via: Option<Arc<str>>,
 ) -> Result<PacketAck, ApiError> {
@@ -325,7 +430,7 @@ async fn accept(
         return Ok(PacketAck {
             messages,
             status: "accepted".to_owned(),
-            analyzer: None,
+            ..PacketAck::default()
         });
     }
     let (ack, outcome) = match ingest.settings.ack {
@@ -345,8 +450,9 @@ async fn accept(
         .routing
         .dispatch(job)
         .map_err(|(_, why)| unavailable(why))?;
-    ingest.packets_received.increment(1);
-    ingest.messages_received.increment(u64::from(messages));
+    let received = ingest.received(format);
+    received.packets.increment(1);
+    received.messages.increment(u64::from(messages));
     let analyzer = match outcome {
         None => None,
         Some(rx) => match rx.await {
@@ -364,6 +470,7 @@ async fn accept(
         }
         .to_owned(),
         analyzer,
+        ..PacketAck::default()
     })
 }
 

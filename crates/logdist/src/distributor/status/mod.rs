@@ -72,15 +72,19 @@ pub async fn metrics(State(status): State<Arc<Status>>) -> Response {
         .into_response()
 }
 
-/// Unknown paths.
-pub async fn not_found() -> ApiError {
+/// Unknown paths, counted in `logdist_rejected_total{reason="not_found"}`: an agent
+/// configured with the wrong path shows there.
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    metrics::counter!("logdist_rejected_total", "reason" => "not_found").increment(1);
+    tracing::debug!(path = uri.path(), "Request to an unknown path.");
     ApiError::NotFound(
-        "no such endpoint; see /health, /packets, /message/send, /analyzer/stats".to_owned(),
+        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /analyzer/stats".to_owned(),
     )
 }
 
 /// A known path with the wrong method.
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    metrics::counter!("logdist_rejected_total", "reason" => "method_not_allowed").increment(1);
     let allow = match uri.path() {
         "/analyzer/stats" | "/health" | "/metrics" => "GET",
         _ => "POST",
