@@ -32,9 +32,6 @@ const BATCH: &str = concat!(
 /// The good records of [`BATCH`], by their message.
 const GOOD: [&str; 3] = ["first", "second", "fifth"];
 
-/// The counter of records dropped as invalid, every reason together.
-const DROPPED: &str = "logdist_records_dropped_total";
-
 /// Posts [`BATCH`] to `distributor` as Fluent Bit's `json_lines` output does.
 async fn post_batch(http: &Http, distributor: &str) -> Answer {
     http.post(
@@ -45,19 +42,25 @@ async fn post_batch(http: &Http, distributor: &str) -> Answer {
     .await
 }
 
-/// The sum of the series of `name` in the distributor's `/metrics`.
-async fn counted(http: &Http, distributor: &str, name: &str) -> f64 {
+/// `logdist_records_invalid_total` of `/packets` for `action` (`rejected`, `dropped`,
+/// `dead_lettered`) in the distributor's `/metrics`.
+async fn invalid(http: &Http, distributor: &str, action: &str) -> f64 {
     let text = http.get(&format!("{distributor}/metrics")).await.text();
-    metric(&text, name)
+    let (format, action) = ("format=\"packets\"", format!("action=\"{action}\""));
+    text.lines()
+        .filter(|l| l.starts_with("logdist_records_invalid_total{"))
+        .filter(|l| l.contains(format) && l.contains(&action))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Sends [`BATCH`] to a distributor with `flags`, and checks what `drop` and
-/// `dead-letter` share: the good records are delivered, the answer is 200 and counts
-/// them, and the two bad ones are counted as dropped. Returns the answer.
-async fn good_records_arrive_and_bad_ones_are_counted(dir: &Path, flags: &[&str]) -> Value {
+/// `dead-letter` share: the good records are delivered, the answer is 200, counts them
+/// and says which two were dropped and why, and `/metrics` counts the two under `action`.
+async fn good_records_arrive_and_bad_ones_are_counted(dir: &Path, flags: &[&str], action: &str) {
     let http = Http::new();
     let (distributor, _analyzers, journals) = distributor_and_analyzers(dir, flags).await;
-    let dropped_before = counted(&http, &distributor.url, DROPPED).await;
+    let invalid_before = invalid(&http, &distributor.url, action).await;
 
     let answer = post_batch(&http, &distributor.url).await;
     assert_eq!(
@@ -68,6 +71,20 @@ async fn good_records_arrive_and_bad_ones_are_counted(dir: &Path, flags: &[&str]
     );
     let json = answer.json();
     assert_eq!(json["messages"], 3, "{json}");
+    assert_eq!(json["dropped"], 2, "{json}");
+    let errors = json["errors"].as_array().unwrap();
+    assert!(
+        errors.len() == 2
+            && errors[0]
+                .as_str()
+                .unwrap()
+                .starts_with("line 3: expected a JSON object")
+            && errors[1]
+                .as_str()
+                .unwrap()
+                .starts_with("line 4: no message"),
+        "where and why: {json}"
+    );
 
     let messages = received(&journals);
     let mut delivered: Vec<&str> = messages
@@ -83,23 +100,17 @@ async fn good_records_arrive_and_bad_ones_are_counted(dir: &Path, flags: &[&str]
     assert_eq!(first["source"], "web-1");
 
     assert_eq!(
-        counted(&http, &distributor.url, DROPPED).await - dropped_before,
+        invalid(&http, &distributor.url, action).await - invalid_before,
         2.0,
-        "{DROPPED} counts the two bad records"
+        "/metrics counts the two bad records as {action}"
     );
-    json
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drop_delivers_the_good_records_and_counts_the_bad_ones() {
     let _sending = SENDING.lock().await;
     let dir = scratch("on-invalid-drop");
-    let answer =
-        good_records_arrive_and_bad_ones_are_counted(&dir, &["--on-invalid", "drop"]).await;
-    // The answer says how many were dropped and why.
-    assert_eq!(answer["dropped"], 2, "{answer}");
-    let text = answer.to_string();
-    assert!(text.contains("line 3") && text.contains("line 4"), "{text}");
+    good_records_arrive_and_bad_ones_are_counted(&dir, &["--on-invalid", "drop"], "dropped").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,11 +119,8 @@ async fn dead_letter_writes_each_bad_record_with_its_reason() {
     let dir = scratch("on-invalid-dead-letter");
     let file = dir.join("dead-letter.ndjson");
     let path = file.to_str().unwrap();
-    good_records_arrive_and_bad_ones_are_counted(
-        &dir,
-        &["--on-invalid", "dead-letter", "--dead-letter", path],
-    )
-    .await;
+    let flags = ["--on-invalid", "dead-letter", "--dead-letter", path];
+    good_records_arrive_and_bad_ones_are_counted(&dir, &flags, "dead_lettered").await;
 
     let text = std::fs::read_to_string(&file)
         .unwrap_or_else(|e| panic!("the dead letters are not in {path}: {e}"));
@@ -124,15 +132,35 @@ async fn dead_letter_writes_each_bad_record_with_its_reason() {
         })
         .collect();
     assert_eq!(letters.len(), 2, "{text}");
-    let number = letters[0].to_string();
-    assert!(
-        number.contains("42") && number.contains("line 3"),
-        "the record and where it was: {number}"
+    for letter in &letters {
+        assert_eq!(letter["format"], "packets", "{letter}");
+        assert!(letter["received_ms"].as_i64().unwrap() > 1_700_000_000_000);
+    }
+    let number = &letters[0];
+    assert_eq!(
+        (&number["at"], &number["record"]),
+        (&"line 3".into(), &"42".into()),
+        "{number}"
     );
-    let no_message = letters[1].to_string();
     assert!(
-        no_message.contains("warn") && no_message.contains("message"),
-        "the record and why: {no_message}"
+        number["reason"]
+            .as_str()
+            .unwrap()
+            .contains("expected a JSON object"),
+        "{number}"
+    );
+    let no_message = &letters[1];
+    assert_eq!(no_message["at"], "line 4", "{no_message}");
+    assert_eq!(
+        no_message["record"], r#"{"date":1796552912.306,"level":"warn","host":"web-1"}"#,
+        "the record as sent: {no_message}"
+    );
+    assert!(
+        no_message["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("no message"),
+        "{no_message}"
     );
 }
 
@@ -147,7 +175,10 @@ async fn reject_refuses_the_batch_naming_the_bad_record() {
     ] {
         let dir = scratch(test);
         let (distributor, _analyzers, journals) = distributor_and_analyzers(&dir, flags).await;
-        let dropped_before = counted(&http, &distributor.url, DROPPED).await;
+        let (dropped_before, rejected_before) = (
+            invalid(&http, &distributor.url, "dropped").await,
+            invalid(&http, &distributor.url, "rejected").await,
+        );
 
         let answer = post_batch(&http, &distributor.url).await;
         assert_eq!(answer.status, 400, "{flags:?}: {}", answer.text());
@@ -164,9 +195,13 @@ async fn reject_refuses_the_batch_naming_the_bad_record() {
             "{flags:?}: nothing is delivered"
         );
         assert_eq!(
-            counted(&http, &distributor.url, DROPPED).await,
+            invalid(&http, &distributor.url, "dropped").await,
             dropped_before,
             "{flags:?}: nothing is dropped"
+        );
+        assert!(
+            invalid(&http, &distributor.url, "rejected").await > rejected_before,
+            "{flags:?}: the refusal is counted"
         );
     }
 }
