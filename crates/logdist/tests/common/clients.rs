@@ -42,19 +42,19 @@ pub async fn distributor_and_analyzers(
 
 /// Every message the analyzers wrote to their journals.
 pub fn received(journals: &[PathBuf]) -> Vec<Value> {
-    journals
-        .iter()
-        .flat_map(|path| {
-            std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|e| panic!("a journal line is not JSON ({e}): {line}"))
-                })
-                .collect::<Vec<Value>>()
-        })
-        .collect()
+    read_journals(journals).unwrap_or_else(|line| panic!("a journal line is not JSON: {line}"))
+}
+
+/// Every message in the journals, or the first line that is not JSON: one an analyzer
+/// is writing at the moment, when a client sends on its own schedule.
+fn read_journals(journals: &[PathBuf]) -> Result<Vec<Value>, String> {
+    let mut messages = Vec::new();
+    for path in journals {
+        for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+            messages.push(serde_json::from_str(line).map_err(|e| format!("{e}: {line}"))?);
+        }
+    }
+    Ok(messages)
 }
 
 /// Waits until the journals hold `count` messages (at most `timeout`), for clients that
@@ -69,7 +69,8 @@ pub async fn wait_received(
 ) -> Vec<Value> {
     let deadline = Instant::now() + timeout;
     loop {
-        let messages = received(journals);
+        // A line being written is read again at the next look.
+        let messages = read_journals(journals).unwrap_or_default();
         assert!(
             messages.len() <= count,
             "{} messages arrived, {count} were sent: {}",
