@@ -11,10 +11,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::inproc::{InProc, Running};
+use common::clients::*;
+use common::inproc::InProc;
 use common::*;
 use serde_json::{Value, json};
 
@@ -24,91 +22,21 @@ const PUSH_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/lok
 /// The levels the script logs record i at (`LEVELS[i % 5]`), as logdist's severities.
 const SEVERITIES: [&str; 5] = ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
 
-/// Held by every test that sends while it runs: the distributors of one test process count
-/// into one recorder, so counting a test's packets by the counters' change needs no other
-/// test sending (`cargo test` runs this file's tests side by side in one process).
-static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// Runs the script's `client` against `distributor`, sending `records` records with
 /// `tags`; returns how many pushes were answered with each status.
 async fn push_through(distributor: &str, client: &str, records: u64, tags: &Value) -> Value {
-    let mut command = Command::new("python3");
-    command.args([
-        PUSH_SCRIPT,
-        "--url",
-        &format!("{distributor}/loki/api/v1/push"),
-        "--client",
-        client,
-        "--records",
-        &records.to_string(),
-        "--tags",
-        &tags.to_string(),
-    ]);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| {
-            panic!("could not run python3 ({e}): install Python 3 and run .ci/run's pip install")
-        });
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the Loki push script failed ({}): {stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the script's report is not JSON ({e}): {}\n{stderr}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
+    let args = [
+        "--url".to_owned(),
+        format!("{distributor}/loki/api/v1/push"),
+        "--client".to_owned(),
+        client.to_owned(),
+        "--records".to_owned(),
+        records.to_string(),
+        "--tags".to_owned(),
+        tags.to_string(),
+    ];
+    let report = run_python(PUSH_SCRIPT, &args, "the Loki push script").await;
     report["statuses"].clone()
-}
-
-/// A distributor and two analyzers writing journals in `dir`.
-async fn distributor_and_analyzers(dir: &Path) -> (Running, Vec<Running>, Vec<PathBuf>) {
-    let distributor = InProc::distributor(&[]).await;
-    let mut analyzers = Vec::new();
-    let mut journals = Vec::new();
-    for id in [1, 2] {
-        let journal = dir.join(format!("journal_{id}.ndjson"));
-        let path = journal.to_str().unwrap().to_owned();
-        analyzers.push(InProc::analyzer(id, 0.5, &distributor.url, &["--journal", &path]).await);
-        journals.push(journal);
-    }
-    Http::new()
-        .wait_stats(&distributor.url, "two analyzers online", |s| {
-            online(s, &["analyzer_1", "analyzer_2"])
-        })
-        .await;
-    (distributor, analyzers, journals)
-}
-
-/// Every message the analyzers wrote to their journals.
-fn received(journals: &[PathBuf]) -> Vec<Value> {
-    journals
-        .iter()
-        .flat_map(|path| {
-            std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|e| panic!("a journal line is not JSON ({e}): {line}"))
-                })
-                .collect::<Vec<Value>>()
-        })
-        .collect()
-}
-
-/// The `logdist_packets_received_total` and `logdist_messages_received_total` of
-/// `distributor`.
-async fn received_totals(http: &Http, distributor: &str) -> (f64, f64) {
-    let text = http.get(&format!("{distributor}/metrics")).await.text();
-    (
-        metric(&text, "logdist_packets_received_total"),
-        metric(&text, "logdist_messages_received_total"),
-    )
 }
 
 /// Sends `records` records through `client` with `tags`, and checks that every push was
@@ -126,7 +54,7 @@ async fn records_arrive_mapped(
     let _sending = SENDING.lock().await;
     let dir = scratch(test);
     let http = Http::new();
-    let (distributor, _analyzers, journals) = distributor_and_analyzers(&dir).await;
+    let (distributor, _analyzers, journals) = distributor_and_analyzers(&dir, &[]).await;
     let (packets_before, messages_before) = received_totals(&http, &distributor.url).await;
 
     let statuses = push_through(&distributor.url, client, records, &tags).await;

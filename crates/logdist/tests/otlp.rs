@@ -10,24 +10,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::inproc::{InProc, Running};
+use common::clients::*;
+use common::inproc::InProc;
 use common::*;
 use hyper::Method;
-use serde_json::Value;
 
 /// The script that drives the SDK.
 const EXPORT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/otlp_export.py");
 
 /// The levels the script logs record i at (`LEVELS[i % 5]`), as logdist's severities.
 const SEVERITIES: [&str; 5] = ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
-
-/// Held by every test that sends while it runs: the distributors of one test process count
-/// into one recorder, and `cargo test` runs this file's tests side by side in one process,
-/// so counting a test's packets by the counters' change needs no other test sending.
-static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How the script sends its records.
 struct Export<'a> {
@@ -41,99 +33,31 @@ struct Export<'a> {
 /// Runs the SDK's exporter against `distributor`; returns the size of each export the SDK
 /// made, all of which must have succeeded.
 async fn export_through_sdk(distributor: &str, export: &Export<'_>) -> Vec<u64> {
-    let mut command = Command::new("python3");
-    command.args([
-        EXPORT_SCRIPT,
-        "--endpoint",
-        &format!("{distributor}/v1/logs"),
-        "--encoding",
-        export.encoding,
-        "--service",
-        export.service,
-        "--records",
-        &export.records.to_string(),
-    ]);
+    let mut args = vec![
+        "--endpoint".to_owned(),
+        format!("{distributor}/v1/logs"),
+        "--encoding".to_owned(),
+        export.encoding.to_owned(),
+        "--service".to_owned(),
+        export.service.to_owned(),
+        "--records".to_owned(),
+        export.records.to_string(),
+    ];
     if let Some(token) = export.token {
-        command.args(["--token", token]);
+        args.extend(["--token".to_owned(), token.to_owned()]);
     }
     if export.gzip {
-        command.arg("--gzip");
+        args.push("--gzip".to_owned());
     }
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| {
-            panic!("could not run python3 ({e}): install Python 3 and run .ci/run's pip install")
-        });
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the OTLP export script failed ({}): {stderr}",
-        output.status
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the script's report is not JSON ({e}): {}\n{stderr}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
+    let report = run_python(EXPORT_SCRIPT, &args, "the OTLP export script").await;
     let exports = report["exports"].as_array().unwrap();
     for export in exports {
-        assert_eq!(export["result"], "SUCCESS", "{report}\n{stderr}");
+        assert_eq!(export["result"], "SUCCESS", "{report}");
     }
     exports
         .iter()
         .map(|e| e["records"].as_u64().unwrap())
         .collect()
-}
-
-/// A distributor with `flags` and two analyzers writing journals in `dir`.
-async fn distributor_and_analyzers(
-    dir: &Path,
-    flags: &[&str],
-) -> (Running, Vec<Running>, Vec<PathBuf>) {
-    let distributor = InProc::distributor(flags).await;
-    let mut analyzers = Vec::new();
-    let mut journals = Vec::new();
-    for id in [1, 2] {
-        let journal = dir.join(format!("journal_{id}.ndjson"));
-        let path = journal.to_str().unwrap().to_owned();
-        analyzers.push(InProc::analyzer(id, 0.5, &distributor.url, &["--journal", &path]).await);
-        journals.push(journal);
-    }
-    Http::new()
-        .wait_stats(&distributor.url, "two analyzers online", |s| {
-            online(s, &["analyzer_1", "analyzer_2"])
-        })
-        .await;
-    (distributor, analyzers, journals)
-}
-
-/// Every message the analyzers wrote to their journals.
-fn received(journals: &[PathBuf]) -> Vec<Value> {
-    journals
-        .iter()
-        .flat_map(|path| {
-            std::fs::read_to_string(path)
-                .unwrap_or_default()
-                .lines()
-                .map(|line| {
-                    serde_json::from_str(line)
-                        .unwrap_or_else(|e| panic!("a journal line is not JSON ({e}): {line}"))
-                })
-                .collect::<Vec<Value>>()
-        })
-        .collect()
-}
-
-/// The `logdist_packets_received_total` and `logdist_messages_received_total` of
-/// `distributor`.
-async fn received_totals(http: &Http, distributor: &str) -> (f64, f64) {
-    let text = http.get(&format!("{distributor}/metrics")).await.text();
-    (
-        metric(&text, "logdist_packets_received_total"),
-        metric(&text, "logdist_messages_received_total"),
-    )
 }
 
 /// Sends `export` through the SDK and checks that every record arrived once, as one

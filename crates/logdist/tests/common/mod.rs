@@ -5,8 +5,10 @@
 
 #![allow(dead_code)]
 
+pub mod clients;
 pub mod inproc;
 pub mod ledger;
+pub mod syslog_ng;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
