@@ -16,9 +16,7 @@ use common::*;
 use serde_json::Value;
 
 /// The services the load generator's records come from (`src/loadgen/templates.rs`).
-const SOURCES: [&str; 7] = [
-    "api", "auth", "db", "cache", "worker", "nginx", "payments",
-];
+const SOURCES: [&str; 7] = ["api", "auth", "db", "cache", "worker", "nginx", "payments"];
 
 /// Two journaling analyzers known to the distributor by `--analyzer`, and the distributor;
 /// returns the processes, the distributor's URL and the journals.
@@ -140,10 +138,8 @@ fn loadgen_protocols_are_delivered_record_for_message() {
             );
             assert!(message["timestamp"].is_u64(), "{protocol}: {message}");
         }
-        let severities: std::collections::BTreeSet<&str> = new
-            .iter()
-            .filter_map(|m| m["severity"].as_str())
-            .collect();
+        let severities: std::collections::BTreeSet<&str> =
+            new.iter().filter_map(|m| m["severity"].as_str()).collect();
         assert!(
             severities.contains("INFO") && severities.contains("WARN"),
             "{protocol}: {severities:?}"

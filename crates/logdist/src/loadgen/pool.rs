@@ -187,8 +187,13 @@ mod tests {
         let size = PacketSize { min: 3, max: 40 };
         let pool = PacketPool::generate(
             Endpoint::Packets,
-            Protocol::Ndjson, size, Encoding::Identity, 1, false)
-            .expect("generated");
+            Protocol::Ndjson,
+            size,
+            Encoding::Identity,
+            1,
+            false,
+        )
+        .expect("generated");
         assert_eq!(pool.len(), MAX_POOL);
         let mut severities = BTreeSet::new();
         let mut sizes = BTreeSet::new();
@@ -281,8 +286,13 @@ mod tests {
         let size = PacketSize { min: 1, max: 60 };
         let pool = PacketPool::generate(
             Endpoint::Packets,
-            Protocol::Ndjson, size, Encoding::Gzip, 4, true)
-            .expect("generated");
+            Protocol::Ndjson,
+            size,
+            Encoding::Gzip,
+            4,
+            true,
+        )
+        .expect("generated");
         for i in 0..50 {
             let packet = pool.get(i);
             let key = format!("run-2-{i}");

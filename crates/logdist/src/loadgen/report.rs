@@ -11,8 +11,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::args::{Endpoint, LoadgenArgs};
-use super::protocol::Protocol;
 use super::counters::CounterSnapshot;
+use super::protocol::Protocol;
 use super::stats;
 
 /// The result of a run. `Serialize` gives the `--report` JSON; field names are part of

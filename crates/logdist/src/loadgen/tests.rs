@@ -629,8 +629,14 @@ async fn written_bodies_are_the_pool_each_followed_by_an_empty_line() {
     let text = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
     let pool = PacketPool::generate(
-            Endpoint::Packets,
-            Protocol::Ndjson, size, Encoding::Identity, 7, false).unwrap();
+        Endpoint::Packets,
+        Protocol::Ndjson,
+        size,
+        Encoding::Identity,
+        7,
+        false,
+    )
+    .unwrap();
     assert_eq!(bodies, pool.len());
     let expected: Vec<u8> = (0..pool.len())
         .flat_map(|i| pool.get(i).body.iter().copied().chain([b'\n']))
@@ -827,9 +833,15 @@ fn every_protocol_decodes_to_the_records_it_was_written_from() {
 fn pools_of_every_protocol_hold_as_many_records_as_they_count() {
     let size = PacketSize { min: 1, max: 40 };
     for protocol in PROTOCOLS {
-        let pool =
-            PacketPool::generate(Endpoint::Packets, protocol, size, Encoding::Identity, 3, false)
-                .expect("generated");
+        let pool = PacketPool::generate(
+            Endpoint::Packets,
+            protocol,
+            size,
+            Encoding::Identity,
+            3,
+            false,
+        )
+        .expect("generated");
         let mut sizes = std::collections::BTreeSet::new();
         for i in 0..64 {
             let packet = pool.get(i);
@@ -856,13 +868,25 @@ fn pools_of_every_protocol_hold_as_many_records_as_they_count() {
 #[test]
 fn ids_are_stamped_into_ndjson_only() {
     let size = PacketSize::fixed(3);
-    let refused =
-        PacketPool::generate(Endpoint::Packets, Protocol::Otlp, size, Encoding::Identity, 1, true);
+    let refused = PacketPool::generate(
+        Endpoint::Packets,
+        Protocol::Otlp,
+        size,
+        Encoding::Identity,
+        1,
+        true,
+    );
     assert!(refused.is_err());
     // Single messages are logdist's own, whatever the protocol says.
-    let single =
-        PacketPool::generate(Endpoint::Message, Protocol::Bulk, size, Encoding::Identity, 1, true)
-            .expect("single messages");
+    let single = PacketPool::generate(
+        Endpoint::Message,
+        Protocol::Bulk,
+        size,
+        Encoding::Identity,
+        1,
+        true,
+    )
+    .expect("single messages");
     assert!(valid_message(&single.get(0).body));
 }
 
@@ -886,7 +910,11 @@ fn protocols_name_their_path_and_media_type() {
     for status in [StatusCode::OK, StatusCode::ACCEPTED, StatusCode::NO_CONTENT] {
         assert!(Protocol::is_success(status), "{status}");
     }
-    for status in [StatusCode::CREATED, StatusCode::BAD_REQUEST, StatusCode::NOT_FOUND] {
+    for status in [
+        StatusCode::CREATED,
+        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
+    ] {
         assert!(!Protocol::is_success(status), "{status}");
     }
 }
@@ -937,8 +965,7 @@ async fn formats_ingest(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, Vec<u8>) {
-    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some(protocol.content_type())
-    {
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some(protocol.content_type()) {
         stub.mismatched.fetch_add(1, Relaxed);
         return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
     }
@@ -1015,7 +1042,11 @@ async fn every_protocol_is_sent_to_its_path_and_acked_by_its_answer() {
             report.failures
         );
         assert_eq!(report.messages_acked, report.messages_sent, "{protocol:?}");
-        assert_eq!(stub.messages.load(Relaxed), report.messages_sent, "{protocol:?}");
+        assert_eq!(
+            stub.messages.load(Relaxed),
+            report.messages_sent,
+            "{protocol:?}"
+        );
         assert_eq!(stub.mismatched.load(Relaxed), 0, "{protocol:?}");
     }
 }
@@ -1032,7 +1063,10 @@ async fn a_partial_success_fails_its_packet_without_a_resend() {
     };
     let report = run(args, CancellationToken::new()).await.expect("run");
     assert_eq!((report.packets_acked, report.packets_failed), (0, 10));
-    assert_eq!(report.failures, BTreeMap::from([("partial".to_owned(), 10)]));
+    assert_eq!(
+        report.failures,
+        BTreeMap::from([("partial".to_owned(), 10)])
+    );
     assert_eq!(report.retries, 0);
     assert_eq!(stub.messages.load(Relaxed), 50);
 }
@@ -1073,7 +1107,10 @@ async fn written_bodies_of_other_protocols_are_length_prefixed() {
     let mut rest = &file[..];
     let mut read = 0;
     while !rest.is_empty() {
-        let newline = rest.iter().position(|b| *b == b'\n').expect("a length line");
+        let newline = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .expect("a length line");
         let len: usize = std::str::from_utf8(&rest[..newline])
             .expect("ASCII")
             .parse()
