@@ -18,6 +18,16 @@ One interleaved sequence of cases, each a client driving a path to the same thre
   wrk-replay         set against wrk -> the same analyzer sending the same packets (the
                      load generator's pool, `loadgen --write-bodies`, bench/peers/replay.lua)
 
+Protocol workloads (`PROTOCOL:N`, e.g. `otlp:100`): the same N records a request in
+each ingest protocol `logdist loadgen --protocol` speaks (ndjson, json, otlp, otlp-json,
+bulk, loki), from the load generator's pool (`--write-bodies`, seed 1) replayed by wrk
+(bench/peers/replay.lua for ndjson, bodies.lua for the others) to the protocol's path. Only
+nginx, logdist-delivered and logdist-accepted run them: logdist decodes, maps, routes by
+messages and delivers, counted at the sinks; nginx passes the same bodies opaque to the
+sinks' /packets, so its messages/s is weighted by requests (answered 2xx x N). A case that
+fails is reported and skipped, not fatal (/_bulk, or shippers' JSON at /packets, may not be
+served by the distributor built).
+
 Each case: start the proxy (fresh per case), a warm-up client run of WARMUP, then the
 measured client run of DURATION. Messages are counted at the analyzers (GET /stats
 `messages`) just before and just after the measured run; CPU seconds of the client, the
@@ -68,7 +78,7 @@ def knobs():
         "CONNECTIONS": int(os.environ.get("CONNECTIONS", "64")),
         "THREADS": int(os.environ.get("THREADS", "2")),
         "CASES": os.environ.get("CASES", ""),
-        "WORKLOADS": os.environ.get("WORKLOADS", "1,100,mix"),
+        "WORKLOADS": os.environ.get("WORKLOADS", "1,100,mix,ndjson:100,json:100,otlp:100,bulk:100"),
         "MIX": os.environ.get("MIX", "1..1000"),
         "MIX_BODIES": int(os.environ.get("MIX_BODIES", "64")),
         "PACED": os.environ.get("PACED", "1=30000,100=20000,mix=6000"),
@@ -318,6 +328,34 @@ def all_cases(has_validate):
     return cases
 
 
+# === protocol workloads ===
+
+# `logdist loadgen --protocol` name -> (path, Content-Type, title)
+PROTOCOLS = {
+    "ndjson": ("/packets", "application/x-ndjson", "logdist's NDJSON"),
+    "json": ("/packets", "application/json", "Fluent Bit-shaped JSON array"),
+    "otlp": ("/v1/logs", "application/x-protobuf", "OTLP/HTTP protobuf"),
+    "otlp-json": ("/v1/logs", "application/json", "OTLP/JSON"),
+    "bulk": ("/_bulk", "application/x-ndjson", "Elasticsearch bulk"),
+    "loki": ("/loki/api/v1/push", "application/x-protobuf", "Loki push (snappy protobuf)"),
+}
+# The cases that run protocol workloads: the ceiling, HAProxy and the load generator's own
+# cases send to paths or with bodies the sinks do not take.
+PROTOCOL_CASES = ("nginx", "logdist-delivered", "logdist-accepted")
+
+
+def protocol_of(workload):
+    """(protocol, records a request) of a `PROTOCOL:N` workload, else (None, None)."""
+    name, sep, n = str(workload).partition(":")
+    if not sep:
+        return None, None
+    return name, int(n)
+
+
+def runs_case(name, workload):
+    return protocol_of(workload)[0] is None or name in PROTOCOL_CASES
+
+
 # === the clients ===
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -351,7 +389,10 @@ def parse_wrk(out):
 
 
 def wrk_args(k, workload, url, secs, bodies=None):
-    if bodies:
+    protocol, _ = protocol_of(workload)
+    if bodies and protocol not in (None, "ndjson"):
+        script, extra = PEERS / "bodies.lua", [str(bodies), PROTOCOLS[protocol][1]]
+    elif bodies:
         script, extra = PEERS / "replay.lua", [str(bodies)]
     elif workload == "mix":
         lo, hi = k["mix_range"]
@@ -364,16 +405,24 @@ def wrk_args(k, workload, url, secs, bodies=None):
 
 
 def packet_size(k, workload):
+    protocol, n = protocol_of(workload)
+    if protocol:
+        return str(n)
     return f"{k['mix_range'][0]}..{k['mix_range'][1]}" if workload == "mix" else str(workload)
 
 
 def write_bodies(k, workload, scratch):
-    """The packets `logdist loadgen` sends on `workload` (its pool, seed 1), written for
-    wrk's replay.lua, so that wrk and the load generator are compared on the same packets."""
-    path = scratch / f"bodies-{workload}.ndjson"
+    """The packets `logdist loadgen` sends on `workload` (its pool, seed 1, in the
+    workload's protocol), written for wrk's replay.lua (or bodies.lua), so that wrk and the
+    load generator are compared on the same packets."""
+    protocol, _ = protocol_of(workload)
+    path = scratch / f"bodies-{str(workload).replace(':', '-')}.bodies"
     if not path.exists():
-        subprocess.run([str(BIN), "loadgen", "--packet-size", packet_size(k, workload), "--seed", "1",
-                        "--write-bodies", str(path)], check=True, capture_output=True)
+        p = subprocess.run([str(BIN), "loadgen", "--packet-size", packet_size(k, workload), "--seed", "1",
+                            "--protocol", protocol or "ndjson", "--write-bodies", str(path)],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            fail(f"logdist loadgen --write-bodies failed for workload {workload}:\n{p.stderr}")
     return path
 
 
@@ -391,8 +440,11 @@ def run_client(procs, k, kind, workload, base, secs, scratch, tag):
     if kind in ("wrk", "replay"):
         log = scratch / f"wrk-{tag}.out"
         log.write_bytes(b"")
-        bodies = write_bodies(k, workload, scratch) if kind == "replay" else None
-        proc = procs.start(wrk_args(k, workload, f"{base}/packets", secs, bodies), log)
+        protocol, _ = protocol_of(workload)
+        replayed = kind == "replay" or protocol is not None
+        bodies = write_bodies(k, workload, scratch) if replayed else None
+        path = PROTOCOLS[protocol][0] if protocol else "/packets"
+        proc = procs.start(wrk_args(k, workload, f"{base}{path}", secs, bodies), log)
         cpu = wait_rusage(proc)
         procs.procs.remove(proc)
         out = log.read_text(errors="replace")
@@ -491,12 +543,22 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
     shares = [d / sum(routed) if sum(routed) else 0.0 for d in routed]
     shares_in_window = [d / total if total else 0.0 for d in delivered]
     through_proxy = starter is not None
+    protocol, per_request = protocol_of(workload)
+    # nginx passes a protocol's bodies opaque (the sinks count newlines, not records): its
+    # messages are the records of the requests it answered 2xx.
+    by_requests = protocol is not None and not name.startswith("logdist")
+    if by_requests:
+        total = max(0, result["requests"] - result["failed"]) * per_request
+        through_proxy_shares = False
+    else:
+        through_proxy_shares = through_proxy
     r = {
         "case": name, "path": label, "workload": str(workload),
+        "messages_by_requests": by_requests,
         "window_s": window, "wall_s": wall,
         "messages_delivered": total, "delivered_per_analyzer": delivered,
         "routed_per_analyzer": routed,
-        "delivered_after_window": sum(routed) - total,
+        "delivered_after_window": sum(routed) - sum(delivered),
         "messages_per_s": total / window if window else 0.0,
         "requests": result["requests"], "requests_per_s": result["requests_per_s"],
         "failed_requests": result["failed"], "errors": result["errors"],
@@ -507,10 +569,11 @@ def run_case(procs, k, name, case, workload, sinks, sink_procs, scratch):
                     "machine": busy_pct, "irq": irq_pct,
                     "other": max(0.0, busy_pct - pct(client_cpu) - pct(proxy_cpu) - pct(sinks_cpu))},
         "peak_rss_mib": peak if through_proxy else None,
-        "shares": shares if through_proxy else None,
-        "shares_in_window": shares_in_window if through_proxy else None,
-        "share_error": [abs(s - w) for s, w in zip(shares, WEIGHTS)] if through_proxy else None,
-        "max_share_error": max(abs(s - w) for s, w in zip(shares, WEIGHTS)) if through_proxy else None,
+        "shares": shares if through_proxy_shares else None,
+        "shares_in_window": shares_in_window if through_proxy_shares else None,
+        "share_error": [abs(s - w) for s, w in zip(shares, WEIGHTS)] if through_proxy_shares else None,
+        "max_share_error": (max(abs(s - w) for s, w in zip(shares, WEIGHTS))
+                            if through_proxy_shares else None),
     }
     if "loadgen" in result:
         r["loadgen"] = result["loadgen"]
@@ -566,7 +629,31 @@ def summarize(runs, order, workloads):
                 "wrk_cpu_pct": wk["cpu_pct"]["client"], "loadgen_cpu_pct": lg["cpu_pct"]["client"],
                 "wrk_p99_ms": wk["p99_ms"], "loadgen_p99_ms": lg["p99_ms"],
             })
-    return rows, loadgen
+    return rows, loadgen, protocol_summary(by, workloads)
+
+
+def protocol_summary(by, workloads):
+    """Per protocol workload: logdist against nginx (target 1.2x), and shippers' JSON
+    against native NDJSON of the same size through logdist (target 0.7x)."""
+    out = []
+    for w in workloads:
+        protocol, n = protocol_of(w)
+        if not protocol:
+            continue
+        ld, ngx = by.get(("logdist-delivered", str(w))), by.get(("nginx", str(w)))
+        native = by.get(("logdist-delivered", f"ndjson:{n}"))
+        entry = {
+            "workload": str(w), "protocol": protocol, "records_per_request": n,
+            "logdist_messages_per_s": ld["messages_per_s"] if ld else None,
+            "nginx_messages_per_s": ngx["messages_per_s"] if ngx else None,
+            "vs_nginx": (ld["messages_per_s"] / ngx["messages_per_s"]
+                         if ld and ngx and ngx["messages_per_s"] else None),
+            "logdist_failed_requests": ld["failed_requests"] if ld else None,
+        }
+        if protocol == "json" and ld and native and native["messages_per_s"]:
+            entry["vs_native_ndjson"] = ld["messages_per_s"] / native["messages_per_s"]
+        out.append(entry)
+    return out
 
 
 def fmt(v, spec, none="–"):
@@ -574,13 +661,17 @@ def fmt(v, spec, none="–"):
 
 
 def workload_title(w, k):
+    protocol, n = protocol_of(w)
+    if protocol:
+        return (f"{PROTOCOLS[protocol][2]} ({protocol}), {n} records a request to {PROTOCOLS[protocol][0]} "
+                "(the load generator's bodies replayed by wrk; nginx's msg/s = requests answered 2xx x records)")
     if w == "mix":
         lo, hi = k["mix_range"]
         return f"Packets of {lo}..{hi} messages (uniform; wrk cycles through {k['MIX_BODIES']} pre-built bodies per thread)"
     return f"Packets of {w} message{'s' if w != '1' else ''}"
 
 
-def markdown(rows, loadgen, k, env, command):
+def markdown(rows, loadgen, k, env, command, protocols=()):
     out = ["# logdist against nginx and HAProxy, and the ceiling", "",
            f"`{command}`", "",
            f"wrk -t{k['THREADS']} -c{k['CONNECTIONS']}, {k['WARMUP']} warm-up then {k['DURATION']} measured "
@@ -614,7 +705,8 @@ def markdown(rows, loadgen, k, env, command):
     if others and statistics.mean(others) > 15:
         out[2:2] = [f"**Other processes used {statistics.mean(others):.0f}% of the machine on average during "
                     "the measured windows (column `other %`): the numbers are skewed.**", ""]
-    for w in sorted({r["workload"] for r in rows}, key=lambda x: (x == "mix", int(x) if x.isdigit() else 0)):
+    for w in sorted({r["workload"] for r in rows},
+                    key=lambda x: (protocol_of(x)[0] is not None, x == "mix", int(x) if x.isdigit() else 0, x)):
         out += [f"## {workload_title(w, k)}", "",
                 "| path | msg/s | x ceiling | x nginx | p50 ms | p99 ms | CPU client/proxy/sinks % | other % "
                 "| RSS MiB | shares % | max err pp | failed |",
@@ -649,6 +741,19 @@ def markdown(rows, loadgen, k, env, command):
                        f"{g['loadgen_messages_per_s']:,.0f} | {g['wrk_cpu_pct']:.0f} | {g['loadgen_cpu_pct']:.0f} | "
                        f"{g['wrk_p99_ms']:.2f} | {g['loadgen_p99_ms']:.2f} | "
                        f"{fmt(g['wrk_own_requests_per_s'], ',.0f')} |")
+        out.append("")
+    if protocols:
+        out += ["## Ingest protocols", "",
+                "logdist (`--ack delivered`: decoded, mapped, routed by messages, delivered) against nginx "
+                "passing the same bodies opaque (target: 1.2x), and shippers' JSON against logdist's own NDJSON "
+                "on the same records (target: 0.7x). A protocol the distributor does not serve shows its "
+                "failed requests.", "",
+                "| workload | logdist msg/s | nginx msg/s | x nginx | x native NDJSON | logdist failed requests |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for p in protocols:
+            out.append(f"| {p['workload']} | {fmt(p['logdist_messages_per_s'], ',.0f')} | "
+                       f"{fmt(p['nginx_messages_per_s'], ',.0f')} | {fmt(p['vs_nginx'], '.2f')} | "
+                       f"{fmt(p.get('vs_native_ndjson'), '.2f')} | {fmt(p['logdist_failed_requests'], 'd')} |")
         out.append("")
     out += ["## Environment", ""] + [f"- {key}: {val}" for key, val in env.items()] + [""]
     return "\n".join(out)
@@ -706,8 +811,14 @@ def main():
         cases = {n: c for n, c in cases.items() if n in wanted}
     workloads = [w.strip() for w in k["WORKLOADS"].split(",") if w.strip()]
     for w in workloads:
-        if w != "mix" and not w.isdigit():
-            sys.exit(f"compare: unknown workload {w!r} (a number of messages, or mix)")
+        try:
+            protocol, _ = protocol_of(w)
+        except ValueError:
+            sys.exit(f"compare: unknown workload {w!r} (PROTOCOL:N wants a number of records)")
+        if protocol is not None and protocol not in PROTOCOLS:
+            sys.exit(f"compare: unknown protocol in {w!r}; known: {', '.join(PROTOCOLS)}")
+        if protocol is None and w != "mix" and not w.isdigit():
+            sys.exit(f"compare: unknown workload {w!r} (a number of messages, mix, or PROTOCOL:N)")
     order = list(cases)
     env_knobs = " ".join(f"{n}={shlex.quote(str(k[n]))}" for n in
                          ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS", "CASES", "WORKLOADS", "MIX",
@@ -724,7 +835,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("compare: terminated"))
     runs = []
     per_case = k["warmup_s"] + k["duration_s"] + 1.5
-    total = k["RUNS"] * len(workloads) * len(order)
+    total = k["RUNS"] * sum(runs_case(name, w) for w in workloads for name in order)
     print(f"compare: {total} case runs of about {per_case:.0f} s each (~{total * per_case / 60:.0f} min); "
           f"scratch {scratch}", file=sys.stderr, flush=True)
     try:
@@ -742,8 +853,19 @@ def main():
             for w in workloads:
                 shift = rnd % len(order)
                 for name in order[shift:] + order[:shift]:
+                    if not runs_case(name, w):
+                        continue
                     n += 1
-                    r = run_case(procs, k, name, cases[name], w, sinks, sink_procs, scratch)
+                    try:
+                        r = run_case(procs, k, name, cases[name], w, sinks, sink_procs, scratch)
+                    except RuntimeError as e:
+                        if protocol_of(w)[0] is None:
+                            raise
+                        # A protocol the distributor built does not serve (yet) must not
+                        # cost the rest of the run.
+                        print(f"[{n}/{total}] round {rnd + 1} {name:18} {w:>4}: FAILED, skipped: {e}",
+                              file=sys.stderr, flush=True)
+                        continue
                     r["round"] = rnd + 1
                     runs.append(r)
                     c = r["cpu_pct"]
@@ -760,15 +882,16 @@ def main():
     if os.environ.get("KEEP_SCRATCH") != "1":
         shutil.rmtree(scratch, ignore_errors=True)
 
-    rows, loadgen = summarize(runs, order, workloads)
+    rows, loadgen, protocols = summarize(runs, order, workloads)
     env = environment(count_only, has_validate)
-    md = markdown(rows, loadgen, k, env, command)
+    md = markdown(rows, loadgen, k, env, command, protocols)
     (RESULTS / "compare.md").write_text(md)
     (RESULTS / "compare.json").write_text(json.dumps({
         "command": command, "knobs": {n: k[n] for n in ("RUNS", "DURATION", "WARMUP", "CONNECTIONS", "THREADS",
                                                         "CASES", "WORKLOADS", "MIX", "MIX_BODIES",
                                                         "PACED", "PACED_AGENTS")},
-        "environment": env, "weights": WEIGHTS, "summary": rows, "loadgen_vs_wrk": loadgen, "runs": runs,
+        "environment": env, "weights": WEIGHTS, "summary": rows, "loadgen_vs_wrk": loadgen,
+        "protocols": protocols, "runs": runs,
     }, indent=2))
     print(md)
     print(f"compare: wrote {RESULTS / 'compare.md'} and {RESULTS / 'compare.json'}", file=sys.stderr)

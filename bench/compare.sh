@@ -20,7 +20,20 @@
 #                      generator's, written by `loadgen --write-bodies`): how fast the load
 #                      generator is compared with wrk
 #
-# for packets of 1 message, of 100 messages, and a mix of 1..1000 messages. Reports, per
+# for packets of 1 message, of 100 messages, and a mix of 1..1000 messages; and for the
+# ingest protocols `logdist loadgen --protocol` speaks (workloads PROTOCOL:N, N records a
+# request: by default logdist's NDJSON, Fluent Bit-shaped JSON, OTLP/HTTP protobuf and
+# Elasticsearch bulk, 100 each), where wrk replays the load generator's bodies
+# (`loadgen --protocol P --write-bodies`, bench/peers/bodies.lua) to the protocol's path:
+#
+#   nginx              passes the bodies opaque to the sinks' /packets (rewritten path);
+#                      its messages/s is weighted by requests: answered 2xx x N
+#   logdist-delivered, logdist-accepted
+#                      decode, map, route by messages and deliver; counted at the sinks
+#
+# (the other cases do not run protocol workloads). A protocol workload's case that fails
+# (e.g. /_bulk not served by the distributor built) is reported and skipped; a path the
+# distributor does not serve shows as failed requests and 0 msg/s. Reports, per
 # case, the median over RUNS rounds (the case order rotates each round) of: messages/s
 # delivered (counted at the analyzers over the measured window, not at the client), p50/p99
 # latency (wrk --latency), CPU of client / proxy / sinks, the proxy's peak RSS, and each
@@ -31,8 +44,9 @@
 # system the packages may also start their system services; this benchmark does not use
 # them), and builds target/release/logdist.
 #
-#   bench/compare.sh                                   # the full run: 3 rounds, 25-36 min
+#   bench/compare.sh                                   # the full run: 3 rounds, 33-44 min
 #   RUNS=1 DURATION=2s WARMUP=1s CASES=ceiling,nginx WORKLOADS=1 bench/compare.sh
+#   RUNS=1 DURATION=3s WARMUP=1s CASES=nginx,logdist-delivered WORKLOADS=otlp:100,json:100 bench/compare.sh
 #
 # Knobs (environment):
 #   RUNS=3            rounds; each case's numbers are the median over the rounds
@@ -41,7 +55,9 @@
 #   CONNECTIONS=64    wrk -c, and logdist loadgen --agents
 #   THREADS=2         wrk -t
 #   CASES=            comma-separated case names from the list above (default: all)
-#   WORKLOADS=1,100,mix   messages per packet: numbers, and/or `mix`
+#   WORKLOADS=1,100,mix,ndjson:100,json:100,otlp:100,bulk:100
+#                     messages per packet: numbers, and/or `mix`, and/or PROTOCOL:N with
+#                     PROTOCOL one of ndjson, json, otlp, otlp-json, bulk, loki
 #   MIX=1..1000       the mix's range of messages per packet (uniform)
 #   MIX_BODIES=64     pre-built mix bodies per wrk thread
 #   PACED=1=30000,100=20000,mix=6000   requests/s offered by the paced cases, per workload

@@ -17,7 +17,7 @@
 //! `--on-invalid`.
 
 mod labels;
-mod proto;
+pub mod proto;
 
 use std::fmt;
 use std::time::SystemTime;

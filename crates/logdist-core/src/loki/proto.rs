@@ -1,48 +1,49 @@
 //! The messages of a Loki push (`pkg/push/push.proto` of grafana/loki, package `logproto`),
-//! declared by hand for prost, as the OTLP ones are (see `otlp/proto.rs`).
+//! declared by hand for prost, as the OTLP ones are (see `otlp/proto.rs`). Public so that a
+//! client can build pushes with them (`logdist loadgen --protocol loki`).
 
 /// `logproto.PushRequest`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct PushRequest {
+pub struct PushRequest {
     #[prost(message, repeated, tag = "1")]
-    pub(crate) streams: Vec<StreamAdapter>,
+    pub streams: Vec<StreamAdapter>,
 }
 
 /// `logproto.StreamAdapter`: a stream's labels, in the selector syntax
 /// (`{job="api", level="info"}`), and its entries.
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct StreamAdapter {
+pub struct StreamAdapter {
     #[prost(string, tag = "1")]
-    pub(crate) labels: String,
+    pub labels: String,
     #[prost(message, repeated, tag = "2")]
-    pub(crate) entries: Vec<EntryAdapter>,
+    pub entries: Vec<EntryAdapter>,
 }
 
 /// `logproto.EntryAdapter`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct EntryAdapter {
+pub struct EntryAdapter {
     #[prost(message, optional, tag = "1")]
-    pub(crate) timestamp: Option<Timestamp>,
+    pub timestamp: Option<Timestamp>,
     #[prost(string, tag = "2")]
-    pub(crate) line: String,
+    pub line: String,
     #[prost(message, repeated, tag = "3")]
-    pub(crate) structured_metadata: Vec<LabelPairAdapter>,
+    pub structured_metadata: Vec<LabelPairAdapter>,
 }
 
 /// `logproto.LabelPairAdapter`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct LabelPairAdapter {
+pub struct LabelPairAdapter {
     #[prost(string, tag = "1")]
-    pub(crate) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(crate) value: String,
+    pub value: String,
 }
 
 /// `google.protobuf.Timestamp`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Timestamp {
+pub struct Timestamp {
     #[prost(int64, tag = "1")]
-    pub(crate) seconds: i64,
+    pub seconds: i64,
     #[prost(int32, tag = "2")]
-    pub(crate) nanos: i32,
+    pub nanos: i32,
 }

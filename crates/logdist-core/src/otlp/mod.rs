@@ -40,7 +40,7 @@
 //! types (`json.rs`), which also lets each record of a JSON request fail alone.
 
 mod json;
-mod proto;
+pub mod proto;
 
 use std::time::SystemTime;
 

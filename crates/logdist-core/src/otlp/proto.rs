@@ -5,111 +5,114 @@
 //! skipped by prost as unknown fields, as protobuf readers do.
 //!
 //! Why not the `opentelemetry-proto` crate: see the `otlp` module documentation.
+//!
+//! Public so that a client can build requests with the same messages the decoder reads
+//! (`logdist loadgen --protocol otlp`); the fields are the `.proto` files' own.
 
 /// `opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ExportLogsServiceRequest {
+pub struct ExportLogsServiceRequest {
     #[prost(message, repeated, tag = "1")]
-    pub(crate) resource_logs: Vec<ResourceLogs>,
+    pub resource_logs: Vec<ResourceLogs>,
 }
 
 /// `opentelemetry.proto.collector.logs.v1.ExportLogsServiceResponse`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ExportLogsServiceResponse {
+pub struct ExportLogsServiceResponse {
     #[prost(message, optional, tag = "1")]
-    pub(crate) partial_success: Option<ExportLogsPartialSuccess>,
+    pub partial_success: Option<ExportLogsPartialSuccess>,
 }
 
 /// `opentelemetry.proto.collector.logs.v1.ExportLogsPartialSuccess`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ExportLogsPartialSuccess {
+pub struct ExportLogsPartialSuccess {
     #[prost(int64, tag = "1")]
-    pub(crate) rejected_log_records: i64,
+    pub rejected_log_records: i64,
     #[prost(string, tag = "2")]
-    pub(crate) error_message: String,
+    pub error_message: String,
 }
 
 /// `opentelemetry.proto.logs.v1.ResourceLogs`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ResourceLogs {
+pub struct ResourceLogs {
     #[prost(message, optional, tag = "1")]
-    pub(crate) resource: Option<Resource>,
+    pub resource: Option<Resource>,
     #[prost(message, repeated, tag = "2")]
-    pub(crate) scope_logs: Vec<ScopeLogs>,
+    pub scope_logs: Vec<ScopeLogs>,
 }
 
 /// `opentelemetry.proto.resource.v1.Resource`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct Resource {
+pub struct Resource {
     #[prost(message, repeated, tag = "1")]
-    pub(crate) attributes: Vec<KeyValue>,
+    pub attributes: Vec<KeyValue>,
 }
 
 /// `opentelemetry.proto.logs.v1.ScopeLogs`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ScopeLogs {
+pub struct ScopeLogs {
     #[prost(message, optional, tag = "1")]
-    pub(crate) scope: Option<InstrumentationScope>,
+    pub scope: Option<InstrumentationScope>,
     #[prost(message, repeated, tag = "2")]
-    pub(crate) log_records: Vec<LogRecord>,
+    pub log_records: Vec<LogRecord>,
 }
 
 /// `opentelemetry.proto.common.v1.InstrumentationScope`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct InstrumentationScope {
+pub struct InstrumentationScope {
     #[prost(string, tag = "1")]
-    pub(crate) name: String,
+    pub name: String,
     #[prost(string, tag = "2")]
-    pub(crate) version: String,
+    pub version: String,
     #[prost(message, repeated, tag = "3")]
-    pub(crate) attributes: Vec<KeyValue>,
+    pub attributes: Vec<KeyValue>,
 }
 
 /// `opentelemetry.proto.logs.v1.LogRecord`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct LogRecord {
+pub struct LogRecord {
     #[prost(fixed64, tag = "1")]
-    pub(crate) time_unix_nano: u64,
+    pub time_unix_nano: u64,
     #[prost(fixed64, tag = "11")]
-    pub(crate) observed_time_unix_nano: u64,
+    pub observed_time_unix_nano: u64,
     /// A `SeverityNumber`, 0-24 (an enum, read as its number).
     #[prost(int32, tag = "2")]
-    pub(crate) severity_number: i32,
+    pub severity_number: i32,
     #[prost(string, tag = "3")]
-    pub(crate) severity_text: String,
+    pub severity_text: String,
     #[prost(message, optional, tag = "5")]
-    pub(crate) body: Option<AnyValue>,
+    pub body: Option<AnyValue>,
     #[prost(message, repeated, tag = "6")]
-    pub(crate) attributes: Vec<KeyValue>,
+    pub attributes: Vec<KeyValue>,
     #[prost(fixed32, tag = "8")]
-    pub(crate) flags: u32,
+    pub flags: u32,
     #[prost(bytes = "vec", tag = "9")]
-    pub(crate) trace_id: Vec<u8>,
+    pub trace_id: Vec<u8>,
     #[prost(bytes = "vec", tag = "10")]
-    pub(crate) span_id: Vec<u8>,
+    pub span_id: Vec<u8>,
     #[prost(string, tag = "12")]
-    pub(crate) event_name: String,
+    pub event_name: String,
 }
 
 /// `opentelemetry.proto.common.v1.KeyValue`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct KeyValue {
+pub struct KeyValue {
     #[prost(string, tag = "1")]
-    pub(crate) key: String,
+    pub key: String,
     #[prost(message, optional, tag = "2")]
-    pub(crate) value: Option<AnyValue>,
+    pub value: Option<AnyValue>,
 }
 
 /// `opentelemetry.proto.common.v1.AnyValue`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct AnyValue {
+pub struct AnyValue {
     #[prost(oneof = "Value", tags = "1, 2, 3, 4, 5, 6, 7")]
-    pub(crate) value: Option<Value>,
+    pub value: Option<Value>,
 }
 
 /// The `value` oneof of `AnyValue`.
 #[derive(Clone, PartialEq, prost::Oneof)]
-pub(crate) enum Value {
+pub enum Value {
     #[prost(string, tag = "1")]
     String(String),
     #[prost(bool, tag = "2")]
@@ -128,14 +131,14 @@ pub(crate) enum Value {
 
 /// `opentelemetry.proto.common.v1.ArrayValue`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct ArrayValue {
+pub struct ArrayValue {
     #[prost(message, repeated, tag = "1")]
-    pub(crate) values: Vec<AnyValue>,
+    pub values: Vec<AnyValue>,
 }
 
 /// `opentelemetry.proto.common.v1.KeyValueList`
 #[derive(Clone, PartialEq, prost::Message)]
-pub(crate) struct KeyValueList {
+pub struct KeyValueList {
     #[prost(message, repeated, tag = "1")]
-    pub(crate) values: Vec<KeyValue>,
+    pub values: Vec<KeyValue>,
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 
 use super::ids::IdPrefix;
+use super::protocol::Protocol;
 
 /// Upper bound on `--packet-size`: a packet is held in memory many times over in the
 /// pool, so an absurd size is refused instead of exhausting memory.
@@ -63,6 +64,17 @@ pub struct LoadgenArgs {
     #[arg(long, env = "LOGDIST_LOADGEN_ENDPOINT", value_enum, default_value_t = Endpoint::Packets)]
     pub endpoint: Endpoint,
 
+    /// How packets are written and where they go: `ndjson` (logdist's messages to
+    /// /packets), `json` (a JSON array of Fluent Bit-shaped records to /packets), `otlp`
+    /// (OTLP/HTTP protobuf to /v1/logs), `otlp-json` (OTLP/JSON to /v1/logs), `bulk`
+    /// (Elasticsearch bulk to /_bulk) or `loki` (Loki's snappy protobuf push to
+    /// /loki/api/v1/push). `--packet-size` is the records per request for each; bodies
+    /// are built once at start whatever the protocol. An answer 200, 202 or 204 acks the
+    /// packet, unless it reports refused records (OTLP `partial_success`, bulk
+    /// `"errors":true`: failure kind `partial`).
+    #[arg(long, env = "LOGDIST_LOADGEN_PROTOCOL", value_enum, default_value_t = Protocol::Ndjson)]
+    pub protocol: Protocol,
+
     /// Content-Encoding of packet bodies (pre-compressed once at start, so it costs
     /// nothing while sending; with `--trace`, compressed per send after the ids are
     /// stamped); exercises the distributor's decoders.
@@ -85,8 +97,9 @@ pub struct LoadgenArgs {
     /// through) to FILE, each followed by an empty line, and exit without sending: so that
     /// another client (wrk, a replay tool) can send exactly the same packets. A run with
     /// the same `--seed` and `--packet-size` sends the same packets but for their
-    /// timestamps, which come from the clock. Uncompressed NDJSON packets only, without
-    /// `--trace`.
+    /// timestamps, which come from the clock. Uncompressed packets only, without
+    /// `--trace`. With a `--protocol` other than `ndjson`, each body is instead preceded
+    /// by its length in bytes (decimal) and a newline, since protobuf may hold any byte.
     #[arg(long, value_name = "FILE", env = "LOGDIST_LOADGEN_WRITE_BODIES")]
     pub write_bodies: Option<PathBuf>,
 
@@ -136,6 +149,7 @@ impl Default for LoadgenArgs {
             rate: None,
             report: None,
             endpoint: Endpoint::Packets,
+            protocol: Protocol::Ndjson,
             encoding: Encoding::Identity,
             timeout: Duration::from_secs(30),
             quiet: false,
@@ -346,6 +360,7 @@ mod tests {
             "--rate=12.5",
             "--report=r.json",
             "--endpoint=message",
+            "--protocol=otlp-json",
             "--encoding=zstd",
             "--timeout=500ms",
             "--quiet",
@@ -363,6 +378,7 @@ mod tests {
         assert_eq!(a.packets, Some(7));
         assert_eq!(a.rate, Some(12.5));
         assert_eq!(a.endpoint, Endpoint::Message);
+        assert_eq!(a.protocol, Protocol::OtlpJson);
         assert_eq!(a.encoding, Encoding::Zstd);
         assert_eq!(a.timeout, Duration::from_millis(500));
         assert!(a.quiet);
@@ -377,6 +393,7 @@ mod tests {
             ["loadgen", "--retries=-1"],
             ["loadgen", "--id-prefix=a\"b"],
             ["loadgen", "--id-prefix="],
+            ["loadgen", "--protocol=grpc"],
         ] {
             assert!(
                 Cli::try_parse_from(bad).is_err(),

@@ -9,6 +9,7 @@ use http::{HeaderName, HeaderValue, StatusCode};
 use super::conn::{ConnError, Connection};
 use super::outcome::{Failure, FailureKind};
 use super::plan::Plan;
+use super::protocol::{Protocol, Taken};
 use super::retry::parse_retry_after;
 
 /// The header that lets a distributor recognise a resent packet.
@@ -23,7 +24,7 @@ pub(crate) struct Outgoing {
 }
 
 /// Sends `outgoing` once on the agent's connection and reads the whole answer; the
-/// status for 200 and 202.
+/// status for a success (200, 202 or 204) that refused no record.
 pub(crate) async fn send(
     conn: &mut Connection,
     plan: &Plan,
@@ -54,8 +55,15 @@ pub(crate) async fn send(
                 Failure::new(kind, e.to_string())
             })?;
         let status = answer.status;
-        if status == StatusCode::OK || status == StatusCode::ACCEPTED {
-            Ok(status)
+        if Protocol::is_success(status) {
+            match plan.protocol.taken(answer.body) {
+                Taken::All => Ok(status),
+                Taken::Partly(detail) => Err(Failure {
+                    kind: FailureKind::Partial(status.as_u16()),
+                    detail,
+                    retry_after: None,
+                }),
+            }
         } else {
             Err(Failure {
                 kind: FailureKind::Status(status.as_u16()),

@@ -1,6 +1,7 @@
 //! Realistic log messages: a seeded generator that picks a severity (mostly INFO), a
-//! source and one of its templates, fills in numbers, ids, paths and addresses, and
-//! writes the message as JSON. Generation is seeded, so a `--seed` run is reproducible.
+//! source and one of its templates, fills in numbers, ids, paths and addresses, and gives
+//! the [`Record`], which [`super::encode`] writes in each protocol's form (logdist's own
+//! JSON message here). Generation is seeded, so a `--seed` run is reproducible.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,8 +12,8 @@ use serde::Serialize;
 use super::args::PacketSize;
 use super::templates::{PATHS, SEVERITIES, SOURCES, STATUSES};
 
-/// One message as sent. Field order follows the original project's form; `host` is an
-/// extra field the distributor must forward untouched.
+/// One message as sent in logdist's own form. Field order follows the original project's
+/// form; `host` is an extra field the distributor must forward untouched.
 #[derive(Serialize)]
 struct Message<'a> {
     timestamp: u64,
@@ -20,6 +21,39 @@ struct Message<'a> {
     source: &'a str,
     message: &'a str,
     host: &'a str,
+}
+
+/// One generated log record, before it is written in a protocol's form (see
+/// [`super::encode`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// Unix milliseconds.
+    pub timestamp_ms: u64,
+    /// One of the severities of [`SEVERITIES`], upper case.
+    pub severity: &'static str,
+    /// The service that logged it.
+    pub source: &'static str,
+    /// The filled-in line.
+    pub message: String,
+    /// The host it came from (`{source}-{1..8}`).
+    pub host: String,
+}
+
+impl Record {
+    /// Appends the record as logdist's own message, one JSON object (no newline).
+    pub fn write_message(&self, out: &mut Vec<u8>) {
+        let message = Message {
+            timestamp: self.timestamp_ms,
+            severity: self.severity,
+            source: self.source,
+            message: &self.message,
+            host: &self.host,
+        };
+        // Writing plain strings and integers into a Vec cannot fail.
+        if let Err(e) = serde_json::to_writer(&mut *out, &message) {
+            tracing::error!(%e, "Could not serialize a generated message.");
+        }
+    }
 }
 
 /// Builds realistic messages from a seeded RNG.
@@ -44,8 +78,8 @@ impl MessageGen {
         }
     }
 
-    /// Appends one message as a single JSON object (no newline) to `out`.
-    pub fn write_message(&mut self, timestamp: u64, out: &mut Vec<u8>) {
+    /// One record stamped `timestamp` (Unix milliseconds).
+    pub fn record(&mut self, timestamp: u64) -> Record {
         let severity = self.severity();
         let source = &SOURCES[self.rng.random_range(0..SOURCES.len())];
         let templates = match severity {
@@ -55,23 +89,19 @@ impl MessageGen {
         let template = templates[self.rng.random_range(0..templates.len())];
         self.fill(template);
         let host = format!("{}-{}", source.name, self.rng.random_range(1..=8));
-        let message = Message {
-            timestamp,
+        Record {
+            timestamp_ms: timestamp,
             severity,
             source: source.name,
-            message: &self.text,
-            host: &host,
-        };
-        // Writing plain strings and integers into a Vec cannot fail.
-        if let Err(e) = serde_json::to_writer(&mut *out, &message) {
-            tracing::error!(%e, "Could not serialize a generated message.");
+            message: self.text.clone(),
+            host,
         }
     }
 
     /// One message as a JSON object, stamped now.
     pub fn single(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(200);
-        self.write_message(self.now_ms, &mut out);
+        self.record(self.now_ms).write_message(&mut out);
         out
     }
 
@@ -80,16 +110,15 @@ impl MessageGen {
         self.rng.random_range(size.min..=size.max)
     }
 
-    /// An NDJSON packet of `size` messages, timestamps rising within the packet.
-    pub fn packet(&mut self, size: u32) -> Vec<u8> {
-        let mut out = Vec::with_capacity(size as usize * 180);
+    /// The records of a packet of `size`, timestamps rising within the packet.
+    pub fn records(&mut self, size: u32) -> Vec<Record> {
         let mut timestamp = self.now_ms.saturating_sub(self.rng.random_range(0..5_000));
-        for _ in 0..size {
-            timestamp += self.rng.random_range(0..20);
-            self.write_message(timestamp, &mut out);
-            out.push(b'\n');
-        }
-        out
+        (0..size)
+            .map(|_| {
+                timestamp += self.rng.random_range(0..20);
+                self.record(timestamp)
+            })
+            .collect()
     }
 
     fn severity(&mut self) -> &'static str {
@@ -167,8 +196,11 @@ mod tests {
 
     #[test]
     fn same_seed_same_bodies() {
-        let a = MessageGen::new(5).packet(10);
-        let b = MessageGen::new(5).packet(10);
+        let packet = |seed| {
+            let records = MessageGen::new(seed).records(10);
+            super::super::encode::body(super::super::Protocol::Ndjson, &records).expect("NDJSON")
+        };
+        let (a, b) = (packet(5), packet(5));
         // Timestamps follow the clock; compare the text only.
         let strip = |v: &[u8]| -> Vec<String> {
             v.split(|b| *b == b'\n')

@@ -3,7 +3,7 @@
 //! the distributor shared the messages among its analyzers.
 //!
 //! This module owns the run as a whole: it builds the pool of bodies (`pool`, from
-//! `messages`), starts the agents (`agent`), stops them at the duration, the packet
+//! `messages`, written in the `--protocol`'s form by `encode`), starts the agents (`agent`), stops them at the duration, the packet
 //! count or the caller's shutdown, drains what is in flight, reads the distributor's
 //! analyzer stats (`stats`) and assembles the [`Report`] (`report`). Live totals
 //! are in [`Counters`], which an in-process caller (the `demo` subcommand) can pass in
@@ -24,12 +24,14 @@ mod args;
 mod attempt;
 mod conn;
 mod counters;
+mod encode;
 mod ids;
 mod messages;
 mod outcome;
 mod plan;
 mod pool;
 mod progress;
+mod protocol;
 mod report;
 mod retry;
 mod stats;
@@ -54,6 +56,7 @@ pub use args::{
 };
 pub use counters::{CounterSnapshot, Counters};
 pub use ids::{IdPrefix, IdPrefixError, MAX_ID_PREFIX_LEN};
+pub use protocol::Protocol;
 pub use report::{Latency, Report, StopReason};
 pub use trace::{TraceLine, TraceOutcome};
 
@@ -80,11 +83,13 @@ pub async fn run(args: LoadgenArgs, shutdown: CancellationToken) -> anyhow::Resu
 }
 
 /// Writes the pool of bodies a run with `args` would send to `path` (see
-/// `--write-bodies`) and returns how many there are.
+/// `--write-bodies`) and returns how many there are. NDJSON packets are each followed by an
+/// empty line; the bodies of every other protocol (protobuf among them, where any byte may
+/// occur) are each preceded by their length in bytes, in decimal, and a newline.
 pub async fn write_bodies(args: &LoadgenArgs, path: &std::path::Path) -> anyhow::Result<usize> {
     if args.endpoint != Endpoint::Packets || args.encoding != Encoding::Identity {
         bail!(
-            "--write-bodies writes uncompressed NDJSON packets: use it without --endpoint message or --encoding"
+            "--write-bodies writes uncompressed packets: use it without --endpoint message or --encoding"
         );
     }
     if args.trace.is_some() {
@@ -92,17 +97,31 @@ pub async fn write_bodies(args: &LoadgenArgs, path: &std::path::Path) -> anyhow:
             "--write-bodies writes the packets as sent without --trace (which stamps ids per send): use one or the other"
         );
     }
-    let (size, seed) = (args.packet_size, args.seed.unwrap_or_else(rand::random));
+    let (protocol, size) = (args.protocol, args.packet_size);
+    let seed = args.seed.unwrap_or_else(rand::random);
     let pool = tokio::task::spawn_blocking(move || {
-        PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, seed, false)
+        PacketPool::generate(
+            Endpoint::Packets,
+            protocol,
+            size,
+            Encoding::Identity,
+            seed,
+            false,
+        )
     })
     .await
     .context("generating packets")?
     .context("building the packet pool")?;
     let mut out = Vec::new();
     for i in 0..pool.len() {
-        out.extend_from_slice(&pool.get(i).body);
-        out.push(b'\n');
+        let body = &pool.get(i).body;
+        if protocol == Protocol::Ndjson {
+            out.extend_from_slice(body);
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(format!("{}\n", body.len()).as_bytes());
+            out.extend_from_slice(body);
+        }
     }
     tokio::fs::write(path, out)
         .await
@@ -140,6 +159,7 @@ pub async fn run_with_counters(
     let latency_template = report::latency_histogram();
     tracing::info!(
         target_url = %plan.uri,
+        protocol = ?args.protocol,
         agents = args.agents,
         packet_size = %args.packet_size,
         bodies = plan.pool.len(),
@@ -261,9 +281,17 @@ async fn plan(
     stop: CancellationToken,
 ) -> anyhow::Result<Plan> {
     let (path, content_type) = match args.endpoint {
-        Endpoint::Packets => ("/packets", "application/x-ndjson"),
-        Endpoint::Message => ("/message/send", "application/json"),
+        Endpoint::Packets => (args.protocol.path(), args.protocol.content_type()),
+        Endpoint::Message if args.protocol == Protocol::Ndjson => {
+            ("/message/send", "application/json")
+        }
+        Endpoint::Message => bail!(
+            "--endpoint message sends logdist's own single messages: use it without --protocol"
+        ),
     };
+    if args.trace.is_some() && args.protocol != Protocol::Ndjson {
+        bail!("--trace stamps ids into logdist's NDJSON packets: use it without --protocol");
+    }
     let uri: Uri = format!("{base}{path}")
         .parse()
         .with_context(|| format!("invalid target URL {base:?}"))?;
@@ -288,10 +316,11 @@ async fn plan(
     let ids = (args.trace.is_some() || args.idempotency_keys)
         .then(|| args.id_prefix.clone().unwrap_or_else(IdPrefix::random));
     let stamped = args.trace.is_some();
-    let (endpoint, size, encoding) = (args.endpoint, args.packet_size, args.encoding);
+    let (endpoint, protocol) = (args.endpoint, args.protocol);
+    let (size, encoding) = (args.packet_size, args.encoding);
     let seed = args.seed.unwrap_or_else(rand::random);
     let pool = tokio::task::spawn_blocking(move || {
-        PacketPool::generate(endpoint, size, encoding, seed, stamped)
+        PacketPool::generate(endpoint, protocol, size, encoding, seed, stamped)
     })
     .await
     .context("generating packets")?
@@ -300,6 +329,7 @@ async fn plan(
     Ok(Plan {
         uri,
         target,
+        protocol,
         content_type: HeaderValue::from_static(content_type),
         content_encoding,
         authorization,

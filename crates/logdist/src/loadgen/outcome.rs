@@ -5,8 +5,11 @@
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FailureKind {
-    /// Answered with a status other than 200 or 202.
+    /// Answered with a status other than 200, 202 or 204.
     Status(u16),
+    /// Answered with this success status, but the answer says some records were refused
+    /// (OTLP `partial_success`, bulk `"errors":true`).
+    Partial(u16),
     /// No complete answer within `--timeout`.
     Timeout,
     /// The connection could not be established.
@@ -22,6 +25,7 @@ impl FailureKind {
     pub fn key(self) -> String {
         match self {
             Self::Status(code) => format!("http_{code}"),
+            Self::Partial(_) => "partial".to_owned(),
             Self::Timeout => "timeout".to_owned(),
             Self::Connect => "connect".to_owned(),
             Self::Aborted => "aborted".to_owned(),
@@ -32,7 +36,7 @@ impl FailureKind {
     /// The HTTP status of the answer, when there was one.
     pub fn status(self) -> Option<u16> {
         match self {
-            Self::Status(code) => Some(code),
+            Self::Status(code) | Self::Partial(code) => Some(code),
             _ => None,
         }
     }
@@ -73,6 +77,8 @@ mod tests {
         assert_eq!(FailureKind::Aborted.key(), "aborted");
         assert_eq!(FailureKind::Other.key(), "other");
         assert_eq!(FailureKind::Status(503).status(), Some(503));
+        assert_eq!(FailureKind::Partial(200).key(), "partial");
+        assert_eq!(FailureKind::Partial(200).status(), Some(200));
         assert_eq!(FailureKind::Timeout.status(), None);
     }
 }

@@ -14,6 +14,7 @@ use super::conn::Target;
 use super::counters::Counters;
 use super::ids::IdPrefix;
 use super::pool::PacketPool;
+use super::protocol::Protocol;
 use crate::pacer::Pacer;
 
 /// Everything the agents of one run share.
@@ -22,7 +23,9 @@ pub(crate) struct Plan {
     pub uri: Uri,
     /// The same, as each agent's connection uses it.
     pub target: Target,
-    /// `application/x-ndjson` for packets, `application/json` for single messages.
+    /// How packets are written, and so how a success answer is read.
+    pub protocol: Protocol,
+    /// The protocol's media type, `application/json` for single messages.
     pub content_type: HeaderValue,
     /// Set when the bodies sent are compressed.
     pub content_encoding: Option<HeaderValue>,

@@ -14,8 +14,10 @@ use std::io::Write;
 use bytes::Bytes;
 
 use super::args::{Encoding, Endpoint, PacketSize};
+use super::encode;
 use super::ids::IdSlots;
 use super::messages::MessageGen;
+use super::protocol::Protocol;
 
 /// Bodies in a pool: enough distinct packets that the distributor does not see the same
 /// few over and over, few enough to generate in well under a second.
@@ -29,8 +31,8 @@ const BYTES_PER_MESSAGE: f64 = 170.0;
 /// A pre-built request body and the number of messages it carries.
 #[derive(Debug, Clone)]
 pub(crate) struct Packet {
-    /// The body exactly as sent (NDJSON, a single JSON object, or compressed NDJSON);
-    /// in a pool built for ids, uncompressed and without ids.
+    /// The body exactly as sent (a packet in its protocol's form, a single JSON object,
+    /// compressed or not); in a pool built for ids, uncompressed NDJSON without ids.
     pub body: Bytes,
     /// Messages in the body: what an ack counts for.
     pub messages: u64,
@@ -57,16 +59,25 @@ pub(crate) struct PacketPool {
 }
 
 impl PacketPool {
-    /// Generates the pool. With `ids`, bodies stay uncompressed and carry their
-    /// [`IdSlots`] (`encoding` is then applied per send by [`Packet::stamped`]).
-    /// CPU-bound: call it from a blocking thread.
+    /// Generates the pool, packets written in `protocol`'s form (`endpoint` message sends
+    /// single messages, whatever the protocol). With `ids`, bodies stay uncompressed and
+    /// carry their [`IdSlots`] (`encoding` is then applied per send by
+    /// [`Packet::stamped`]); ids go in logdist's NDJSON only. CPU-bound: call it from a
+    /// blocking thread.
     pub fn generate(
         endpoint: Endpoint,
+        protocol: Protocol,
         size: PacketSize,
         encoding: Encoding,
         seed: u64,
         ids: bool,
     ) -> std::io::Result<Self> {
+        if ids && endpoint == Endpoint::Packets && protocol != Protocol::Ndjson {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "message ids are stamped into NDJSON packets only",
+            ));
+        }
         let mut generator = MessageGen::new(seed);
         let count = pool_len(endpoint, size);
         let mut packets = Vec::with_capacity(count);
@@ -75,7 +86,8 @@ impl PacketPool {
                 Endpoint::Message => (generator.single(), 1),
                 Endpoint::Packets => {
                     let n = generator.packet_size(size);
-                    (generator.packet(n), u64::from(n))
+                    let records = generator.records(n);
+                    (encode::body(protocol, &records)?, u64::from(n))
                 }
             };
             let packet = if ids {
@@ -173,8 +185,15 @@ mod tests {
     #[test]
     fn packets_are_valid_ndjson_in_range() {
         let size = PacketSize { min: 3, max: 40 };
-        let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 1, false)
-            .expect("generated");
+        let pool = PacketPool::generate(
+            Endpoint::Packets,
+            Protocol::Ndjson,
+            size,
+            Encoding::Identity,
+            1,
+            false,
+        )
+        .expect("generated");
         assert_eq!(pool.len(), MAX_POOL);
         let mut severities = BTreeSet::new();
         let mut sizes = BTreeSet::new();
@@ -204,6 +223,7 @@ mod tests {
     fn message_bodies_are_single_objects() {
         let pool = PacketPool::generate(
             Endpoint::Message,
+            Protocol::Ndjson,
             PacketSize::fixed(50),
             Encoding::Identity,
             2,
@@ -219,6 +239,7 @@ mod tests {
     fn compressed_bodies_decode() {
         let gz = PacketPool::generate(
             Endpoint::Packets,
+            Protocol::Ndjson,
             PacketSize::fixed(5),
             Encoding::Gzip,
             3,
@@ -233,6 +254,7 @@ mod tests {
 
         let zs = PacketPool::generate(
             Endpoint::Packets,
+            Protocol::Ndjson,
             PacketSize::fixed(5),
             Encoding::Zstd,
             3,
@@ -262,8 +284,15 @@ mod tests {
     #[test]
     fn stamped_packets_give_every_message_its_own_id() {
         let size = PacketSize { min: 1, max: 60 };
-        let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Gzip, 4, true)
-            .expect("generated");
+        let pool = PacketPool::generate(
+            Endpoint::Packets,
+            Protocol::Ndjson,
+            size,
+            Encoding::Gzip,
+            4,
+            true,
+        )
+        .expect("generated");
         for i in 0..50 {
             let packet = pool.get(i);
             let key = format!("run-2-{i}");
@@ -295,6 +324,7 @@ mod tests {
     fn stamped_bodies_are_compressed_after_stamping() {
         let pool = PacketPool::generate(
             Endpoint::Packets,
+            Protocol::Ndjson,
             PacketSize::fixed(7),
             Encoding::Zstd,
             5,
@@ -322,6 +352,7 @@ mod tests {
     fn stamped_single_messages_get_id_0() {
         let pool = PacketPool::generate(
             Endpoint::Message,
+            Protocol::Ndjson,
             PacketSize::fixed(50),
             Encoding::Gzip,
             6,
@@ -342,6 +373,7 @@ mod tests {
     fn pools_without_ids_send_bodies_unchanged() {
         let pool = PacketPool::generate(
             Endpoint::Packets,
+            Protocol::Ndjson,
             PacketSize::fixed(3),
             Encoding::Identity,
             7,

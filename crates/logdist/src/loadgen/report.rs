@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::args::{Endpoint, LoadgenArgs};
 use super::counters::CounterSnapshot;
+use super::protocol::Protocol;
 use super::stats;
 
 /// The result of a run. `Serialize` gives the `--report` JSON; field names are part of
@@ -22,6 +23,8 @@ pub struct Report {
     pub target: String,
     /// Which endpoint the agents posted to.
     pub endpoint: Endpoint,
+    /// How packets were written (`--protocol`).
+    pub protocol: Protocol,
     /// Concurrent agents.
     pub agents: usize,
     /// Why the run ended.
@@ -29,7 +32,8 @@ pub struct Report {
     /// Packets started (a `/message/send` request is a packet of one); a packet counts
     /// once however often it was resent.
     pub packets_sent: u64,
-    /// Packets answered 200 or 202, on the first attempt or a resend.
+    /// Packets answered 200, 202 or 204 (and no record refused in the answer), on the
+    /// first attempt or a resend.
     pub packets_acked: u64,
     /// Packets that failed for good: their last attempt failed, for a reason in
     /// `failures`.
@@ -157,6 +161,7 @@ impl Report {
         Self {
             target: args.target.clone(),
             endpoint: args.endpoint,
+            protocol: args.protocol,
             agents: args.agents,
             stopped_by,
             packets_sent: totals.packets_sent,
@@ -198,7 +203,7 @@ impl Report {
             StopReason::Shutdown => "interrupted",
         };
         let path = match self.endpoint {
-            Endpoint::Packets => "/packets",
+            Endpoint::Packets => self.protocol.path(),
             Endpoint::Message => "/message/send",
         };
         let _ = writeln!(

@@ -26,7 +26,8 @@ impl FailureKind {
         match self {
             Self::Status(code) => matches!(code, 408 | 429 | 502 | 503 | 504),
             Self::Timeout | Self::Connect | Self::Other => true,
-            Self::Aborted => false,
+            // Resending would deliver the records that were taken again.
+            Self::Partial(_) | Self::Aborted => false,
         }
     }
 }

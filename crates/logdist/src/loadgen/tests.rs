@@ -628,7 +628,15 @@ async fn written_bodies_are_the_pool_each_followed_by_an_empty_line() {
     let bodies = write_bodies(&args, &path).await.unwrap();
     let text = std::fs::read(&path).unwrap();
     let _ = std::fs::remove_file(&path);
-    let pool = PacketPool::generate(Endpoint::Packets, size, Encoding::Identity, 7, false).unwrap();
+    let pool = PacketPool::generate(
+        Endpoint::Packets,
+        Protocol::Ndjson,
+        size,
+        Encoding::Identity,
+        7,
+        false,
+    )
+    .unwrap();
     assert_eq!(bodies, pool.len());
     let expected: Vec<u8> = (0..pool.len())
         .flat_map(|i| pool.get(i).body.iter().copied().chain([b'\n']))
@@ -684,4 +692,434 @@ fn zero_timestamps(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+// === Protocols ===
+
+use logdist_core::decoder::{self, Decoder as _};
+use logdist_core::mapping::TimestampUnit;
+use logdist_core::{LokiEncoding, OtlpEncoding, Schema, Validation};
+
+use super::encode;
+use super::messages::{MessageGen, Record};
+use super::protocol::Taken;
+
+const PROTOCOLS: [Protocol; 6] = [
+    Protocol::Ndjson,
+    Protocol::Json,
+    Protocol::Otlp,
+    Protocol::OtlpJson,
+    Protocol::Bulk,
+    Protocol::Loki,
+];
+
+/// The arrival time given to the decoders; every generated record has its own time, so
+/// none of them must carry this one.
+fn arrival() -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000)
+}
+
+/// Decodes `body` of `protocol` with logdist-core's decoder for it, as the distributor
+/// does for the path and media type the protocol sends: the messages as NDJSON, their
+/// count, and how many records were refused.
+fn decode_with_core(protocol: Protocol, body: &[u8]) -> (Vec<u8>, u32, usize) {
+    let body = Bytes::copy_from_slice(body);
+    let now = arrival();
+    let decoded = match protocol {
+        Protocol::Ndjson => decoder::Native
+            .decode(
+                body,
+                Some(decoder::NDJSON),
+                &decoder::DecodeOptions::default(),
+            )
+            .expect("native NDJSON"),
+        Protocol::Json => logdist_core::decode_records(
+            body,
+            logdist_core::Format::Json,
+            Validation::Full,
+            &Schema::default(),
+            now,
+        )
+        .expect("shippers' JSON"),
+        Protocol::Otlp => {
+            logdist_core::decode_logs(&body, OtlpEncoding::Protobuf, TimestampUnit::default(), now)
+                .expect("OTLP protobuf")
+        }
+        Protocol::OtlpJson => {
+            logdist_core::decode_logs(&body, OtlpEncoding::Json, TimestampUnit::default(), now)
+                .expect("OTLP/JSON")
+        }
+        Protocol::Bulk => {
+            let bulk = logdist_core::decode_bulk(body, None, &Schema::default(), now)
+                .expect("a bulk body");
+            let odd = bulk.items.iter().find(|item| {
+                item.action != logdist_core::BulkAction::Index
+                    || item.index.as_deref() != Some("logdist-loadgen")
+                    || item.outcome != logdist_core::bulk::Outcome::Created
+            });
+            assert!(odd.is_none(), "{odd:?}");
+            assert_eq!(bulk.items.len() as u32, bulk.decoded.packet.messages);
+            bulk.decoded
+        }
+        Protocol::Loki => logdist_core::decode_push(
+            &body,
+            LokiEncoding::Protobuf,
+            8 * 1024 * 1024,
+            TimestampUnit::default(),
+            now,
+        )
+        .expect("a Loki push"),
+    };
+    (
+        decoded.packet.ndjson.to_vec(),
+        decoded.packet.messages,
+        decoded.rejected.len(),
+    )
+}
+
+/// The (timestamp, severity, source, message) of each message, sorted (OTLP and Loki
+/// group records by resource and stream).
+fn essentials(ndjson: &[u8]) -> Vec<(u64, String, String, String)> {
+    let mut out: Vec<_> = ndjson
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let v: Value = serde_json::from_slice(line).expect("a JSON message");
+            let text = |key: &str| v[key].as_str().expect(key).to_owned();
+            (
+                v["timestamp"].as_u64().expect("an integer timestamp"),
+                text("severity"),
+                text("source"),
+                text("message"),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn expected_essentials(records: &[Record]) -> Vec<(u64, String, String, String)> {
+    let mut out: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.timestamp_ms,
+                r.severity.to_owned(),
+                r.source.to_owned(),
+                r.message.clone(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_protocol_decodes_to_the_records_it_was_written_from() {
+    let records = MessageGen::new(9).records(300);
+    // Every severity and source is among them, so each is mapped at least once.
+    let severities: std::collections::BTreeSet<_> = records.iter().map(|r| r.severity).collect();
+    assert_eq!(severities.len(), 5, "{severities:?}");
+    let expected = expected_essentials(&records);
+    for protocol in PROTOCOLS {
+        let body = encode::body(protocol, &records).expect("encoded");
+        let (ndjson, messages, rejected) = decode_with_core(protocol, &body);
+        assert_eq!((messages, rejected), (300, 0), "{protocol:?}");
+        assert_eq!(essentials(&ndjson), expected, "{protocol:?}");
+    }
+}
+
+#[test]
+fn pools_of_every_protocol_hold_as_many_records_as_they_count() {
+    let size = PacketSize { min: 1, max: 40 };
+    for protocol in PROTOCOLS {
+        let pool = PacketPool::generate(
+            Endpoint::Packets,
+            protocol,
+            size,
+            Encoding::Identity,
+            3,
+            false,
+        )
+        .expect("generated");
+        let mut sizes = std::collections::BTreeSet::new();
+        for i in 0..64 {
+            let packet = pool.get(i);
+            let (_, messages, rejected) = decode_with_core(protocol, &packet.body);
+            assert_eq!(
+                (u64::from(messages), rejected),
+                (packet.messages, 0),
+                "{protocol:?} body {i}"
+            );
+            sizes.insert(packet.messages);
+        }
+        assert!(sizes.len() > 10, "{protocol:?}: sizes vary over the range");
+        // Compressed the same way as NDJSON packets are.
+        let zstd =
+            PacketPool::generate(Endpoint::Packets, protocol, size, Encoding::Zstd, 3, false)
+                .expect("generated");
+        let packet = zstd.get(5);
+        let plain = zstd::decode_all(&packet.body[..]).expect("zstd");
+        let (_, messages, _) = decode_with_core(protocol, &plain);
+        assert_eq!(u64::from(messages), packet.messages, "{protocol:?}");
+    }
+}
+
+#[test]
+fn ids_are_stamped_into_ndjson_only() {
+    let size = PacketSize::fixed(3);
+    let refused = PacketPool::generate(
+        Endpoint::Packets,
+        Protocol::Otlp,
+        size,
+        Encoding::Identity,
+        1,
+        true,
+    );
+    assert!(refused.is_err());
+    // Single messages are logdist's own, whatever the protocol says.
+    let single = PacketPool::generate(
+        Endpoint::Message,
+        Protocol::Bulk,
+        size,
+        Encoding::Identity,
+        1,
+        true,
+    )
+    .expect("single messages");
+    assert!(valid_message(&single.get(0).body));
+}
+
+#[test]
+fn protocols_name_their_path_and_media_type() {
+    let sent: Vec<_> = PROTOCOLS
+        .iter()
+        .map(|p| (p.path(), p.content_type()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("/packets", "application/x-ndjson"),
+            ("/packets", "application/json"),
+            ("/v1/logs", "application/x-protobuf"),
+            ("/v1/logs", "application/json"),
+            ("/_bulk", "application/x-ndjson"),
+            ("/loki/api/v1/push", "application/x-protobuf"),
+        ]
+    );
+    for status in [StatusCode::OK, StatusCode::ACCEPTED, StatusCode::NO_CONTENT] {
+        assert!(Protocol::is_success(status), "{status}");
+    }
+    for status in [
+        StatusCode::CREATED,
+        StatusCode::BAD_REQUEST,
+        StatusCode::NOT_FOUND,
+    ] {
+        assert!(!Protocol::is_success(status), "{status}");
+    }
+}
+
+#[test]
+fn answers_that_report_refused_records_are_not_acks() {
+    let refused = [logdist_core::RecordError {
+        location: logdist_core::message::Location::Index(3),
+        reason: "bad time".to_owned(),
+        record: Bytes::new(),
+        record_len: 0,
+    }];
+    for (protocol, encoding) in [
+        (Protocol::Otlp, OtlpEncoding::Protobuf),
+        (Protocol::OtlpJson, OtlpEncoding::Json),
+    ] {
+        let all = logdist_core::export_logs_response(&[], encoding);
+        assert_eq!(protocol.taken(&all), Taken::All, "{protocol:?}");
+        let partly = logdist_core::export_logs_response(&refused, encoding);
+        match protocol.taken(&partly) {
+            Taken::Partly(detail) => assert!(detail.contains("bad time"), "{detail}"),
+            Taken::All => panic!("{protocol:?}: partial_success not read"),
+        }
+        // logdist's own answer, as a proxy in front of the sinks passes it on.
+        assert_eq!(protocol.taken(br#"{"messages":100}"#), Taken::All);
+    }
+    let bulk_ok = br#"{"errors":false,"took":1,"items":[{"index":{"status":201}}]}"#;
+    assert_eq!(Protocol::Bulk.taken(bulk_ok), Taken::All);
+    let bulk_bad = br#"{"errors":true,"took":1,"items":[{"index":{"status":400}}]}"#;
+    assert!(matches!(Protocol::Bulk.taken(bulk_bad), Taken::Partly(_)));
+    assert_eq!(Protocol::Loki.taken(b""), Taken::All);
+}
+
+/// A stub of every ingest path that decodes each body with logdist-core's decoder, as
+/// the distributor does, and answers in the protocol's terms (Loki's 204, OTLP's
+/// `ExportLogsServiceResponse`, bulk's `items`).
+struct Formats {
+    /// Messages decoded, over all requests.
+    messages: AtomicU64,
+    /// Requests whose path, media type or body did not match the protocol.
+    mismatched: AtomicU64,
+    /// Refuse one record of every OTLP export in `partial_success`.
+    partial: bool,
+}
+
+async fn formats_ingest(
+    State((stub, protocol)): State<(Arc<Formats>, Protocol)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Vec<u8>) {
+    if headers.get("content-type").and_then(|v| v.to_str().ok()) != Some(protocol.content_type()) {
+        stub.mismatched.fetch_add(1, Relaxed);
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+    }
+    let (_, messages, rejected) = decode_with_core(protocol, &body);
+    if rejected != 0 {
+        stub.mismatched.fetch_add(1, Relaxed);
+    }
+    stub.messages.fetch_add(u64::from(messages), Relaxed);
+    match protocol {
+        Protocol::Loki => (StatusCode::NO_CONTENT, Vec::new()),
+        Protocol::Otlp if stub.partial => {
+            let refused = logdist_core::RecordError {
+                location: logdist_core::message::Location::Index(0),
+                reason: "refused on purpose".to_owned(),
+                record: Bytes::new(),
+                record_len: 0,
+            };
+            let answer = logdist_core::export_logs_response(&[refused], OtlpEncoding::Protobuf);
+            (StatusCode::OK, answer)
+        }
+        Protocol::Otlp => (
+            StatusCode::OK,
+            logdist_core::export_logs_response(&[], OtlpEncoding::Protobuf),
+        ),
+        Protocol::OtlpJson => (
+            StatusCode::OK,
+            logdist_core::export_logs_response(&[], OtlpEncoding::Json),
+        ),
+        Protocol::Bulk => (
+            StatusCode::OK,
+            br#"{"took":1,"errors":false,"items":[]}"#.to_vec(),
+        ),
+        Protocol::Ndjson | Protocol::Json => (
+            StatusCode::OK,
+            json!({ "messages": messages }).to_string().into_bytes(),
+        ),
+    }
+}
+
+/// Starts the stub serving `protocol` at its path; returns its base URL.
+async fn formats_stub(protocol: Protocol, partial: bool) -> (String, Arc<Formats>) {
+    let stub = Arc::new(Formats {
+        messages: AtomicU64::new(0),
+        mismatched: AtomicU64::new(0),
+        partial,
+    });
+    let app = Router::new()
+        .route(protocol.path(), post(formats_ingest))
+        .with_state((stub.clone(), protocol));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}"), stub)
+}
+
+#[tokio::test]
+async fn every_protocol_is_sent_to_its_path_and_acked_by_its_answer() {
+    for protocol in PROTOCOLS {
+        let (target, stub) = formats_stub(protocol, false).await;
+        let args = LoadgenArgs {
+            packets: Some(40),
+            packet_size: "1..30".parse().expect("size"),
+            protocol,
+            ..args(target)
+        };
+        let report = run(args, CancellationToken::new()).await.expect("run");
+        assert_eq!(report.protocol, protocol);
+        assert_eq!(
+            (report.packets_acked, report.packets_failed),
+            (40, 0),
+            "{protocol:?}: {:?}",
+            report.failures
+        );
+        assert_eq!(report.messages_acked, report.messages_sent, "{protocol:?}");
+        assert_eq!(
+            stub.messages.load(Relaxed),
+            report.messages_sent,
+            "{protocol:?}"
+        );
+        assert_eq!(stub.mismatched.load(Relaxed), 0, "{protocol:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_partial_success_fails_its_packet_without_a_resend() {
+    let (target, stub) = formats_stub(Protocol::Otlp, true).await;
+    let args = LoadgenArgs {
+        packets: Some(10),
+        packet_size: PacketSize::fixed(5),
+        protocol: Protocol::Otlp,
+        retries: 3,
+        ..args(target)
+    };
+    let report = run(args, CancellationToken::new()).await.expect("run");
+    assert_eq!((report.packets_acked, report.packets_failed), (0, 10));
+    assert_eq!(
+        report.failures,
+        BTreeMap::from([("partial".to_owned(), 10)])
+    );
+    assert_eq!(report.retries, 0);
+    assert_eq!(stub.messages.load(Relaxed), 50);
+}
+
+#[tokio::test]
+async fn protocols_other_than_ndjson_refuse_what_only_ndjson_does() {
+    for refused in [
+        LoadgenArgs {
+            protocol: Protocol::Otlp,
+            endpoint: Endpoint::Message,
+            packets: Some(1),
+            ..args("http://127.0.0.1:9".to_owned())
+        },
+        LoadgenArgs {
+            protocol: Protocol::Loki,
+            trace: Some(std::env::temp_dir().join("never-written.trace")),
+            packets: Some(1),
+            ..args("http://127.0.0.1:9".to_owned())
+        },
+    ] {
+        let e = run(refused, CancellationToken::new()).await.unwrap_err();
+        assert!(e.to_string().contains("--protocol"), "{e}");
+    }
+}
+
+#[tokio::test]
+async fn written_bodies_of_other_protocols_are_length_prefixed() {
+    let path = std::env::temp_dir().join(format!("logdist-bodies-{}.otlp", std::process::id()));
+    let args = LoadgenArgs {
+        packet_size: PacketSize::fixed(100),
+        protocol: Protocol::Otlp,
+        seed: Some(4),
+        ..LoadgenArgs::default()
+    };
+    let bodies = write_bodies(&args, &path).await.unwrap();
+    let file = std::fs::read(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let mut rest = &file[..];
+    let mut read = 0;
+    while !rest.is_empty() {
+        let newline = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .expect("a length line");
+        let len: usize = std::str::from_utf8(&rest[..newline])
+            .expect("ASCII")
+            .parse()
+            .expect("a length");
+        let body = &rest[newline + 1..newline + 1 + len];
+        let (_, messages, rejected) = decode_with_core(Protocol::Otlp, body);
+        assert_eq!((messages, rejected), (100, 0));
+        rest = &rest[newline + 1 + len..];
+        read += 1;
+    }
+    assert_eq!(read, bodies);
 }

@@ -1,0 +1,231 @@
+//! Writes a packet of generated [`Record`]s as the body of each [`Protocol`]. Bodies are
+//! written once, when the pool is built (see [`super::pool`]), so none of this runs while
+//! sending.
+//!
+//! | protocol | body |
+//! | --- | --- |
+//! | `ndjson` | logdist's messages, one per line |
+//! | `json` | a JSON array of Fluent Bit `http`-output records: `date` (float epoch seconds), `log`, `level`, `service`, `host` |
+//! | `otlp`, `otlp-json` | an `ExportLogsServiceRequest`: a `ResourceLogs` per source (`service.name`), one scope (`logdist-loadgen`), a `LogRecord` per record with `timeUnixNano`, `severityNumber`, `severityText`, a string `body` and a `host.name` attribute |
+//! | `bulk` | `{"index":{"_index":"logdist-loadgen"}}` then an ECS document per record: `@timestamp` (RFC 3339), `log.level`, `service.name`, `host.name`, `message` (nested objects) |
+//! | `loki` | a `PushRequest`, snappy-compressed: a stream per source and level (`{service_name="api", level="info"}`), an entry per record |
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use logdist_core::loki::proto as loki;
+use logdist_core::otlp::proto as otlp;
+use prost::Message as _;
+use serde::Serialize;
+use serde_json::json;
+
+use super::messages::Record;
+use super::protocol::Protocol;
+
+/// The action line before each bulk document. Elasticsearch refuses an action without an
+/// index (`index is missing`) on `/_bulk`, so it names one, as shippers' outputs do.
+const BULK_ACTION: &[u8] = b"{\"index\":{\"_index\":\"logdist-loadgen\"}}\n";
+
+/// The OTLP instrumentation scope of every generated record.
+const SCOPE: &str = "logdist-loadgen";
+
+/// The body of one request of `protocol` carrying `records`.
+pub(crate) fn body(protocol: Protocol, records: &[Record]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(records.len() * 200 + 64);
+    match protocol {
+        Protocol::Ndjson => {
+            for record in records {
+                record.write_message(&mut out);
+                out.push(b'\n');
+            }
+        }
+        Protocol::Json => fluent_bit(records, &mut out)?,
+        Protocol::Otlp => export_request(records).encode(&mut out)?,
+        Protocol::OtlpJson => serde_json::to_writer(&mut out, &otlp_json(records))?,
+        Protocol::Bulk => bulk(records, &mut out)?,
+        Protocol::Loki => {
+            let push = push_request(records).encode_to_vec();
+            out = snap::raw::Encoder::new()
+                .compress_vec(&push)
+                .map_err(std::io::Error::other)?;
+        }
+    }
+    Ok(out)
+}
+
+/// The severity as loggers write it in lower case (`info`, `warn`...).
+fn level(record: &Record) -> String {
+    record.severity.to_ascii_lowercase()
+}
+
+/// OTLP's `SeverityNumber` of a generated severity (the first of its range).
+fn severity_number(severity: &str) -> i32 {
+    match severity {
+        "TRACE" => 1,
+        "DEBUG" => 5,
+        "WARN" => 13,
+        "ERROR" => 17,
+        "FATAL" => 21,
+        _ => 9,
+    }
+}
+
+/// A record as Fluent Bit's `http` output writes it with `format json`.
+#[derive(Serialize)]
+struct FluentBit<'a> {
+    date: f64,
+    log: &'a str,
+    level: String,
+    service: &'a str,
+    host: &'a str,
+}
+
+fn fluent_bit(records: &[Record], out: &mut Vec<u8>) -> serde_json::Result<()> {
+    out.push(b'[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let shaped = FluentBit {
+            date: record.timestamp_ms as f64 / 1000.0,
+            log: &record.message,
+            level: level(record),
+            service: record.source,
+            host: &record.host,
+        };
+        serde_json::to_writer(&mut *out, &shaped)?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// The records grouped by `key`, groups in the order of their first record.
+fn grouped<K: PartialEq>(records: &[Record], key: impl Fn(&Record) -> K) -> Vec<(K, Vec<&Record>)> {
+    let mut groups: Vec<(K, Vec<&Record>)> = Vec::new();
+    for record in records {
+        let k = key(record);
+        match groups.iter_mut().find(|(g, _)| *g == k) {
+            Some((_, members)) => members.push(record),
+            None => groups.push((k, vec![record])),
+        }
+    }
+    groups
+}
+
+fn string_value(text: &str) -> Option<otlp::AnyValue> {
+    Some(otlp::AnyValue {
+        value: Some(otlp::Value::String(text.to_owned())),
+    })
+}
+
+fn key_value(key: &str, value: &str) -> otlp::KeyValue {
+    otlp::KeyValue {
+        key: key.to_owned(),
+        value: string_value(value),
+    }
+}
+
+fn export_request(records: &[Record]) -> otlp::ExportLogsServiceRequest {
+    let resource_logs = grouped(records, |r| r.source)
+        .into_iter()
+        .map(|(source, members)| otlp::ResourceLogs {
+            resource: Some(otlp::Resource {
+                attributes: vec![key_value("service.name", source)],
+            }),
+            scope_logs: vec![otlp::ScopeLogs {
+                scope: Some(otlp::InstrumentationScope {
+                    name: SCOPE.to_owned(),
+                    version: env!("CARGO_PKG_VERSION").to_owned(),
+                    attributes: Vec::new(),
+                }),
+                log_records: members
+                    .into_iter()
+                    .map(|r| otlp::LogRecord {
+                        time_unix_nano: r.timestamp_ms.saturating_mul(1_000_000),
+                        observed_time_unix_nano: 0,
+                        severity_number: severity_number(r.severity),
+                        severity_text: r.severity.to_owned(),
+                        body: string_value(&r.message),
+                        attributes: vec![key_value("host.name", &r.host)],
+                        flags: 0,
+                        trace_id: Vec::new(),
+                        span_id: Vec::new(),
+                        event_name: String::new(),
+                    })
+                    .collect(),
+            }],
+        })
+        .collect();
+    otlp::ExportLogsServiceRequest { resource_logs }
+}
+
+/// The same export as [`export_request`] in the OTLP/JSON mapping (64-bit integers as
+/// strings, camelCase names).
+fn otlp_json(records: &[Record]) -> serde_json::Value {
+    let resource_logs: Vec<_> = grouped(records, |r| r.source)
+        .into_iter()
+        .map(|(source, members)| {
+            let log_records: Vec<_> = members
+                .into_iter()
+                .map(|r| {
+                    json!({
+                        "timeUnixNano": r.timestamp_ms.saturating_mul(1_000_000).to_string(),
+                        "severityNumber": severity_number(r.severity),
+                        "severityText": r.severity,
+                        "body": {"stringValue": r.message},
+                        "attributes": [{"key": "host.name", "value": {"stringValue": r.host}}],
+                    })
+                })
+                .collect();
+            json!({
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": source}}]},
+                "scopeLogs": [{
+                    "scope": {"name": SCOPE, "version": env!("CARGO_PKG_VERSION")},
+                    "logRecords": log_records,
+                }],
+            })
+        })
+        .collect();
+    json!({ "resourceLogs": resource_logs })
+}
+
+fn bulk(records: &[Record], out: &mut Vec<u8>) -> serde_json::Result<()> {
+    for record in records {
+        out.extend_from_slice(BULK_ACTION);
+        let at = UNIX_EPOCH + Duration::from_millis(record.timestamp_ms);
+        let document = json!({
+            "@timestamp": humantime::format_rfc3339_millis(at).to_string(),
+            "log": {"level": level(record)},
+            "service": {"name": record.source},
+            "host": {"name": record.host},
+            "message": record.message,
+        });
+        serde_json::to_writer(&mut *out, &document)?;
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
+fn push_request(records: &[Record]) -> loki::PushRequest {
+    let streams = grouped(records, |r| (r.source, r.severity))
+        .into_iter()
+        .map(|((source, severity), members)| loki::StreamAdapter {
+            labels: format!(
+                "{{service_name=\"{source}\", level=\"{}\"}}",
+                severity.to_ascii_lowercase()
+            ),
+            entries: members
+                .into_iter()
+                .map(|r| loki::EntryAdapter {
+                    timestamp: Some(loki::Timestamp {
+                        seconds: i64::try_from(r.timestamp_ms / 1000).unwrap_or(i64::MAX),
+                        // Below 1e9, so it fits.
+                        nanos: ((r.timestamp_ms % 1000) * 1_000_000) as i32,
+                    }),
+                    line: r.message.clone(),
+                    structured_metadata: Vec::new(),
+                })
+                .collect(),
+        })
+        .collect();
+    loki::PushRequest { streams }
+}
