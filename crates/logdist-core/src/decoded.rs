@@ -11,7 +11,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::bulk::BulkItem;
-use crate::message::{Location, Packet, PacketError};
+use crate::message::{Location, Packet, PacketError, validate};
 
 /// A decoded body: the records that are messages, and those that are not.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +159,20 @@ impl Lines {
         }
         self.out.push(b'\n');
         self.messages += 1;
+    }
+
+    /// Ends a message a decoder built in `out` from `start`: checked as the native decoder
+    /// checks a message (which keeps values nested too deep for it out), then ended as a
+    /// line and counted. On an error it is taken back out, and the reason says why.
+    pub(crate) fn end_built(&mut self, start: usize) -> Result<(), String> {
+        let line = std::str::from_utf8(&self.out[start..]).expect("JSON written from strings");
+        if let Err(reason) = validate(line) {
+            self.out.truncate(start);
+            return Err(reason);
+        }
+        self.out.push(b'\n');
+        self.messages += 1;
+        Ok(())
     }
 
     pub(crate) fn finish(self, rejected: Vec<RecordError>) -> Result<Decoded, PacketError> {

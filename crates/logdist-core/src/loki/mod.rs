@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 
 use crate::decoded::{Decoded, Lines, RecordError};
 use crate::mapping::{DEFAULT_SEVERITY, DEFAULT_SOURCE, Severity, TimestampUnit, write_string};
-use crate::message::{Location, PacketError, validate};
+use crate::message::{Location, PacketError};
 
 /// How a push is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,14 +245,7 @@ impl Stream {
             write_object(out, metadata.iter().copied());
         }
         out.push(b'}');
-        let text = std::str::from_utf8(&out[start..]).expect("JSON written from strings");
-        if let Err(reason) = validate(text) {
-            out.truncate(start);
-            return Err(reason);
-        }
-        out.push(b'\n');
-        lines.messages += 1;
-        Ok(())
+        lines.end_built(start)
     }
 }
 
