@@ -169,15 +169,12 @@ pub(crate) fn take_record(
     lines: &mut Lines,
 ) -> Result<(), String> {
     match (schema, validation) {
-        // The mapping keeps a message as sent, and needs a parse of the record anyway:
-        // the record is parsed once, after the fast path for plain messages.
+        // The mapping keeps a message as sent. A body whose records are all messages took
+        // the native path; here most records are not, so each is parsed once, by the
+        // mapping, without a scan for a plain message first.
         (Schema::Map(mapping), Validation::Full) => {
-            if crate::plain::is_plain_valid(text.as_bytes()) {
-                lines.push_valid(text.as_bytes());
-            } else {
-                mapping.map(text, now, &mut lines.out)?;
-                lines.messages += 1;
-            }
+            mapping.map(text, now, &mut lines.out)?;
+            lines.messages += 1;
         }
         (Schema::Strict, Validation::Full) => {
             validate(text)?;

@@ -167,7 +167,7 @@ impl Mapping {
             return Err("expected a JSON object".to_owned());
         }
         let mut object = Object::parse(record).map_err(|e| crate::message::describe(&e))?;
-        if is_message(&object) && crate::message::validate_with_serde(record).is_ok() {
+        if is_message(&object) && crate::message::validate(record).is_ok() {
             write_as_sent(record, out);
             return Ok(());
         }

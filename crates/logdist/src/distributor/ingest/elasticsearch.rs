@@ -17,7 +17,7 @@
 //! ILM, searches) is answered 404 as any unknown path, which is why the shippers' setup
 //! steps must be off.
 
-use std::fmt::Write;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,9 @@ use bytes::Bytes;
 use logdist_core::bulk::Outcome as ItemOutcome;
 use logdist_core::decoder::JSON;
 use rand::Rng;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::json;
 
 use super::Ingest;
 use super::formats::Outcome;
@@ -127,50 +129,134 @@ async fn license() -> impl IntoResponse {
 /// `update`, or a document that could not be read or mapped, fails with its `error`'s
 /// `type` and `reason`, while the others are delivered.
 pub fn bulk(outcome: &Outcome<'_>) -> Answer {
-    let mut errors = false;
     let mut seq_no = 0_u64;
-    let items: Vec<Value> = outcome
+    let items: Vec<ItemAnswer<'_>> = outcome
         .items
         .iter()
         .map(|item| {
-            let mut entry = Map::new();
-            if let Some(index) = &item.index {
-                entry.insert("_index".into(), index.as_str().into());
-            }
-            let id = item.id.clone().unwrap_or_else(made_up_id);
-            entry.insert("_id".into(), id.into());
+            let id = match &item.id {
+                Some(id) => Cow::Borrowed(id.as_str()),
+                None => Cow::Owned(made_up_id()),
+            };
+            let mut answer = ItemAnswer {
+                action: item.action.as_str(),
+                index: item.index.as_deref(),
+                id,
+                version: None,
+                result: None,
+                shards: None,
+                seq_no: None,
+                primary_term: None,
+                error: None,
+                status: item.outcome.status(),
+            };
             match &item.outcome {
                 ItemOutcome::Created | ItemOutcome::NotFound => {
                     let created = item.outcome == ItemOutcome::Created;
-                    entry.insert("_version".into(), 1.into());
-                    let result = if created { "created" } else { "not_found" };
-                    entry.insert("result".into(), result.into());
-                    entry.insert(
-                        "_shards".into(),
-                        json!({"total": 1, "successful": u8::from(created), "failed": 0}),
-                    );
-                    entry.insert("_seq_no".into(), seq_no.into());
-                    entry.insert("_primary_term".into(), 1.into());
+                    answer.version = Some(1);
+                    answer.result = Some(if created { "created" } else { "not_found" });
+                    answer.shards = Some(Shards {
+                        total: 1,
+                        successful: u8::from(created),
+                        failed: 0,
+                    });
+                    answer.seq_no = Some(seq_no);
+                    answer.primary_term = Some(1);
                     seq_no += 1;
                 }
                 ItemOutcome::Failed { kind, reason, .. } => {
-                    errors = true;
-                    entry.insert("error".into(), json!({"type": kind, "reason": reason}));
+                    answer.error = Some(ItemError { kind, reason });
                 }
             }
-            entry.insert("status".into(), item.outcome.status().into());
-            json!({ item.action.as_str(): entry })
+            answer
         })
         .collect();
-    let body = json!({
-        "took": millis(outcome.took),
-        "errors": errors,
-        "items": items,
-    });
+    let body = BulkAnswer {
+        took: millis(outcome.took),
+        errors: items.iter().any(|item| item.error.is_some()),
+        items,
+    };
     Answer {
         status: outcome.status,
         content_type: JSON,
-        body: Bytes::from(body.to_string()),
+        body: Bytes::from(serde_json::to_vec(&body).expect("a bulk answer is JSON")),
+    }
+}
+
+/// The answer to a bulk request, serialized straight from these structs: a body of 100
+/// items is written without building a tree of maps first.
+#[derive(Serialize)]
+struct BulkAnswer<'a> {
+    took: u64,
+    errors: bool,
+    items: Vec<ItemAnswer<'a>>,
+}
+
+/// One item's answer, `{"index": {...}}` (or `create`, ...).
+struct ItemAnswer<'a> {
+    action: &'static str,
+    index: Option<&'a str>,
+    id: Cow<'a, str>,
+    version: Option<u8>,
+    result: Option<&'static str>,
+    shards: Option<Shards>,
+    seq_no: Option<u64>,
+    primary_term: Option<u8>,
+    error: Option<ItemError<'a>>,
+    status: u16,
+}
+
+#[derive(Serialize)]
+struct Shards {
+    total: u8,
+    successful: u8,
+    failed: u8,
+}
+
+#[derive(Serialize)]
+struct ItemError<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    reason: &'a str,
+}
+
+impl Serialize for ItemAnswer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// What the action's name holds.
+        struct Fields<'b, 'a>(&'b ItemAnswer<'a>);
+        impl Serialize for Fields<'_, '_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let item = self.0;
+                let mut map = serializer.serialize_map(None)?;
+                if let Some(index) = item.index {
+                    map.serialize_entry("_index", index)?;
+                }
+                map.serialize_entry("_id", &item.id)?;
+                if let Some(version) = item.version {
+                    map.serialize_entry("_version", &version)?;
+                }
+                if let Some(result) = item.result {
+                    map.serialize_entry("result", result)?;
+                }
+                if let Some(shards) = &item.shards {
+                    map.serialize_entry("_shards", shards)?;
+                }
+                if let Some(seq_no) = item.seq_no {
+                    map.serialize_entry("_seq_no", &seq_no)?;
+                }
+                if let Some(term) = item.primary_term {
+                    map.serialize_entry("_primary_term", &term)?;
+                }
+                if let Some(error) = &item.error {
+                    map.serialize_entry("error", error)?;
+                }
+                map.serialize_entry("status", &item.status)?;
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(self.action, &Fields(self))?;
+        map.end()
     }
 }
 
@@ -183,11 +269,12 @@ fn millis(took: Duration) -> u64 {
 /// alphabet for them (URL-safe base64), random, as its made-up ids look to a client.
 fn made_up_id() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::rng();
+    // 20 characters of 6 bits each, from one random 128-bit number.
+    let mut bits: u128 = rand::rng().random();
     let mut id = String::with_capacity(20);
     for _ in 0..20 {
-        let at = rng.random_range(0..ALPHABET.len());
-        let _ = id.write_char(char::from(ALPHABET[at]));
+        id.push(char::from(ALPHABET[(bits & 63) as usize]));
+        bits >>= 6;
     }
     id
 }
@@ -197,6 +284,7 @@ mod tests {
     use axum::http::StatusCode;
     use logdist_core::decoder::{Bulk, Decoder, NDJSON};
     use logdist_core::{DecodeOptions, RecordError};
+    use serde_json::Value;
 
     use super::*;
     use crate::api::PacketAck;
