@@ -71,10 +71,10 @@ impl<'a> Object<'a> {
                 self.touched = true;
                 return Some(found);
             }
-            let Some(rest) = path
-                .strip_prefix(key)
-                .and_then(|rest| rest.strip_prefix('.'))
-            else {
+            // `key.` starts the path: the dot is checked first, as most keys are no prefix
+            // of the name looked for and this runs for every name of every field.
+            let dotted = path.as_bytes().get(key.len()) == Some(&b'.') && path.starts_with(key);
+            let Some(rest) = dotted.then(|| &path[key.len() + 1..]) else {
                 continue;
             };
             if let Some(found) = field.open().and_then(|inner| inner.take(rest, read)) {
