@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
 use super::member::{Member, State};
-use super::protocol::{DeliveryError, Protocol, refuses_content};
+use super::protocol::{DeliveryError, Protocols, refuses_content};
 use crate::distributor::job::{Job, Refusal, Rejection, fail};
 
 /// The way back to routing, which sits upstream of delivery: packets a delivery could not
@@ -69,8 +69,8 @@ pub struct LaneSettings {
 pub struct Lanes {
     /// Their settings.
     pub settings: LaneSettings,
-    /// How batches are sent.
-    pub protocol: Arc<dyn Protocol>,
+    /// How batches are sent: by each member's own protocol.
+    pub protocols: Arc<Protocols>,
     /// Where undeliverable packets go.
     pub routes: Arc<dyn Reroute>,
 }
@@ -208,7 +208,8 @@ async fn deliver(
         let bytes = bytes_of(&part);
         let started = Instant::now();
         let timeout = lanes.settings.delivery_timeout;
-        let outcome = lanes.protocol.send(lane, &member.url, &part, timeout).await;
+        let protocol = lanes.protocols.of(member.protocol());
+        let outcome = protocol.send(lane, &member.url, &part, timeout).await;
         let elapsed = started.elapsed();
         // The member's queued bytes count each packet until it leaves: delivered,
         // refused, or routed elsewhere. Parts put back stay counted.
@@ -257,7 +258,7 @@ async fn deliver(
                 } else {
                     member.eject(lanes.settings.eject_base, lanes.settings.eject_max)
                 };
-                warn!(analyzer = %member.id, protocol = lanes.protocol.name(), error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
+                warn!(analyzer = %member.id, protocol = protocol.name(), error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
                 lanes.routes.mark_unhealthy(&member, &e.to_string());
                 // A refused connection delivered nothing for sure: trying elsewhere costs no
                 // attempt (each refusal takes an analyzer out, so this ends). Parts not sent

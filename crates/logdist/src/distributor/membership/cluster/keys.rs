@@ -44,4 +44,8 @@ impl Keys {
 pub(super) struct Lease {
     pub(super) url: String,
     pub(super) weight: f64,
+    /// The delivery protocol given at registration; absent when none was (each
+    /// distributor then detects it on its own) and in leases of older distributors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) protocol: Option<String>,
 }

@@ -54,13 +54,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::distributor::delivery::address::AnalyzerUrl;
+use crate::distributor::delivery::protocol::Kind;
 use crate::distributor::routing::Routing;
 use counts::Flushed;
 use keys::Keys;
 use membership::Pending;
 
 /// The fleet's membership as Redis holds it: analyzer id -> its address and weight.
-pub type Desired = BTreeMap<String, (AnalyzerUrl, f64)>;
+pub type Desired = BTreeMap<String, (AnalyzerUrl, f64, Option<Kind>)>;
 
 /// This distributor, as a sync sees it: its routing (members, counts and the counting
 /// window, read), and how its membership is made to match the fleet's.
