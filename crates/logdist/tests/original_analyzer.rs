@@ -256,5 +256,73 @@ async fn the_original_analyzer_gets_its_share_unchanged_and_loses_nothing_when_k
     assert_eq!(acked.len(), 60);
     wait_all(&all, &acked, "after the restart").await;
     assert!(lines(&received) > before, "it receives again");
+
+    // Ctrl-C: it deregisters at exit (atexit), and is gone from the stats.
+    let mut original = _original;
+    original.signal("INT");
+    original.wait_exit(Duration::from_secs(15));
+    http.wait_stats(&distributor.url, "the original analyzer gone", |s| {
+        !s.iter().any(|a| a.id == "analyzer_4")
+    })
+    .await;
+    drop(distributor);
+}
+
+/// Given, the protocol needs no detection: with `--analyzer ID=URL@W;protocol=message`
+/// (the Flask analyzer's own registration goes nowhere here), and in a registration's
+/// `"protocol"`. An unknown protocol is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_protocol_is_used_as_given() {
+    let dir = scratch("original_analyzer_given");
+    let port = free_port();
+    let received = dir.join("original_received.ndjson");
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let _original = start_original(&dir, &nowhere, port, &received, 1);
+    let spec = format!("analyzer_4=http://127.0.0.1:{port}@1;protocol=message");
+    let distributor = common::inproc::InProc::distributor(&["--analyzer", &spec]).await;
+    let http = Http::new();
+    let stats = http
+        .wait_stats(&distributor.url, "the original analyzer online", |s| {
+            online(s, &["analyzer_4"])
+        })
+        .await;
+    assert_eq!(stats[0].protocol, "message");
+    let acked = send(&distributor.url, 0, 200, |_| {}).await;
+    assert_eq!(acked.len(), 20);
+    wait_all(
+        std::slice::from_ref(&received),
+        &acked,
+        "given by --analyzer",
+    )
+    .await;
+
+    let register = |body: Value| {
+        let http = Http::new();
+        let url = format!("{}/analyzer/register", distributor.url);
+        async move { http.post(&url, "application/json", body.to_string()).await }
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let answer = register(serde_json::json!({
+        "id": "analyzer_5", "weight": 1.0, "url": url, "protocol": "message"
+    }))
+    .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["protocol"], "message");
+    let answer = register(serde_json::json!({
+        "id": "analyzer_6", "weight": 1.0, "url": url, "protocol": "pigeon"
+    }))
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert!(
+        answer.text().contains("logdist, message"),
+        "{}",
+        answer.text()
+    );
+    let stats = http
+        .wait_stats(&distributor.url, "both online", |s| {
+            online(s, &["analyzer_4", "analyzer_5"])
+        })
+        .await;
+    assert!(stats.iter().all(|a| a.protocol == "message"), "{stats:#?}");
     drop(distributor);
 }
