@@ -326,3 +326,62 @@ async fn a_given_protocol_is_used_as_given() {
     assert!(stats.iter().all(|a| a.protocol == "message"), "{stats:#?}");
     drop(distributor);
 }
+
+/// A `message` analyzer that fails one message of a packet: the messages it acknowledged
+/// before it are not sent again; only the rest of the packet is routed to the other
+/// analyzer, and the agent gets 200 once all of it is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_messages_not_acknowledged_are_routed_again() {
+    let dir = scratch("original_analyzer_partial");
+    let port = free_port();
+    let received = dir.join("failing_received.ndjson");
+    let log = dir.join("failing.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/failing_message_analyzer.py"
+        ))
+        .env("PORT", port.to_string())
+        .env("FAIL_SEQ", "17")
+        .env("RECEIVED_FILE", &received)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run python3: {e}"));
+    let _failing = Proc {
+        child,
+        name: "failing_message_analyzer".to_owned(),
+        log,
+    };
+    // One message in flight at a time, so that none is in doubt at the failure; the
+    // failing analyzer's weight makes it take the first packet.
+    let spec = format!("analyzer_9=http://127.0.0.1:{port}@100;protocol=message");
+    let distributor =
+        common::inproc::InProc::distributor(&["--analyzer", &spec, "--message-concurrency", "1"])
+            .await;
+    let journal = dir.join("journal_1.ndjson");
+    let _analyzer = common::inproc::InProc::analyzer(
+        1,
+        0.01,
+        &distributor.url,
+        &["--journal", journal.to_str().unwrap()],
+    )
+    .await;
+    let http = Http::new();
+    http.wait_stats(&distributor.url, "both online", |s| {
+        online(s, &["analyzer_1", "analyzer_9"])
+    })
+    .await;
+    let answer = http.send_packet(&distributor.url, 10, 10).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.json()["analyzer"], "analyzer_1", "{}", answer.text());
+    let at_failing: Vec<u64> = seqs(std::slice::from_ref(&received)).into_keys().collect();
+    let mut at_failing = at_failing;
+    at_failing.sort_unstable();
+    assert_eq!(at_failing, (10..17).collect::<Vec<_>>());
+    let mut at_logdist: Vec<u64> = seqs(std::slice::from_ref(&journal)).into_keys().collect();
+    at_logdist.sort_unstable();
+    assert_eq!(at_logdist, [17, 18, 19], "only what was not acknowledged");
+    drop(distributor);
+}

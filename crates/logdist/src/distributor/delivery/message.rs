@@ -9,10 +9,10 @@
 //! `POST /message/process` with an empty body, which it refuses with 400 and which
 //! delivers nothing.
 //!
-//! At least once: when one message of a batch fails, the seam reports the batch failed
-//! and the lane routes its packets again, whole; so the messages of those packets the
-//! analyzer had already acknowledged are delivered twice. Sending stops at the first
-//! failure, so no more are sent than were in flight.
+//! When one message fails, sending stops (what is in flight is abandoned) and the
+//! delivery fails, saying which messages the analyzer acknowledged (see
+//! [`super::protocol::Failed`]): the lane routes again only the others. A message that
+//! was in flight at the failure is in doubt, and routed again: at least once.
 
 use std::time::Duration;
 
@@ -25,7 +25,7 @@ use hyper::header::{self, HeaderValue};
 use super::Outbound;
 use super::address::AnalyzerUrl;
 use super::ndjson::reason_of;
-use super::protocol::{DeliveryError, Protocol, Sending};
+use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 use super::via;
 use crate::api::{DEADLINE_HEADER, delivery_deadline};
 use crate::distributor::job::Job;
@@ -70,27 +70,44 @@ impl MessageProcess {
         to: &AnalyzerUrl,
         jobs: &[Job],
         timeout: Duration,
-    ) -> Result<(), DeliveryError> {
+    ) -> Result<(), Failed> {
         let client = &self.clients[lane % self.clients.len()];
         let via = via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs);
         let deadline = delivery_deadline(timeout);
+        // Each message's body, with where it sits: its job, and its place in the packet.
         let mut bodies = Vec::new();
-        for job in jobs {
-            bodies.extend(messages(&job.packet.ndjson));
+        let mut acknowledged: Vec<Vec<bool>> = Vec::with_capacity(jobs.len());
+        for (j, job) in jobs.iter().enumerate() {
+            let before = bodies.len();
+            bodies.extend(
+                messages(&job.packet.ndjson)
+                    .enumerate()
+                    .map(|(m, b)| (j, m, b)),
+            );
+            acknowledged.push(vec![false; bodies.len() - before]);
         }
-        let mut sends = futures_util::stream::iter(bodies)
-            .map(|body| self.post_one(client, to, body, &via, &deadline))
-            .buffer_unordered(self.concurrency);
-        let all = async {
-            while let Some(outcome) = sends.next().await {
+        let acked = &mut acknowledged;
+        let (via, deadline) = (&via, &deadline);
+        let all = async move {
+            let mut sends = futures_util::stream::iter(bodies)
+                .map(|(j, m, body)| async move {
+                    (j, m, self.post_one(client, to, body, via, deadline).await)
+                })
+                .buffer_unordered(self.concurrency);
+            while let Some((j, m, outcome)) = sends.next().await {
                 // The first failure fails the batch; what is still in flight is dropped.
                 outcome?;
+                acked[j][m] = true;
             }
             Ok(())
         };
-        tokio::time::timeout(timeout, all)
+        let outcome = tokio::time::timeout(timeout, all)
             .await
-            .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+            .unwrap_or(Err(DeliveryError::Timeout(timeout)));
+        outcome.map_err(|error| Failed {
+            error,
+            acknowledged,
+        })
     }
 
     async fn post_one(
@@ -157,16 +174,13 @@ impl MessageProcess {
 /// The request bodies of a packet's messages: `{"data": LINE}` for each NDJSON line, the
 /// line as it was sent.
 pub fn messages(ndjson: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    ndjson
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.trim_ascii().is_empty())
-        .map(|line| {
-            let mut body = BytesMut::with_capacity(line.len() + 10);
-            body.put_slice(b"{\"data\":");
-            body.put_slice(line);
-            body.put_u8(b'}');
-            body.freeze()
-        })
+    messages_of(ndjson).map(|line| {
+        let mut body = BytesMut::with_capacity(line.len() + 10);
+        body.put_slice(b"{\"data\":");
+        body.put_slice(&line);
+        body.put_u8(b'}');
+        body.freeze()
+    })
 }
 
 impl Protocol for MessageProcess {
@@ -180,7 +194,7 @@ impl Protocol for MessageProcess {
         to: &'a AnalyzerUrl,
         jobs: &'a [Job],
         timeout: Duration,
-    ) -> Sending<'a, Result<(), DeliveryError>> {
+    ) -> Sending<'a, Result<(), Failed>> {
         Box::pin(self.post_all(lane, to, jobs, timeout))
     }
 

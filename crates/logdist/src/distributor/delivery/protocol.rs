@@ -14,6 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use logdist_core::Packet;
+
 use super::address::AnalyzerUrl;
 use crate::distributor::job::Job;
 
@@ -28,14 +31,16 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// Sends `jobs` as one delivery from worker `lane` (each worker has its own
     /// connections) to the analyzer at `to`. `Ok` once the analyzer acknowledged every
-    /// packet of it; within `timeout`, or [`DeliveryError::Timeout`].
+    /// packet of it; within `timeout`, or [`DeliveryError::Timeout`]. A failure says
+    /// which messages were acknowledged nonetheless, when the protocol knows (see
+    /// [`Failed`]).
     fn send<'a>(
         &'a self,
         lane: usize,
         to: &'a AnalyzerUrl,
         jobs: &'a [Job],
         timeout: Duration,
-    ) -> Sending<'a, Result<(), DeliveryError>>;
+    ) -> Sending<'a, Result<(), Failed>>;
 
     /// One health check of the analyzer at `to`: whether it is there and well. The caller
     /// bounds it in time.
@@ -142,6 +147,55 @@ impl Protocols {
     }
 }
 
+/// A failed delivery: why, and what of it the analyzer acknowledged before it failed.
+/// A protocol that sends message by message knows; one that sends the batch whole does
+/// not, and then nothing of it counts as acknowledged. The lane routes again only what
+/// was not acknowledged, so that acknowledged messages are not delivered twice.
+#[derive(Debug)]
+pub struct Failed {
+    /// Why.
+    pub error: DeliveryError,
+    /// Per job of the delivery, in order, and per message of its packet (in the order of
+    /// [`messages_of`]): whether the analyzer acknowledged it. Empty when not known.
+    pub acknowledged: Vec<Vec<bool>>,
+}
+
+impl From<DeliveryError> for Failed {
+    fn from(error: DeliveryError) -> Self {
+        Self {
+            error,
+            acknowledged: Vec::new(),
+        }
+    }
+}
+
+/// The messages of a packet's NDJSON, one a line without its newline, blank lines
+/// skipped: slices of the packet's buffer, not copies.
+pub fn messages_of(ndjson: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    ndjson
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+        .map(|line| ndjson.slice_ref(line))
+}
+
+/// The packet of the messages of `packet` whose flag in `acknowledged` is not set (in
+/// the order of [`messages_of`]); `None` when every one is.
+pub fn unacknowledged(packet: &Packet, acknowledged: &[bool]) -> Option<Packet> {
+    let mut ndjson = BytesMut::new();
+    let mut messages = 0;
+    for (i, line) in messages_of(&packet.ndjson).enumerate() {
+        if !acknowledged.get(i).copied().unwrap_or(false) {
+            ndjson.extend_from_slice(&line);
+            ndjson.extend_from_slice(b"\n");
+            messages += 1;
+        }
+    }
+    (messages > 0).then(|| Packet {
+        ndjson: ndjson.freeze(),
+        messages,
+    })
+}
+
 /// Why a delivery failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -170,6 +224,25 @@ pub fn refuses_content(status: http::StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_was_not_acknowledged_is_left() {
+        let ndjson = Bytes::from_static(b"{\"a\":1}\n\n{\"b\":2}\n{\"c\":3}\n");
+        let lines: Vec<Bytes> = messages_of(&ndjson).collect();
+        assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
+        let packet = Packet {
+            ndjson,
+            messages: 3,
+        };
+        let left = unacknowledged(&packet, &[true, false, true]).unwrap();
+        assert_eq!((&left.ndjson[..], left.messages), (&b"{\"b\":2}\n"[..], 1));
+        assert!(unacknowledged(&packet, &[true; 3]).is_none());
+        let all = unacknowledged(&packet, &[]).unwrap();
+        assert_eq!(
+            (&all.ndjson[..], all.messages),
+            (&b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"[..], 3)
+        );
+    }
 
     #[test]
     fn kinds_are_named_and_parsed_back() {

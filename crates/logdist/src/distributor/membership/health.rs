@@ -157,7 +157,7 @@ mod tests {
     use super::*;
     use crate::distributor::delivery::QueueLimits;
     use crate::distributor::delivery::address::AnalyzerUrl;
-    use crate::distributor::delivery::protocol::{DeliveryError, Protocol, Sending};
+    use crate::distributor::delivery::protocol::{Failed, Protocol, Sending};
     use crate::distributor::job::Job;
     use crate::distributor::routing::Registry;
     use crate::workers::Workers;
@@ -191,7 +191,7 @@ mod tests {
             _: &'a AnalyzerUrl,
             _: &'a [Job],
             _: Duration,
-        ) -> Sending<'a, Result<(), DeliveryError>> {
+        ) -> Sending<'a, Result<(), Failed>> {
             unreachable!("a health watcher sends no batches")
         }
 
