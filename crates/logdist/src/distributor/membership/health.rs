@@ -2,7 +2,8 @@
 //! once when it registers, then on a fixed interval while online and with exponential
 //! backoff while unhealthy, never more than `--probe-rate` a second over all members. The state flips only after several
 //! consecutive results in a row (`--unhealthy-after`, `--healthy-after`), so a single slow
-//! probe does not make routing flap, and each flip is logged once.
+//! probe does not make routing flap, and each flip is logged once. A member whose protocol
+//! was not given has it detected when its probe fails (see `Probes::probe`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
