@@ -29,7 +29,7 @@
 //! | --- | --- | --- |
 //! | `{p}generation` | string | random id of this cluster state; gone means Redis lost its data |
 //! | `{p}analyzers` | set | ids of registered analyzers |
-//! | `{p}analyzer:{id}` | string, TTL `--lease-ttl` | the lease: `{"url": ..., "weight": ...}` |
+//! | `{p}analyzer:{id}` | string, TTL `--lease-ttl` | the lease: `{"url": ..., "weight": ..., "protocol": ...}` (`protocol` only when given) |
 //! | `{p}epoch` | integer | membership version, incremented on every change |
 //! | `{p}events` | pub/sub channel | the new epoch, published on every change |
 //! | `{p}counts:{id}` | hash | `messages`, `packets` delivered to the analyzer, fleet-wide |
