@@ -18,6 +18,9 @@ pub struct AnalyzerStats {
     pub weight: f64,
     /// `online`, `unhealthy` or `draining`.
     pub state: String,
+    /// The delivery protocol it is sent by: `logdist` or `message`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
     /// Its weight over the total weight of online analyzers; 0 when not online.
     pub target_share: f64,
     /// Messages routed to it since the last membership change (the counting window).
@@ -34,6 +37,11 @@ pub struct AnalyzerStats {
     pub fleet_states: Option<std::collections::BTreeMap<String, String>>,
 }
 
+/// The protocol of an analyzer whose stats do not say (from an older distributor).
+fn default_protocol() -> String {
+    "logdist".to_owned()
+}
+
 /// The body of `POST /analyzer/register`. `port` is the form the original Python analyzer
 /// sent (the host is then the caller's address); `url` names the host explicitly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +56,11 @@ pub struct Registration {
     /// Base URL, `http://host:port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The delivery protocol it speaks: `logdist` (NDJSON to `/packets`) or `message`
+    /// (the original project's `/message/process`). When absent, `logdist` until the
+    /// distributor detects otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// The body of `POST /analyzer/deregister`.

@@ -377,6 +377,7 @@ pub async fn run(
         weight: args.weight,
         port: args.advertise_url.is_none().then_some(addr.port()),
         url: args.advertise_url.clone(),
+        protocol: None,
     };
     let register_url = format!(
         "{}/analyzer/register",

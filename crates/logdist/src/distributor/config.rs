@@ -10,6 +10,7 @@ use bytesize::ByteSize;
 use clap::Args;
 
 use super::delivery::address::{AnalyzerUrl, check_id};
+use super::delivery::protocol::Kind;
 use anyhow::Context;
 use logdist_core::{Aliases, Mapping, Schema, TimestampUnit};
 
@@ -56,7 +57,9 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
-    /// An analyzer known at start, as ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5).
+    /// An analyzer known at start, as ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5),
+    /// optionally followed by `;protocol=NAME` (`logdist`, the default, or `message` for the
+    /// original project's analyzer: analyzer_4=http://127.0.0.1:3004@0.5;protocol=message).
     /// Repeat the flag, or separate with commas in the environment variable.
     #[arg(long = "analyzer", env = "LOGDIST_ANALYZERS", value_delimiter = ',')]
     pub analyzers: Vec<AnalyzerSpec>,
@@ -202,6 +205,12 @@ pub struct DistributorArgs {
     /// Deliveries in flight at once to one analyzer (over all workers).
     #[arg(long, env = "LOGDIST_LANE_CONCURRENCY", default_value_t = 2)]
     pub lane_concurrency: usize,
+
+    /// Messages in flight at once to one analyzer of the `message` protocol (one request
+    /// each, as the original project's analyzer takes them).
+    #[arg(long, env = "LOGDIST_MESSAGE_CONCURRENCY", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub message_concurrency: u32,
 
     /// Worker threads, each an event loop serving its own connections and delivering what
     /// they bring (thread-per-core); 0 means one per CPU core.
@@ -365,7 +374,7 @@ fn parse_token(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// `ID=URL@WEIGHT`, as given to `--analyzer`.
+/// `ID=URL@WEIGHT[;protocol=NAME]`, as given to `--analyzer`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyzerSpec {
     /// The analyzer's id.
@@ -374,15 +383,35 @@ pub struct AnalyzerSpec {
     pub url: AnalyzerUrl,
     /// Its relative weight.
     pub weight: f64,
+    /// Its delivery protocol, when given (`;protocol=NAME`).
+    pub protocol: Option<Kind>,
 }
 
 impl FromStr for AnalyzerSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let usage =
-            || format!("`{s}` is not ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5)");
-        let (id, rest) = s.split_once('=').ok_or_else(usage)?;
+        let usage = || {
+            format!(
+                "`{s}` is not ID=URL@WEIGHT[;protocol=NAME] (e.g. analyzer_1=http://127.0.0.1:3001@0.5)"
+            )
+        };
+        let (spec, options) = match s.split_once(';') {
+            Some((spec, options)) => (spec, Some(options)),
+            None => (s, None),
+        };
+        let mut protocol = None;
+        for option in options.into_iter().flat_map(|o| o.split(';')) {
+            match option.trim().split_once('=') {
+                Some(("protocol", name)) => protocol = Some(name.trim().parse::<Kind>()?),
+                _ => {
+                    return Err(format!(
+                        "`{option}` in `{s}` is not an analyzer option; the one there is is protocol=NAME"
+                    ));
+                }
+            }
+        }
+        let (id, rest) = spec.split_once('=').ok_or_else(usage)?;
         let (url, weight) = rest.rsplit_once('@').ok_or_else(usage)?;
         let weight: f64 = weight
             .parse()
@@ -391,6 +420,7 @@ impl FromStr for AnalyzerSpec {
             id: check_id(id)?.to_owned(),
             url: url.parse()?,
             weight: logdist_core::routing::check_weight(weight).map_err(|e| e.to_string())?,
+            protocol,
         })
     }
 }
@@ -406,6 +436,17 @@ mod tests {
         assert_eq!(spec.url.base, "http://127.0.0.1:3001");
         assert_eq!(spec.url.uri("/packets"), "http://127.0.0.1:3001/packets");
         assert_eq!(spec.weight, 0.5);
+        assert_eq!(spec.protocol, None);
+        let spec: AnalyzerSpec = "analyzer_4=http://127.0.0.1:3004@0.5;protocol=message"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            (spec.id.as_str(), spec.weight, spec.protocol),
+            ("analyzer_4", 0.5, Some(Kind::Message))
+        );
+        assert_eq!(spec.url.base, "http://127.0.0.1:3004");
+        let spec: AnalyzerSpec = "a=http://h:1@1;protocol=logdist".parse().unwrap();
+        assert_eq!(spec.protocol, Some(Kind::Logdist));
         // Container names as in the original run instructions and docker-compose.yml.
         let url: AnalyzerUrl = "http://analyzer_1:3001".parse().unwrap();
         assert_eq!(url.uri("/packets"), "http://analyzer_1:3001/packets");
@@ -435,6 +476,9 @@ mod tests {
             "a=http://a!b$c:1@1",
             "a=http://[fe80::1%25eth0]:1@1",
             "a=http://h:1#frag@1",
+            "a=http://h:1@1;protocol=carrier-pigeon",
+            "a=http://h:1@1;colour=blue",
+            "a=http://h:1@1;protocol",
         ] {
             assert!(bad.parse::<AnalyzerSpec>().is_err(), "{bad} accepted");
         }

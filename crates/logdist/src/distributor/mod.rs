@@ -48,7 +48,9 @@ use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
 use crate::pacer::Pacer;
 use crate::workers::Workers;
+use delivery::message::MessageProcess;
 use delivery::ndjson::NdjsonPackets;
+use delivery::protocol::Protocols;
 use delivery::{LaneSettings, Lanes, Outbound, Protocol, QueueLimits, via};
 use ingest::{Ingest, IngestSettings, idempotency};
 use membership::admin::Admin;
@@ -84,13 +86,23 @@ impl Distributor {
             via_header: http::HeaderValue::from_str(&via).context("a hex id is a header value")?,
             via: via.clone(),
         };
-        let protocol: Arc<dyn Protocol> = Arc::new(NdjsonPackets::new(
+        let ndjson: Arc<dyn Protocol> = Arc::new(NdjsonPackets::new(
+            (0..workers.len())
+                .map(|_| http_client(config.probe_timeout, tls.clone()))
+                .collect(),
+            http_client(config.probe_timeout, tls.clone()),
+            outbound.clone(),
+        ));
+        let message: Arc<dyn Protocol> = Arc::new(MessageProcess::new(
             (0..workers.len())
                 .map(|_| http_client(config.probe_timeout, tls.clone()))
                 .collect(),
             http_client(config.probe_timeout, tls),
             outbound,
+            config.message_concurrency as usize,
         ));
+        // In the order of `Kind::ALL`.
+        let protocols = Arc::new(Protocols::new(vec![ndjson, message]));
         let registry = Registry::new(
             QueueLimits {
                 lanes: workers.len(),
@@ -115,7 +127,7 @@ impl Distributor {
                 eject_max: config.eject_max,
                 concurrency: config.lane_concurrency,
             },
-            protocol: protocol.clone(),
+            protocols: protocols.clone(),
             routes: routing.clone(),
         });
         let probes = Arc::new(Probes {
@@ -127,7 +139,7 @@ impl Distributor {
             },
             pacer: Pacer::new(f64::from(config.probe_rate)),
             routing: routing.clone(),
-            protocol,
+            protocols,
         });
         let shared = match &config.redis {
             Some(url) => SharedState::Redis(Cluster::new(
@@ -246,7 +258,7 @@ async fn run_on(
             .await
             .map_err(anyhow::Error::msg)?;
         let (_, member) = fleet
-            .register(&spec.id, spec.url, spec.weight, true)
+            .register(&spec.id, spec.url, spec.weight, true, spec.protocol)
             .map_err(|e| anyhow::anyhow!("--analyzer {}: {e}", spec.id))?;
         pinned.push(member);
     }

@@ -22,7 +22,9 @@
 //! - anything else (no connection, a broken one, a timeout, 5xx, 401, 404, 429, ...): the
 //!   analyzer is ejected for a time that grows with each ejection (see
 //!   [`Member::eject`]), and each packet of the batch is routed again, up to
-//!   `--max-attempts`. A packet that cannot be placed is answered 503 if its agent
+//!   `--max-attempts`; when the protocol knows which messages the analyzer acknowledged
+//!   before the failure (`message` does), only the others are (see
+//!   `settle_acknowledged`). A packet that cannot be placed is answered 503 if its agent
 //!   waits, or parked and retried for a while (see `parked`) and then counted as
 //!   dropped if it was already answered 202.
 
@@ -35,7 +37,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, error, warn};
 
 use super::member::{Member, State};
-use super::protocol::{DeliveryError, Protocol, refuses_content};
+use super::protocol::{DeliveryError, Protocols, refuses_content, unacknowledged};
 use crate::distributor::job::{Job, Refusal, Rejection, fail};
 
 /// The way back to routing, which sits upstream of delivery: packets a delivery could not
@@ -69,8 +71,8 @@ pub struct LaneSettings {
 pub struct Lanes {
     /// Their settings.
     pub settings: LaneSettings,
-    /// How batches are sent.
-    pub protocol: Arc<dyn Protocol>,
+    /// How batches are sent: by each member's own protocol.
+    pub protocols: Arc<Protocols>,
     /// Where undeliverable packets go.
     pub routes: Arc<dyn Reroute>,
 }
@@ -208,7 +210,11 @@ async fn deliver(
         let bytes = bytes_of(&part);
         let started = Instant::now();
         let timeout = lanes.settings.delivery_timeout;
-        let outcome = lanes.protocol.send(lane, &member.url, &part, timeout).await;
+        let protocol = lanes.protocols.of(member.protocol());
+        let (outcome, acknowledged) = match protocol.send(lane, &member.url, &part, timeout).await {
+            Ok(()) => (Ok(()), Vec::new()),
+            Err(failed) => (Err(failed.error), failed.acknowledged),
+        };
         let elapsed = started.elapsed();
         // The member's queued bytes count each packet until it leaves: delivered,
         // refused, or routed elsewhere. Parts put back stay counted.
@@ -257,13 +263,14 @@ async fn deliver(
                 } else {
                     member.eject(lanes.settings.eject_base, lanes.settings.eject_max)
                 };
-                warn!(analyzer = %member.id, protocol = lanes.protocol.name(), error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
+                warn!(analyzer = %member.id, protocol = protocol.name(), error = %e, packets = part.len(), ejected_for = ?time, "Delivery failed; ejecting the analyzer and re-routing its packets.");
                 lanes.routes.mark_unhealthy(&member, &e.to_string());
                 // A refused connection delivered nothing for sure: trying elsewhere costs no
                 // attempt (each refusal takes an analyzer out, so this ends). Parts not sent
                 // yet cost none either.
                 let in_doubt = !matches!(e, DeliveryError::Refused(_)) && !looped;
                 gone(&part);
+                let part = settle_acknowledged(&member, part, &acknowledged);
                 lanes.routes.reroute(part, in_doubt);
                 for rest in parts.drain(..).rev() {
                     gone(&rest);
@@ -320,6 +327,43 @@ fn delivered(lanes: &Lanes, member: &Member, part: Vec<Job>, bytes: usize, elaps
     for job in part {
         job.finish(Ok(member.id.clone()));
     }
+}
+
+/// What of a failed delivery is left to route again, given what the analyzer
+/// acknowledged of it (per job, per message; empty when the protocol does not know): a
+/// packet it acknowledged whole is delivered (its agent is answered), one it acknowledged
+/// in part goes on with the rest of its messages only, and each acknowledged message is
+/// counted as delivered here.
+fn settle_acknowledged(member: &Member, part: Vec<Job>, acknowledged: &[Vec<bool>]) -> Vec<Job> {
+    if acknowledged.is_empty() {
+        return part;
+    }
+    let mut left = Vec::with_capacity(part.len());
+    let per_job = acknowledged
+        .iter()
+        .map(Vec::as_slice)
+        .chain(std::iter::repeat(&[][..]));
+    for (mut job, acked) in part.into_iter().zip(per_job) {
+        let count = acked.iter().filter(|a| **a).count() as u64;
+        match unacknowledged(&job.packet, acked) {
+            None => {
+                member
+                    .messages_total
+                    .fetch_add(u64::from(job.packet.messages), Ordering::Relaxed);
+                member.packets_total.fetch_add(1, Ordering::Relaxed);
+                job.finish(Ok(member.id.clone()));
+            }
+            Some(rest) => {
+                if count > 0 {
+                    member.messages_total.fetch_add(count, Ordering::Relaxed);
+                    debug!(analyzer = %member.id, acknowledged = count, left = rest.messages, "Routing again only the messages of a packet the analyzer did not acknowledge.");
+                    job.packet = rest;
+                }
+                left.push(job);
+            }
+        }
+    }
+    left
 }
 
 /// A packet the analyzer refused as bad, sent alone: it fails by itself.

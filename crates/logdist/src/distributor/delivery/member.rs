@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::address::AnalyzerUrl;
+use super::protocol::Kind;
 use super::tally::MemberMetrics;
 use crate::distributor::job::Job;
 
@@ -64,6 +65,11 @@ pub struct Member {
     pub pinned: bool,
     /// A [`State`] as `u8`: the lane reads it without the registry lock.
     state: AtomicU8,
+    /// The [`Kind`] of protocol its deliveries and probes use, as `u8`.
+    protocol: AtomicU8,
+    /// Whether its protocol was given (at registration or with `--analyzer`); when not,
+    /// detection may change it (see `health`).
+    protocol_given: std::sync::atomic::AtomicBool,
     /// Its lanes' queues, one per worker: a packet is queued on the worker that read it.
     queues: Vec<mpsc::UnboundedSender<Job>>,
     /// Packets in its queues, not yet in a delivery: bounded by `capacity`.
@@ -154,6 +160,8 @@ impl Member {
             url,
             pinned,
             state: AtomicU8::new(State::Unhealthy as u8),
+            protocol: AtomicU8::new(Kind::default() as u8),
+            protocol_given: std::sync::atomic::AtomicBool::new(false),
             queues,
             queued: AtomicUsize::new(0),
             capacity: queue.packets.max(1),
@@ -213,6 +221,24 @@ impl Member {
     /// Sets the state; called by the registry under its lock.
     pub fn set_state(&self, state: State) {
         self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The protocol it speaks.
+    pub fn protocol(&self) -> Kind {
+        Kind::from_u8(self.protocol.load(Ordering::Acquire))
+    }
+
+    /// Whether its protocol was given rather than assumed.
+    pub fn protocol_given(&self) -> bool {
+        self.protocol_given.load(Ordering::Acquire)
+    }
+
+    /// Sets its protocol: `given` at registration, or detected. Returns whether that
+    /// changed anything.
+    pub fn set_protocol(&self, kind: Kind, given: bool) -> bool {
+        let before = self.protocol.swap(kind as u8, Ordering::AcqRel);
+        let was_given = self.protocol_given.swap(given, Ordering::AcqRel);
+        before != kind as u8 || was_given != given
     }
 
     /// Folds one delivery into the measured rate: `bytes` acknowledged after `elapsed`,

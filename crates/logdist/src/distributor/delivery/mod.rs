@@ -7,12 +7,14 @@
 //! - [`member`]: an analyzer as the distributor sees it: its address, state, queue,
 //!   counters and ejection.
 //! - `lane`: batching, and what each outcome means (split, shrink, eject, re-route).
-//! - [`protocol`]: the seam; [`ndjson`] is logdist's own protocol, the first entry.
+//! - [`protocol`]: the seam; [`ndjson`] is logdist's own protocol, the first entry;
+//!   [`message`] the original project's, one message a request.
 
 pub mod address;
 pub mod batch;
 mod lane;
 pub mod member;
+pub mod message;
 pub mod ndjson;
 pub mod protocol;
 pub mod tally;

@@ -13,7 +13,7 @@ use hyper::header::{self, HeaderValue};
 use super::Outbound;
 use super::address::AnalyzerUrl;
 use super::batch::Batch;
-use super::protocol::{DeliveryError, Protocol, Sending};
+use super::protocol::{DeliveryError, Failed, Protocol, Sending};
 use super::via;
 use crate::api::{DEADLINE_HEADER, delivery_deadline};
 use crate::distributor::job::Job;
@@ -120,8 +120,9 @@ impl Protocol for NdjsonPackets {
         to: &'a AnalyzerUrl,
         jobs: &'a [Job],
         timeout: Duration,
-    ) -> Sending<'a, Result<(), DeliveryError>> {
-        Box::pin(self.post(lane, to, jobs, timeout))
+    ) -> Sending<'a, Result<(), Failed>> {
+        // One request for the batch: a failure acknowledged none of it.
+        Box::pin(async move { Ok(self.post(lane, to, jobs, timeout).await?) })
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {

@@ -1,11 +1,21 @@
 //! The delivery-protocol seam: how a batch for one analyzer is encoded, sent and
 //! acknowledged, and how the analyzer's health is checked. A lane decides *when* to send
 //! and what to do with the outcome (split, shrink, eject, re-route); a protocol decides
-//! *how*. logdist's own NDJSON to `POST /packets` ([`super::ndjson`]) is the first.
+//! *how*. logdist's own NDJSON to `POST /packets` ([`super::ndjson`]) is the first;
+//! the original project's one message a `POST /message/process` ([`super::message`]) the
+//! second.
+//!
+//! Each member speaks one protocol, a [`Kind`]: given at registration (`"protocol"`) or
+//! with `--analyzer ...;protocol=`, or else `logdist` until detection finds otherwise (see
+//! [`Protocols::detect`]). A distributor holds one [`Protocols`] table, built once, that
+//! lanes and probes look a member's protocol up in.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use logdist_core::Packet;
 
 use super::address::AnalyzerUrl;
 use crate::distributor::job::Job;
@@ -21,18 +31,169 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// Sends `jobs` as one delivery from worker `lane` (each worker has its own
     /// connections) to the analyzer at `to`. `Ok` once the analyzer acknowledged every
-    /// packet of it; within `timeout`, or [`DeliveryError::Timeout`].
+    /// packet of it; within `timeout`, or [`DeliveryError::Timeout`]. A failure says
+    /// which messages were acknowledged nonetheless, when the protocol knows (see
+    /// [`Failed`]).
     fn send<'a>(
         &'a self,
         lane: usize,
         to: &'a AnalyzerUrl,
         jobs: &'a [Job],
         timeout: Duration,
-    ) -> Sending<'a, Result<(), DeliveryError>>;
+    ) -> Sending<'a, Result<(), Failed>>;
 
     /// One health check of the analyzer at `to`: whether it is there and well. The caller
     /// bounds it in time.
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool>;
+
+    /// Whether the analyzer at `to` speaks this protocol, asked when a member whose
+    /// protocol was not given fails its probes. It must deliver nothing. By default, its
+    /// probe.
+    fn recognizes<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
+        self.probe(to)
+    }
+}
+
+/// The delivery protocols a member may speak, by the name registration gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Kind {
+    /// logdist's own: NDJSON to `POST /packets`, health at `GET /health` (the default).
+    #[default]
+    Logdist = 0,
+    /// The original project's analyzer: one `POST /message/process` per message as
+    /// `{"data": message}`; health is a TCP connect.
+    Message = 1,
+}
+
+impl Kind {
+    /// Every kind, in the order detection tries them.
+    pub const ALL: [Kind; 2] = [Kind::Logdist, Kind::Message];
+
+    /// Its name, in registrations, stats, metrics and `--analyzer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logdist => "logdist",
+            Self::Message => "message",
+        }
+    }
+
+    /// The kind stored as `u8` (see [`Kind::ALL`]); `logdist` for anything else.
+    pub fn from_u8(n: u8) -> Self {
+        Self::ALL.get(usize::from(n)).copied().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "protocol `{s}` is not known; use one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// One protocol for each [`Kind`], shared by every lane and health watcher.
+pub struct Protocols {
+    /// Indexed by `Kind as usize`.
+    table: Vec<std::sync::Arc<dyn Protocol>>,
+}
+
+impl Protocols {
+    /// The table of `protocols`, one per kind in the order of [`Kind::ALL`].
+    pub fn new(protocols: Vec<std::sync::Arc<dyn Protocol>>) -> Self {
+        debug_assert_eq!(protocols.len(), Kind::ALL.len());
+        Self { table: protocols }
+    }
+
+    /// The same protocol for every kind (tests that need one protocol only).
+    #[cfg(test)]
+    pub fn only(protocol: std::sync::Arc<dyn Protocol>) -> Self {
+        Self {
+            table: Kind::ALL.iter().map(|_| protocol.clone()).collect(),
+        }
+    }
+
+    /// The protocol of `kind`.
+    pub fn of(&self, kind: Kind) -> &dyn Protocol {
+        let index = (kind as usize).min(self.table.len() - 1);
+        self.table[index].as_ref()
+    }
+
+    /// Which protocol the analyzer at `to` speaks, asked of each in the order of
+    /// [`Kind::ALL`]: the first that recognizes it, or `None` when none does (it is not
+    /// listening, say).
+    pub async fn detect(&self, to: &AnalyzerUrl) -> Option<Kind> {
+        for kind in Kind::ALL {
+            if self.of(kind).recognizes(to).await {
+                return Some(kind);
+            }
+        }
+        None
+    }
+}
+
+/// A failed delivery: why, and what of it the analyzer acknowledged before it failed.
+/// A protocol that sends message by message knows; one that sends the batch whole does
+/// not, and then nothing of it counts as acknowledged. The lane routes again only what
+/// was not acknowledged, so that acknowledged messages are not delivered twice.
+#[derive(Debug)]
+pub struct Failed {
+    /// Why.
+    pub error: DeliveryError,
+    /// Per job of the delivery, in order, and per message of its packet (in the order of
+    /// [`messages_of`]): whether the analyzer acknowledged it. Empty when not known.
+    pub acknowledged: Vec<Vec<bool>>,
+}
+
+impl From<DeliveryError> for Failed {
+    fn from(error: DeliveryError) -> Self {
+        Self {
+            error,
+            acknowledged: Vec::new(),
+        }
+    }
+}
+
+/// The messages of a packet's NDJSON, one a line without its newline, blank lines
+/// skipped: slices of the packet's buffer, not copies.
+pub fn messages_of(ndjson: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    ndjson
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.trim_ascii().is_empty())
+        .map(|line| ndjson.slice_ref(line))
+}
+
+/// The packet of the messages of `packet` whose flag in `acknowledged` is not set (in
+/// the order of [`messages_of`]); `None` when every one is.
+pub fn unacknowledged(packet: &Packet, acknowledged: &[bool]) -> Option<Packet> {
+    let mut ndjson = BytesMut::new();
+    let mut messages = 0;
+    for (i, line) in messages_of(&packet.ndjson).enumerate() {
+        if !acknowledged.get(i).copied().unwrap_or(false) {
+            ndjson.extend_from_slice(&line);
+            ndjson.extend_from_slice(b"\n");
+            messages += 1;
+        }
+    }
+    (messages > 0).then(|| Packet {
+        ndjson: ndjson.freeze(),
+        messages,
+    })
 }
 
 /// Why a delivery failed.
@@ -63,6 +224,40 @@ pub fn refuses_content(status: http::StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_what_was_not_acknowledged_is_left() {
+        let ndjson = Bytes::from_static(b"{\"a\":1}\n\n{\"b\":2}\n{\"c\":3}\n");
+        let lines: Vec<Bytes> = messages_of(&ndjson).collect();
+        assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
+        let packet = Packet {
+            ndjson,
+            messages: 3,
+        };
+        let left = unacknowledged(&packet, &[true, false, true]).unwrap();
+        assert_eq!((&left.ndjson[..], left.messages), (&b"{\"b\":2}\n"[..], 1));
+        assert!(unacknowledged(&packet, &[true; 3]).is_none());
+        let all = unacknowledged(&packet, &[]).unwrap();
+        assert_eq!(
+            (&all.ndjson[..], all.messages),
+            (&b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"[..], 3)
+        );
+    }
+
+    #[test]
+    fn kinds_are_named_and_parsed_back() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.as_str().parse::<Kind>().unwrap(), kind);
+            assert_eq!(Kind::from_u8(kind as u8), kind);
+        }
+        assert_eq!(Kind::default(), Kind::Logdist);
+        assert!(
+            "otlp2"
+                .parse::<Kind>()
+                .unwrap_err()
+                .contains("logdist, message")
+        );
+    }
 
     #[test]
     fn content_refusals_are_told_from_sick_analyzers() {

@@ -16,6 +16,7 @@ use super::Fleet;
 use super::admission::PerSource;
 use crate::api::{Deregistration, Registration};
 use crate::distributor::delivery::address::{AnalyzerUrl, check_id};
+use crate::distributor::delivery::protocol::Kind;
 use crate::distributor::routing::{RegisterError, Registered};
 use crate::http::ApiError;
 use crate::http::read_body;
@@ -76,6 +77,12 @@ pub async fn register(
     check_id(&reg.id).map_err(ApiError::BadRequest)?;
     logdist_core::routing::check_weight(reg.weight)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let protocol: Option<Kind> = reg
+        .protocol
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(ApiError::BadRequest)?;
     let url: AnalyzerUrl = match (&reg.url, reg.port) {
         (Some(url), None) => url.parse().map_err(ApiError::BadRequest)?,
         (None, Some(0)) => {
@@ -108,18 +115,20 @@ pub async fn register(
     let base = url.base.clone();
     // In cluster mode the fleet learns it first, so that a sync running meanwhile cannot
     // put back what Redis held before.
-    fleet.shared.announce(&reg.id, &base, reg.weight).await;
-    let (outcome, member) =
-        fleet
-            .register(&reg.id, url, reg.weight, false)
-            .map_err(|e| match e {
-                RegisterError::Full(_) => ApiError::Unavailable {
-                    reason: e.to_string(),
-                    retry_after: Duration::from_secs(30),
-                },
-                RegisterError::Invalid(why) => ApiError::BadRequest(why),
-                RegisterError::Draining(why) => ApiError::Conflict(why),
-            })?;
+    fleet
+        .shared
+        .announce(&reg.id, &base, reg.weight, protocol)
+        .await;
+    let (outcome, member) = fleet
+        .register(&reg.id, url, reg.weight, false, protocol)
+        .map_err(|e| match e {
+            RegisterError::Full(_) => ApiError::Unavailable {
+                reason: e.to_string(),
+                retry_after: Duration::from_secs(30),
+            },
+            RegisterError::Invalid(why) => ApiError::BadRequest(why),
+            RegisterError::Draining(why) => ApiError::Conflict(why),
+        })?;
     let outcome = match outcome {
         Registered::Added => {
             // Answer with what its first probe found: online, or unhealthy (routed to
@@ -131,8 +140,10 @@ pub async fn register(
         Registered::Unchanged => "unchanged",
     };
     let state = member.state().as_str();
+    let protocol = member.protocol().as_str();
     Ok(Json(json!({
         "id": reg.id, "url": base, "weight": reg.weight, "registration": outcome, "state": state,
+        "protocol": protocol,
     }))
     .into_response())
 }

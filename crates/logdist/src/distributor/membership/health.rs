@@ -2,15 +2,18 @@
 //! once when it registers, then on a fixed interval while online and with exponential
 //! backoff while unhealthy, never more than `--probe-rate` a second over all members. The state flips only after several
 //! consecutive results in a row (`--unhealthy-after`, `--healthy-after`), so a single slow
-//! probe does not make routing flap, and each flip is logged once.
+//! probe does not make routing flap, and each flip is logged once. A member whose protocol
+//! was not given has it detected when its probe fails (see `Probes::probe`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::distributor::delivery::{Member, Protocol, State};
+use crate::distributor::delivery::protocol::Protocols;
+use crate::distributor::delivery::{Member, State};
 use crate::distributor::routing::Routing;
 use crate::pacer::Pacer;
+use tracing::info;
 
 /// `--probe-interval`, `--probe-timeout`, `--unhealthy-after`, `--healthy-after`.
 #[derive(Debug, Clone)]
@@ -33,8 +36,8 @@ pub struct Probes {
     pub pacer: Pacer,
     /// Where state flips are made.
     pub routing: Arc<Routing>,
-    /// How an analyzer is probed.
-    pub protocol: Arc<dyn Protocol>,
+    /// How an analyzer is probed: by its own protocol.
+    pub protocols: Arc<Protocols>,
 }
 
 /// Where the backoff of an unhealthy analyzer starts. It doubles at each failed probe
@@ -111,12 +114,36 @@ pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) {
 
 impl Probes {
     /// One probe by the member's protocol, in its turn of `--probe-rate`: whether it
-    /// answered well within `--probe-timeout`.
+    /// answered well within `--probe-timeout`. When it did not and the member's protocol
+    /// was not given, which protocol the analyzer speaks is detected (see
+    /// [`Protocols::detect`]): an analyzer registered by `port` alone may be the original
+    /// project's, which serves no `/health`. Its protocol is switched to the one found,
+    /// which probes it again.
     async fn probe(&self, member: &Member) -> bool {
         tokio::time::sleep_until(self.pacer.claim()).await;
-        tokio::time::timeout(self.settings.timeout, self.protocol.probe(&member.url))
+        let timeout = self.settings.timeout;
+        let once = |kind| tokio::time::timeout(timeout, self.protocols.of(kind).probe(&member.url));
+        let current = member.protocol();
+        if once(current).await.unwrap_or(false) {
+            return true;
+        }
+        if member.protocol_given() {
+            return false;
+        }
+        let found = tokio::time::timeout(timeout, self.protocols.detect(&member.url))
             .await
-            .unwrap_or(false)
+            .ok()
+            .flatten();
+        match found {
+            Some(kind) if kind != current => {
+                // Still not given: should the analyzer be replaced by another kind at the
+                // same address, detection finds that too.
+                member.set_protocol(kind, false);
+                info!(analyzer = %member.id, url = %member.url.base, from = %current, to = %kind, "Analyzer speaks another delivery protocol than assumed; delivering to it by that one.");
+                once(kind).await.unwrap_or(false)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -131,7 +158,7 @@ mod tests {
     use super::*;
     use crate::distributor::delivery::QueueLimits;
     use crate::distributor::delivery::address::AnalyzerUrl;
-    use crate::distributor::delivery::protocol::{DeliveryError, Sending};
+    use crate::distributor::delivery::protocol::{Failed, Protocol, Sending};
     use crate::distributor::job::Job;
     use crate::distributor::routing::Registry;
     use crate::workers::Workers;
@@ -165,7 +192,7 @@ mod tests {
             _: &'a AnalyzerUrl,
             _: &'a [Job],
             _: Duration,
-        ) -> Sending<'a, Result<(), DeliveryError>> {
+        ) -> Sending<'a, Result<(), Failed>> {
             unreachable!("a health watcher sends no batches")
         }
 
@@ -211,6 +238,8 @@ mod tests {
         let url = "http://127.0.0.1:9".parse().unwrap();
         let (_, new) = routing.registry.register("a", url, 1.0, false).unwrap();
         let (member, _queues) = new.expect("a new member");
+        // Given, so that its failed probes are not followed by detection's.
+        member.set_protocol(crate::distributor::delivery::protocol::Kind::Logdist, true);
         let script = Arc::new(Scripted {
             answers: Mutex::new(answers.iter().copied().collect()),
             start: Instant::now(),
@@ -220,7 +249,7 @@ mod tests {
             settings,
             pacer: Pacer::new(500.0),
             routing: routing.clone(),
-            protocol: script.clone(),
+            protocols: Arc::new(Protocols::only(script.clone())),
         });
         let watcher = tokio::spawn(watch(probes, member.clone()));
         Watched {

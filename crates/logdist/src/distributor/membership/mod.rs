@@ -22,6 +22,7 @@ pub use cluster::Cluster;
 pub use shared_state::SharedState;
 
 use crate::distributor::delivery::address::AnalyzerUrl;
+use crate::distributor::delivery::protocol::Kind;
 use crate::distributor::delivery::{self, Lanes, Member, State};
 use crate::distributor::routing::{RegisterError, Registered, Routing};
 use crate::workers::Workers;
@@ -70,17 +71,25 @@ impl Fleet {
 
     /// Registers an analyzer (see [`crate::distributor::routing::Registry::register`])
     /// and starts the lanes (one on each worker) and the health watcher of a new member.
+    /// `protocol` is the delivery protocol given, if one was: without it, a new member
+    /// speaks `logdist` until detection finds otherwise, and an existing one keeps the
+    /// protocol it has (so that an analyzer's keep-alive changes nothing).
     pub fn register(
         &self,
         id: &str,
         url: AnalyzerUrl,
         weight: f64,
         pinned: bool,
+        protocol: Option<Kind>,
     ) -> Result<(Registered, Arc<Member>), RegisterError> {
         let registry = &self.routing.registry;
-        let (outcome, new) = registry.register(id, url, weight, pinned)?;
+        let (mut outcome, new) = registry.register(id, url, weight, pinned)?;
         let member = match new {
             Some((member, queues)) => {
+                // Set before its lanes and its health watcher start.
+                if let Some(kind) = protocol {
+                    member.set_protocol(kind, true);
+                }
                 for (index, queue) in queues.into_iter().enumerate() {
                     let lane = delivery::run(self.lanes.clone(), member.clone(), queue, index);
                     self.workers.spawn_on(index, lane);
@@ -88,9 +97,20 @@ impl Fleet {
                 tokio::spawn(health::watch(self.probes.clone(), member.clone()));
                 member
             }
-            None => registry.member(id).ok_or_else(|| {
-                RegisterError::Draining(format!("analyzer `{id}` left meanwhile"))
-            })?,
+            None => {
+                let member = registry.member(id).ok_or_else(|| {
+                    RegisterError::Draining(format!("analyzer `{id}` left meanwhile"))
+                })?;
+                if let Some(kind) = protocol
+                    && member.set_protocol(kind, true)
+                {
+                    tracing::info!(analyzer = id, protocol = %kind, "Analyzer's delivery protocol changed.");
+                    if outcome == Registered::Unchanged {
+                        outcome = Registered::Updated;
+                    }
+                }
+                member
+            }
         };
         Ok((outcome, member))
     }
@@ -138,8 +158,8 @@ impl Fleet {
     /// Makes the local membership match the fleet's (cluster mode): adds and updates what
     /// the fleet has, drains and removes what it no longer has. Pinned members stay.
     fn reconcile(self: &Arc<Self>, desired: &Desired) {
-        for (id, (url, weight)) in desired {
-            if let Err(e) = self.register(id, url.clone(), *weight, false) {
+        for (id, (url, weight, protocol)) in desired {
+            if let Err(e) = self.register(id, url.clone(), *weight, false, *protocol) {
                 tracing::debug!(analyzer = %id, error = %e, "Not taking the fleet's registration yet.");
             }
         }

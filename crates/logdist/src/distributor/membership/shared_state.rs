@@ -23,9 +23,15 @@ pub enum SharedState {
 impl SharedState {
     /// Publishes a registration made here (before it takes effect locally, so that a
     /// sync running meanwhile cannot put back what was there before).
-    pub async fn announce(&self, id: &str, base: &str, weight: f64) {
+    pub async fn announce(
+        &self,
+        id: &str,
+        base: &str,
+        weight: f64,
+        protocol: Option<crate::distributor::delivery::protocol::Kind>,
+    ) {
         if let Self::Redis(cluster) = self {
-            cluster.announce(id, base, weight).await;
+            cluster.announce(id, base, weight, protocol).await;
         }
     }
 

@@ -402,6 +402,7 @@ impl Registry {
                     url: member.url.base.clone(),
                     weight: *weight,
                     state: member.state().as_str().to_owned(),
+                    protocol: member.protocol().as_str().to_owned(),
                     target_share,
                     messages_sent,
                     share: if total == 0 {

@@ -75,7 +75,7 @@ pub fn render(rows: &[Row], out: &mut String) {
     family(
         out,
         "logdist_analyzer_state",
-        "1 for the state it is in.",
+        "1 for the state it is in; `protocol` is the delivery protocol it is sent by.",
         "gauge",
     );
     for (stats, _) in rows {
@@ -83,8 +83,9 @@ pub fn render(rows: &[Row], out: &mut String) {
             let value = u8::from(stats.state == state);
             let _ = writeln!(
                 out,
-                "logdist_analyzer_state{{analyzer=\"{}\",state=\"{state}\"}} {value}",
-                label(&stats.id)
+                "logdist_analyzer_state{{analyzer=\"{}\",state=\"{state}\",protocol=\"{}\"}} {value}",
+                label(&stats.id),
+                label(&stats.protocol)
             );
         }
     }

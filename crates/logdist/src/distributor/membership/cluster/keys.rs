@@ -44,4 +44,37 @@ impl Keys {
 pub(super) struct Lease {
     pub(super) url: String,
     pub(super) weight: f64,
+    /// The delivery protocol given at registration; absent when none was (each
+    /// distributor then detects it on its own) and in leases of older distributors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) protocol: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A given protocol travels in the lease; a lease without one (none was given, or an
+    /// older distributor wrote it) still reads.
+    #[test]
+    fn leases_carry_a_given_protocol_and_read_without_one() {
+        let lease = Lease {
+            url: "http://127.0.0.1:3004".to_owned(),
+            weight: 0.5,
+            protocol: Some("message".to_owned()),
+        };
+        let text = serde_json::to_string(&lease).unwrap();
+        assert_eq!(
+            text,
+            r#"{"url":"http://127.0.0.1:3004","weight":0.5,"protocol":"message"}"#
+        );
+        assert_eq!(serde_json::from_str::<Lease>(&text).unwrap(), lease);
+        let old: Lease = serde_json::from_str(r#"{"url":"http://h:1","weight":1.0}"#).unwrap();
+        assert_eq!(old.protocol, None);
+        let none = Lease {
+            protocol: None,
+            ..lease
+        };
+        assert!(!serde_json::to_string(&none).unwrap().contains("protocol"));
+    }
 }

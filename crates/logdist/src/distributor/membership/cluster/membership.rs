@@ -13,6 +13,7 @@ use super::keys::Lease;
 use super::{Cluster, Desired, Local, lock};
 use crate::distributor::delivery::State;
 use crate::distributor::delivery::address::AnalyzerUrl;
+use crate::distributor::delivery::protocol::Kind;
 
 /// A change made while Redis could not be reached, published when it can.
 #[derive(Debug, Clone)]
@@ -24,10 +25,11 @@ pub(super) enum Pending {
 impl Cluster {
     /// Publishes a registration made at this distributor. If Redis cannot be reached it is
     /// published later; the local registration stands meanwhile.
-    pub async fn announce(&self, id: &str, url: &str, weight: f64) {
+    pub async fn announce(&self, id: &str, url: &str, weight: f64, protocol: Option<Kind>) {
         let lease = Lease {
             url: url.to_owned(),
             weight,
+            protocol: protocol.map(|kind| kind.as_str().to_owned()),
         };
         if let Err(e) = self.write_lease(id, &lease).await {
             debug!(analyzer = id, error = %e, "Registration kept for Redis.");
@@ -148,7 +150,12 @@ impl Cluster {
                 let parsed = lease
                     .as_deref()
                     .and_then(|l| serde_json::from_str::<Lease>(l).ok());
-                match parsed.and_then(|l| Some((l.url.parse::<AnalyzerUrl>().ok()?, l.weight))) {
+                let entry = parsed.and_then(|l| {
+                    // A protocol this distributor does not know: as if none was given.
+                    let protocol = l.protocol.as_deref().and_then(|p| p.parse::<Kind>().ok());
+                    Some((l.url.parse::<AnalyzerUrl>().ok()?, l.weight, protocol))
+                });
+                match entry {
                     Some(entry) => {
                         desired.insert(id, entry);
                     }
@@ -232,6 +239,9 @@ impl Cluster {
                     &Lease {
                         url: member.url.base.clone(),
                         weight,
+                        protocol: member
+                            .protocol_given()
+                            .then(|| member.protocol().as_str().to_owned()),
                     },
                 )
                 .await?;
@@ -258,7 +268,11 @@ fn hold_lapsed(
                 hold_ms = left.as_millis() as u64,
                 "Lease lapsed while Redis was away; keeping the analyzer until it renews."
             );
-            desired.insert(member.id.to_string(), (member.url.clone(), weight));
+            let protocol = member.protocol_given().then(|| member.protocol());
+            desired.insert(
+                member.id.to_string(),
+                (member.url.clone(), weight, protocol),
+            );
         }
     }
 }

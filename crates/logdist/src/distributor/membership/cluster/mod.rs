@@ -29,7 +29,7 @@
 //! | --- | --- | --- |
 //! | `{p}generation` | string | random id of this cluster state; gone means Redis lost its data |
 //! | `{p}analyzers` | set | ids of registered analyzers |
-//! | `{p}analyzer:{id}` | string, TTL `--lease-ttl` | the lease: `{"url": ..., "weight": ...}` |
+//! | `{p}analyzer:{id}` | string, TTL `--lease-ttl` | the lease: `{"url": ..., "weight": ..., "protocol": ...}` (`protocol` only when given) |
 //! | `{p}epoch` | integer | membership version, incremented on every change |
 //! | `{p}events` | pub/sub channel | the new epoch, published on every change |
 //! | `{p}counts:{id}` | hash | `messages`, `packets` delivered to the analyzer, fleet-wide |
@@ -54,13 +54,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::distributor::delivery::address::AnalyzerUrl;
+use crate::distributor::delivery::protocol::Kind;
 use crate::distributor::routing::Routing;
 use counts::Flushed;
 use keys::Keys;
 use membership::Pending;
 
 /// The fleet's membership as Redis holds it: analyzer id -> its address and weight.
-pub type Desired = BTreeMap<String, (AnalyzerUrl, f64)>;
+pub type Desired = BTreeMap<String, (AnalyzerUrl, f64, Option<Kind>)>;
 
 /// This distributor, as a sync sees it: its routing (members, counts and the counting
 /// window, read), and how its membership is made to match the fleet's.
