@@ -5,10 +5,10 @@
 //!   one object) into the NDJSON that is forwarded to analyzers.
 //! - [`mapping`] maps the JSON records shippers send to the message model;
 //!   [`shippers`], [`bulk`], [`otlp`] and [`loki`] decode their bodies with it, record by
-//!   record ([`decoded`]). OTLP (`POST /v1/logs`, [`decoder::Otlp`]), Loki
-//!   (`POST /loki/api/v1/push`, [`decoder::Loki`]) and Elasticsearch's bulk
-//!   (`POST /_bulk`, [`decoder::Bulk`]) are served; the others are not yet: the ingest
-//!   issue wires them in.
+//!   record ([`decoded`]). Each is served behind the [`decoder::Decoder`] seam: shippers'
+//!   JSON on `POST /packets` ([`decoder::Native`]), OTLP (`POST /v1/logs`,
+//!   [`decoder::Otlp`]), Loki (`POST /loki/api/v1/push`, [`decoder::Loki`]) and
+//!   Elasticsearch's bulk (`POST /_bulk`, [`decoder::Bulk`]).
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
 //!   *messages* stays within one packet of its weight's share.
 //!

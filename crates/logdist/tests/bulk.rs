@@ -12,7 +12,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::inproc::{InProc, Running};
 use common::*;
@@ -36,26 +35,9 @@ static SENDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Runs the script against `distributor` with `args`; returns its report.
 async fn bulk_through_client(distributor: &str, args: &[&str]) -> Value {
-    let mut command = Command::new("python3");
-    command.args([BULK_SCRIPT, "--url", distributor]).args(args);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .unwrap()
-        .unwrap_or_else(|e| {
-            panic!("could not run python3 ({e}): install Python 3 and run .ci/run's pip install")
-        });
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the bulk script failed ({}): {stderr}",
-        output.status
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "the script's report is not JSON ({e}): {}\n{stderr}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+    let mut all = vec!["--url".to_owned(), distributor.to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    common::clients::run_python(BULK_SCRIPT, &all, "the bulk script").await
 }
 
 /// Analyzers `1..=count` of `distributor`, writing journals in `dir`, once all are online.

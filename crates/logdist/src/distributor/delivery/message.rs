@@ -24,12 +24,11 @@ use hyper::header::{self, HeaderValue};
 
 use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::ndjson::reason_of;
+use super::over_http::exchange;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 use super::via;
 use crate::api::{DEADLINE_HEADER, delivery_deadline};
 use crate::distributor::job::Job;
-use crate::error_chain;
 use crate::http::HttpClient;
 
 /// Where the original analyzer takes a message.
@@ -128,25 +127,7 @@ impl MessageProcess {
         let request = request
             .body(Full::new(body))
             .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        let response = client.request(request).await.map_err(|e| {
-            if e.is_connect() {
-                DeliveryError::Refused(error_chain(&e))
-            } else {
-                DeliveryError::Transport(error_chain(&e))
-            }
-        })?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?
-            .to_bytes();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(DeliveryError::Status(status, reason_of(&body)))
-        }
+        exchange(client, request).await
     }
 
     /// Whether something listens at `to`'s address.

@@ -16,6 +16,7 @@ mod lane;
 pub mod member;
 pub mod message;
 pub mod ndjson;
+mod over_http;
 pub mod protocol;
 pub mod tally;
 pub mod via;

@@ -1,0 +1,93 @@
+//! What the protocols that deliver over HTTP share: one request's exchange, and the
+//! reason an analyzer gives when it refuses.
+
+use http_body_util::BodyExt;
+use hyper::Request;
+use hyper::body::Body;
+
+use super::protocol::DeliveryError;
+use crate::error_chain;
+use crate::http::HttpClient;
+
+/// Sends `request` and reads the answer to its end, so that the connection goes back to
+/// the pool: `Ok` for a 2xx, else the analyzer's status and [`reason_of`] its body. A
+/// connection refused is [`DeliveryError::Refused`], any other failure to exchange
+/// [`DeliveryError::Transport`].
+pub async fn exchange<B>(client: &HttpClient<B>, request: Request<B>) -> Result<(), DeliveryError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let response = client.request(request).await.map_err(|e| {
+        if e.is_connect() {
+            DeliveryError::Refused(error_chain(&e))
+        } else {
+            DeliveryError::Transport(error_chain(&e))
+        }
+    })?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| DeliveryError::Transport(e.to_string()))?
+        .to_bytes();
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(DeliveryError::Status(status, reason_of(&body)))
+    }
+}
+
+/// Longest part of an analyzer's error answer passed on to an agent.
+const MAX_REASON: usize = 300;
+
+/// What an analyzer's error answer says: its JSON `error` field (logdist's analyzer and
+/// most HTTP APIs answer so), or else the start of its body as text.
+pub fn reason_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Error {
+        error: serde_json::Value,
+    }
+    let text = match serde_json::from_slice::<Error>(body) {
+        Ok(Error {
+            error: serde_json::Value::String(text),
+        }) => text,
+        Ok(Error { error }) => error.to_string(),
+        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
+    };
+    let mut text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if text.len() > MAX_REASON {
+        let mut end = MAX_REASON;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    if text.is_empty() {
+        "no reason given".to_owned()
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_read_from_the_answer() {
+        assert_eq!(
+            reason_of(br#"{"error":"missing field `timestamp` at line 1"}"#),
+            "missing field `timestamp` at line 1"
+        );
+        assert_eq!(reason_of(b"bad things\n"), "bad things");
+        assert_eq!(reason_of(b""), "no reason given");
+        assert_eq!(reason_of(br#"{"error":{"code":7}}"#), r#"{"code":7}"#);
+        let long = reason_of("é".repeat(1000).as_bytes());
+        assert!(long.len() <= MAX_REASON + '…'.len_utf8() && long.ends_with('…'));
+        assert!(!reason_of(b"a\x1b[31mred").contains('\x1b'));
+    }
+}
