@@ -34,7 +34,22 @@ pub fn free_port() -> u16 {
 
 /// A scratch directory for logs and journals, kept after a failure for inspection.
 pub fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("logdist-test-{test}-{}", std::process::id()));
+    let prefix = format!("logdist-test-{test}-");
+    // A run's directory is kept after it for its logs, until a later run of the same test
+    // finds its process gone: test runs do not pile up in the temporary directory (the
+    // overload test's journals are a gigabyte).
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(&prefix));
+            if let Some(pid) = pid.filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("{prefix}{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
