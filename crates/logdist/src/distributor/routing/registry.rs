@@ -320,6 +320,23 @@ impl Registry {
         }
     }
 
+    /// Forgets a member that stayed unhealthy (`--forget-after`) at once, so that its id
+    /// registers again as new. Says whether it did: not if it came back online meanwhile,
+    /// or was replaced or deregistered. It is not routed to (it is not online); the
+    /// caller retires it, and its lanes route what is still queued to others.
+    pub fn forget(&self, member: &Arc<Member>) -> bool {
+        let mut inner = self.lock();
+        let current = inner
+            .members
+            .get(&member.id)
+            .is_some_and(|(m, _)| Arc::ptr_eq(m, member));
+        if !current || member.state() != State::Unhealthy {
+            return false;
+        }
+        inner.members.remove(&member.id);
+        true
+    }
+
     /// Takes an online member out of routing after failed deliveries or probes.
     pub fn mark_unhealthy(&self, member: &Member, why: &str) {
         let mut inner = self.lock();
