@@ -261,6 +261,11 @@ mod tests {
     }
 
     fn watch_member(settings: ProbeSettings, answers: &[Answer]) -> Watched {
+        watch_with(settings, answers, false)
+    }
+
+    /// As [`watch_member`], of a member given with `--analyzer` when `pinned`.
+    fn watch_with(settings: ProbeSettings, answers: &[Answer], pinned: bool) -> Watched {
         let limits = QueueLimits {
             lanes: 1,
             packets: 8,
@@ -269,7 +274,7 @@ mod tests {
         let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2), 8);
         let routing = Arc::new(Routing::new(registry, Workers::current(), 16, 3));
         let url = "http://127.0.0.1:9".parse().unwrap();
-        let (_, new) = routing.registry.register("a", url, 1.0, false).unwrap();
+        let (_, new) = routing.registry.register("a", url, 1.0, pinned).unwrap();
         let (member, _queues) = new.expect("a new member");
         // Given, so that its failed probes are not followed by detection's.
         member.set_protocol(crate::distributor::delivery::protocol::Kind::Logdist, true);
@@ -496,6 +501,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn without_forget_after_an_unhealthy_member_is_kept() {
         let w = watch_member(SETTINGS, &[Bad]);
+        assert_eq!(w.at(3_600_000).await, State::Unhealthy);
+        assert!(!w.watcher.is_finished());
+        w.retire().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_given_with_analyzer_is_never_forgotten() {
+        let w = watch_with(FORGET, &[Bad], true);
         assert_eq!(w.at(3_600_000).await, State::Unhealthy);
         assert!(!w.watcher.is_finished());
         w.retire().await;

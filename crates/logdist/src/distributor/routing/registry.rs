@@ -484,4 +484,35 @@ mod tests {
         assert!(registry.dispatch(job(), 0).is_ok());
         assert!(!registry.refusing());
     }
+
+    /// Only the very member, and only while unhealthy, is forgotten; its id then registers
+    /// as new.
+    #[test]
+    fn only_an_unhealthy_member_is_forgotten_and_its_id_registers_again_as_new() {
+        let limits = QueueLimits {
+            lanes: 1,
+            packets: 8,
+            concurrency: 1,
+        };
+        let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2), 8);
+        let url: AnalyzerUrl = "http://127.0.0.1:9".parse().unwrap();
+        let (_, new) = registry.register("a", url.clone(), 1.0, false).unwrap();
+        let (member, _queues) = new.unwrap();
+        registry.mark_online(&member);
+        assert!(!registry.forget(&member), "online: kept");
+        registry.mark_unhealthy(&member, "test");
+        // A member of the same id at another address replaced it: not that one.
+        let moved: AnalyzerUrl = "http://127.0.0.1:10".parse().unwrap();
+        let (_, new) = registry.register("a", moved, 1.0, false).unwrap();
+        let (current, _queues2) = new.unwrap();
+        assert!(!registry.forget(&member), "replaced: the new one is kept");
+        assert!(registry.member("a").is_some());
+        assert_eq!(current.state(), State::Unhealthy, "not probed yet");
+        assert!(registry.forget(&current));
+        assert!(registry.member("a").is_none());
+        assert!(registry.stats().is_empty());
+        let (outcome, new) = registry.register("a", url, 1.0, false).unwrap();
+        assert_eq!(outcome, Registered::Added);
+        assert!(new.is_some());
+    }
 }
