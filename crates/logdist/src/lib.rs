@@ -35,6 +35,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// A duration as [`parse_duration`] reads it, or `0` or `never`: [`Duration::ZERO`],
+/// for a setting that can be turned off.
+pub fn parse_duration_or_never(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" | "never" => Ok(Duration::ZERO),
+        other => parse_duration(other),
+    }
+}
+
 /// An error and its sources on one line, e.g. "client error (Connect): tcp connect error:
 /// Connection refused": hyper's errors say little without their causes.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

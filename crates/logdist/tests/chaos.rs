@@ -2,18 +2,22 @@
 //! three analyzers while, one after another, an analyzer is SIGKILLed and restarted, one
 //! is hung (SIGSTOP) and resumed, one answers 500s and then slowly (first within the
 //! delivery timeout, then beyond it), one is restarted gracefully (SIGTERM), and one is
-//! deregistered. At the end every message the distributor answered 200 for must be in an
-//! analyzer's journal, and duplicates (allowed only where a delivery was in doubt) must be
+//! deregistered. A fourth analyzer speaks the `message` protocol: the Flask analyzer that
+//! behaves as the original project's (`tests/python/original_analyzer.py`, as
+//! `tests/original_analyzer.rs` starts it, with a small weight: it takes a request per
+//! message). At the end every message the distributor answered 200 for must be in an
+//! analyzer's journal or the Flask analyzer's `RECEIVED_FILE`, and duplicates (allowed only where a delivery was in doubt) must be
 //! under 0.1% of the messages delivered.
 //!
 //! Rerun: `cargo test -p logdist --test chaos -- --nocapture` (prints the books).
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::ledger::{balance, read_journals, read_trace};
+use common::ledger::{add_received, balance, read_journals, read_trace};
 use common::*;
 use hyper::Method;
 use tokio::time::Instant;
@@ -87,6 +91,38 @@ impl Analyzer {
     }
 }
 
+/// The Flask analyzer of the `message` protocol.
+const FLASK_ANALYZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/python/original_analyzer.py"
+);
+
+/// Starts the Flask analyzer as `analyzer_4` with weight 0.05, as the original is started
+/// (`ANALYZER_ID`, `ANALYZER_WEIGHT`, `DISTRIBUTOR_URL`), on `port`, appending what it
+/// receives to `received`. Nothing tells the distributor its protocol: it detects it.
+fn start_flask(dir: &Path, distributor: &str, port: u16, received: &Path) -> Proc {
+    let log = dir.join("analyzer_4.flask.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("python3")
+        .arg(FLASK_ANALYZER)
+        .env("ANALYZER_ID", "4")
+        .env("ANALYZER_WEIGHT", "0.05")
+        .env("DISTRIBUTOR_URL", distributor)
+        .env("PORT", port.to_string())
+        .env("RECEIVED_FILE", received)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run python3 ({e}): install Python 3 and Flask"));
+    Proc {
+        child,
+        name: "analyzer_4 (Flask)".to_owned(),
+        log,
+    }
+}
+
 async fn set_faults(http: &Http, analyzer: &Analyzer, spec: &str) {
     let answer = http
         .request(
@@ -125,10 +161,15 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     for a in &mut analyzers {
         a.start(&dir);
     }
-    http.wait_stats(&url, "three analyzers", |s| {
-        online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
+    let received = dir.join("analyzer_4.received");
+    let mut flask = start_flask(&dir, &url, free_port(), &received);
+    http.wait_stats(&url, "four analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2", "analyzer_3", "analyzer_4"])
     })
     .await;
+    let stats = http.stats(&url).await;
+    let flask_stats = stats.iter().find(|a| a.id == "analyzer_4").unwrap();
+    assert_eq!(flask_stats.protocol, "message", "{stats:#?}");
 
     let trace = dir.join("trace.ndjson");
     let report = dir.join("report.json");
@@ -213,10 +254,22 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     for a in &mut analyzers {
         a.stop();
     }
+    // Every message it acknowledged is in its file already: it writes before answering.
+    flask.signal("KILL");
+    flask.wait_exit(Duration::from_secs(10));
     drop(distributor);
 
     let journals: Vec<PathBuf> = analyzers.iter().flat_map(|a| a.journals.clone()).collect();
-    let books = balance(&read_trace(&trace), &read_journals(&journals));
+    let mut seen = read_journals(&journals);
+    let before = seen.values().map(|n| u64::from(*n)).sum::<u64>();
+    add_received(&mut seen, &[&received]);
+    let by_flask = seen.values().map(|n| u64::from(*n)).sum::<u64>() - before;
+    eprintln!("chaos: analyzer_4 (message protocol) received {by_flask} messages");
+    assert!(
+        by_flask >= 1_000,
+        "the message analyzer got too little to mean anything: {by_flask}"
+    );
+    let books = balance(&read_trace(&trace), &seen);
     eprintln!("chaos: {books}");
     for line in metrics.lines().filter(|l| {
         l.starts_with("logdist_packets_rerouted_total")

@@ -614,3 +614,83 @@ async fn after_redis_is_away_longer_than_the_lease_live_analyzers_stay_and_a_van
         "Redis away {away:?} (lease 2 s), back at B then A: analyzers 1-3 online in all {polls:?} polls of A and B; vanished analyzer_4 left both {gone:?} after A had Redis back"
     );
 }
+
+/// A registration nothing answers at is forgotten by the distributor whose
+/// `--forget-after` runs out first, through Redis: its lease is deleted, so the other
+/// distributor (which would keep it) drops it too, long before the lease would lapse. An
+/// analyzer registering with that id afterwards is new at both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_analyzer_leaves_every_distributor_and_registers_again_as_new() {
+    let dir = scratch("cluster-forget");
+    let http = Http::new();
+    let (_redis, redis) = redis_server(&dir, None);
+    let (_a, a) = distributor(
+        &dir,
+        &[
+            "--redis",
+            &redis,
+            "--lease-ttl",
+            "60s",
+            "--forget-after",
+            "1s",
+        ],
+    );
+    let (_b, b) = spawn_distributor_named(
+        &dir,
+        "distributor_b",
+        &[
+            "--redis",
+            &redis,
+            "--lease-ttl",
+            "60s",
+            "--forget-after",
+            "never",
+        ],
+    );
+    let before = metric(
+        &http.get(&format!("{a}/metrics")).await.text(),
+        "logdist_analyzers_forgotten_total",
+    );
+    // Registered once at B (no keep-alive: its lease would live 60 s), where nothing
+    // listens.
+    let dead = format!(
+        r#"{{"id":"analyzer_9","url":"http://127.0.0.1:{}","weight":1}}"#,
+        free_port()
+    );
+    let answer = http
+        .post(&format!("{b}/analyzer/register"), "application/json", dead)
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.json()["state"], "unhealthy");
+    let registered = Instant::now();
+    for url in [&a, &b] {
+        http.wait_stats(url, "analyzer_9 gone", |s| s.is_empty())
+            .await;
+    }
+    let gone = registered.elapsed();
+    assert!(
+        gone >= Duration::from_secs(1) && gone < Duration::from_secs(10),
+        "gone after {gone:?}: --forget-after is 1 s at A, the lease 60 s"
+    );
+    let text = http.get(&format!("{a}/metrics")).await.text();
+    assert_eq!(
+        metric(&text, "logdist_analyzers_forgotten_total") - before,
+        1.0
+    );
+    // The lease is gone from Redis.
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let lease: Option<String> = redis::cmd("GET")
+        .arg("logdist:analyzer:analyzer_9")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(lease, None);
+
+    // A live analyzer with that id, registering at B: new, and online at both.
+    let (_a9, _) = analyzer(&dir, 9, 1.0, &b, &[]);
+    for url in [&a, &b] {
+        http.wait_stats(url, "analyzer_9 back", |s| online(s, &["analyzer_9"]))
+            .await;
+    }
+}

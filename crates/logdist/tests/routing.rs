@@ -199,3 +199,65 @@ async fn static_analyzers_and_weight_updates() {
     assert_eq!((stats[0].target_share, stats[1].target_share), (0.5, 0.5));
     assert_eq!(stats[1].messages_total, 10);
 }
+
+/// An analyzer killed without deregistering stays unhealthy, and is forgotten after
+/// `--forget-after`: gone from the stats, counted in the metric, its share routed to the
+/// others; registering again, it is accepted as new.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_analyzer_is_forgotten_after_forget_after_and_comes_back_as_new() {
+    let dir = scratch("forget");
+    let http = Http::new();
+    let distributor = InProc::distributor(&["--forget-after", "1s"]).await;
+    let url = distributor.url.clone();
+    let metrics_url = format!("{url}/metrics");
+    let forgotten = |text: &str| metric(text, "logdist_analyzers_forgotten_total");
+    let before = forgotten(&http.get(&metrics_url).await.text());
+    let _a1 = InProc::analyzer(1, 0.5, &url, &[]).await;
+    let (a2, _) = analyzer(&dir, 2, 0.5, &url, &[]);
+    http.wait_stats(&url, "both online", |s| {
+        online(s, &["analyzer_1", "analyzer_2"])
+    })
+    .await;
+
+    // SIGKILL: no deregistration, no keep-alive any more.
+    a2.signal("KILL");
+    let killed = std::time::Instant::now();
+    http.wait_stats(&url, "analyzer_2 unhealthy", |s| {
+        s.iter()
+            .any(|a| a.id == "analyzer_2" && a.state == "unhealthy")
+    })
+    .await;
+    // Kept while --forget-after runs: unhealthy is not gone.
+    let stats = http.stats(&url).await;
+    assert_eq!(stats.len(), 2, "{stats:#?}");
+    let stats = http
+        .wait_stats(&url, "analyzer_2 forgotten", |s| {
+            s.len() == 1 && online(s, &["analyzer_1"])
+        })
+        .await;
+    assert_eq!(stats[0].id, "analyzer_1");
+    assert!(
+        killed.elapsed() >= Duration::from_secs(1),
+        "forgotten before --forget-after"
+    );
+    let text = http.get(&metrics_url).await.text();
+    assert_eq!(forgotten(&text) - before, 1.0, "{text}");
+    assert!(
+        !text.contains("analyzer=\"analyzer_2\""),
+        "a forgotten analyzer's series are gone: {text}"
+    );
+    // Everything goes to the one left.
+    for first in 0..10 {
+        let answer = http.send_packet(&url, first * 10, 10).await;
+        assert_eq!(answer.status, 200);
+    }
+
+    // Back with the same id: a new analyzer, routed to again.
+    let (_a2, _) = analyzer(&dir, 2, 0.5, &url, &[]);
+    http.wait_stats(&url, "analyzer_2 back", |s| {
+        online(s, &["analyzer_1", "analyzer_2"])
+    })
+    .await;
+    let text = http.get(&metrics_url).await.text();
+    assert_eq!(forgotten(&text) - before, 1.0, "{text}");
+}

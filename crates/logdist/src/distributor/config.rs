@@ -243,6 +243,13 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_HEALTHY_AFTER", default_value_t = 2)]
     pub healthy_after: u32,
 
+    /// An analyzer unhealthy this long, its probes still failing, is forgotten: removed
+    /// (in cluster mode its lease too), what is queued for it routed to the others, and
+    /// counted in `logdist_analyzers_forgotten_total`. If it registers again it is a new
+    /// analyzer. `0` or `never` keeps them; analyzers given with `--analyzer` are kept.
+    #[arg(long, env = "LOGDIST_FORGET_AFTER", default_value = "10m", value_parser = crate::parse_duration_or_never)]
+    pub forget_after: Duration,
+
     /// Ejection after a failed delivery: an analyzer whose delivery fails or times out is
     /// taken out of routing for this long, doubled for each ejection in a row (probes
     /// that pass do not end an ejection early).

@@ -136,6 +136,7 @@ impl Distributor {
                 timeout: config.probe_timeout,
                 unhealthy_after: config.unhealthy_after,
                 healthy_after: config.healthy_after,
+                forget_after: Some(config.forget_after).filter(|d| !d.is_zero()),
             },
             pacer: Pacer::new(f64::from(config.probe_rate)),
             routing: routing.clone(),

@@ -46,6 +46,25 @@ pub fn read_journals(paths: &[impl AsRef<Path>]) -> HashMap<String, u32> {
     seen
 }
 
+/// Adds to `seen` how many times each `msg_id` is in `paths`, files of one JSON message a
+/// line written by another program (the Flask analyzer's `RECEIVED_FILE`, whose JSON has
+/// its own spacing). A line that does not parse (cut short by a kill) is skipped.
+pub fn add_received(seen: &mut HashMap<String, u32>, paths: &[impl AsRef<Path>]) {
+    for path in paths {
+        let Ok(text) = std::fs::read_to_string(path.as_ref()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let id = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|m| m["msg_id"].as_str().map(str::to_owned));
+            if let Some(id) = id {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+    }
+}
+
 /// The bytes of each packet as the journals hold it (its lines with their newlines), by
 /// packet key; a message journaled more than once counts once.
 pub fn packet_bytes(paths: &[impl AsRef<Path>]) -> HashMap<String, u64> {

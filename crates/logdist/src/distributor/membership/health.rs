@@ -26,6 +26,19 @@ pub struct ProbeSettings {
     pub unhealthy_after: u32,
     /// Good probes in a row that bring an analyzer back (its first one suffices).
     pub healthy_after: u32,
+    /// How long a member may stay unhealthy, its probes failing, before it is forgotten
+    /// (`--forget-after`); `None` keeps it for good. Pinned members are never forgotten.
+    pub forget_after: Option<Duration>,
+}
+
+/// Why a health watcher ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The member was retired (deregistered, replaced, or the distributor stops).
+    Retired,
+    /// The member stayed unhealthy for `--forget-after`, its last probe failing: the
+    /// caller forgets it (see `Fleet::forget`).
+    Forgotten,
 }
 
 /// What every health watcher of one distributor shares.
@@ -47,27 +60,32 @@ const MIN_BACKOFF: Duration = Duration::from_millis(200);
 /// Longest wait between probes of an unhealthy analyzer.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Watches one member until it is retired.
-pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) {
+/// Watches one member until it is retired, or until it has stayed unhealthy for
+/// `--forget-after` (probed once more at that moment, and that probe failed too).
+pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) -> Ended {
     let cfg = &probes.settings;
     let (mut failures, mut successes, mut backoff) = (0u32, 0u32, MIN_BACKOFF);
     let mut last_state = member.state();
+    // When the member last turned unhealthy (a new member starts so), as this watcher saw.
+    let mut unhealthy_since = tokio::time::Instant::now();
+    let forget_after = cfg.forget_after.filter(|_| !member.pinned);
     // A new member is probed at once: it is routed to from its first good probe.
     let mut wait = Duration::ZERO;
     loop {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = member.retire.cancelled() => return,
+            () = member.retire.cancelled() => return Ended::Retired,
         }
         let healthy = tokio::select! {
             healthy = probes.probe(&member) => healthy,
-            () = member.retire.cancelled() => return,
+            () = member.retire.cancelled() => return Ended::Retired,
         };
         let state = member.state();
         if state != last_state {
             // The state changed under us (a failed delivery, a recovery): count afresh.
             (failures, successes, backoff) = (0, 0, MIN_BACKOFF);
             last_state = state;
+            unhealthy_since = tokio::time::Instant::now();
         }
         match (state, healthy) {
             (State::Online, true) => failures = 0,
@@ -80,6 +98,7 @@ pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) {
                         .mark_unhealthy(&member, "health probes failed");
                     (failures, successes, backoff) = (0, 0, MIN_BACKOFF);
                     last_state = member.state();
+                    unhealthy_since = tokio::time::Instant::now();
                 }
             }
             (State::Unhealthy, true) => {
@@ -100,6 +119,12 @@ pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) {
             (State::Unhealthy, false) => {
                 successes = 0;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                if let Some(after) = forget_after
+                    && unhealthy_since.elapsed() >= after
+                {
+                    member.probed.cancel();
+                    return Ended::Forgotten;
+                }
             }
             (State::Draining, _) => {}
         }
@@ -109,6 +134,13 @@ pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) {
             State::Unhealthy => backoff.max(member.ejected_for()),
             _ => cfg.interval,
         };
+        if let (Some(after), State::Unhealthy) = (forget_after, member.state()) {
+            // Probed again when its time is up, so that it is forgotten on time.
+            let left = after.saturating_sub(unhealthy_since.elapsed());
+            if !left.is_zero() {
+                wait = wait.min(left);
+            }
+        }
     }
 }
 
@@ -216,6 +248,7 @@ mod tests {
         timeout: Duration::from_millis(300),
         unhealthy_after: 3,
         healthy_after: 2,
+        forget_after: None,
     };
 
     /// One member, just registered, and its health watcher with `settings`, probing it as
@@ -224,10 +257,15 @@ mod tests {
         member: Arc<Member>,
         routing: Arc<Routing>,
         script: Arc<Scripted>,
-        watcher: JoinHandle<()>,
+        watcher: JoinHandle<Ended>,
     }
 
     fn watch_member(settings: ProbeSettings, answers: &[Answer]) -> Watched {
+        watch_with(settings, answers, false)
+    }
+
+    /// As [`watch_member`], of a member given with `--analyzer` when `pinned`.
+    fn watch_with(settings: ProbeSettings, answers: &[Answer], pinned: bool) -> Watched {
         let limits = QueueLimits {
             lanes: 1,
             packets: 8,
@@ -236,7 +274,7 @@ mod tests {
         let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2), 8);
         let routing = Arc::new(Routing::new(registry, Workers::current(), 16, 3));
         let url = "http://127.0.0.1:9".parse().unwrap();
-        let (_, new) = routing.registry.register("a", url, 1.0, false).unwrap();
+        let (_, new) = routing.registry.register("a", url, 1.0, pinned).unwrap();
         let (member, _queues) = new.expect("a new member");
         // Given, so that its failed probes are not followed by detection's.
         member.set_protocol(crate::distributor::delivery::protocol::Kind::Logdist, true);
@@ -280,7 +318,8 @@ mod tests {
         /// Retires the member: its watcher ends.
         async fn retire(self) {
             self.member.retire.cancel();
-            self.watcher.await.expect("the watcher ends");
+            let ended = self.watcher.await.expect("the watcher ends");
+            assert_eq!(ended, Ended::Retired);
         }
     }
 
@@ -404,6 +443,74 @@ mod tests {
         assert_eq!(w.probes(), [0, 1_000]);
         assert_eq!(w.at(3_501).await, State::Online);
         assert_eq!(w.probes(), [0, 1_000, 3_500]);
+        w.retire().await;
+    }
+
+    const FORGET: ProbeSettings = ProbeSettings {
+        forget_after: Some(Duration::from_secs(10)),
+        ..SETTINGS
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_unhealthy_for_forget_after_is_forgotten_at_a_probe_on_time() {
+        // Online, then three failures take it out at 3s; it never answers again.
+        let mut answers = vec![Good];
+        answers.extend([Bad; 3]);
+        let w = watch_member(FORGET, &answers);
+        assert_eq!(w.at(3_001).await, State::Unhealthy);
+        w.at(12_999).await;
+        assert!(!w.watcher.is_finished(), "unhealthy for less than 10s");
+        w.at(13_001).await;
+        assert!(w.watcher.is_finished());
+        // The backoff's 5s would have put the last probe at 14.2s: it is at 13s, when
+        // its time is up, and it failed too.
+        assert_eq!(
+            w.probes()[3..],
+            [3_000, 3_200, 3_600, 4_400, 6_000, 9_200, 13_000]
+        );
+        assert_eq!(w.watcher.await.unwrap(), Ended::Forgotten);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_never_answers_is_forgotten_after_forget_after_from_registering() {
+        let w = watch_member(FORGET, &[Bad]);
+        w.at(9_999).await;
+        assert!(!w.watcher.is_finished());
+        w.at(10_001).await;
+        assert_eq!(w.probes(), [0, 400, 1_200, 2_800, 6_000, 10_000]);
+        assert_eq!(w.watcher.await.unwrap(), Ended::Forgotten);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_that_recovers_in_time_starts_its_count_again() {
+        // Unhealthy at 3s; back online after two good probes at ~9.4s; out again later.
+        let mut answers = vec![Good];
+        answers.extend([Bad; 7]);
+        answers.extend([Good, Good]);
+        answers.extend([Bad; 40]);
+        let w = watch_member(FORGET, &answers);
+        assert_eq!(w.at(3_001).await, State::Unhealthy);
+        assert_eq!(w.at(12_000).await, State::Online);
+        // It fails again and turns unhealthy, but 10s after its first turn it is kept.
+        assert_eq!(w.at(16_000).await, State::Unhealthy);
+        assert!(!w.watcher.is_finished());
+        w.at(60_000).await;
+        assert_eq!(w.watcher.await.unwrap(), Ended::Forgotten);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_forget_after_an_unhealthy_member_is_kept() {
+        let w = watch_member(SETTINGS, &[Bad]);
+        assert_eq!(w.at(3_600_000).await, State::Unhealthy);
+        assert!(!w.watcher.is_finished());
+        w.retire().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_given_with_analyzer_is_never_forgotten() {
+        let w = watch_with(FORGET, &[Bad], true);
+        assert_eq!(w.at(3_600_000).await, State::Unhealthy);
+        assert!(!w.watcher.is_finished());
         w.retire().await;
     }
 }

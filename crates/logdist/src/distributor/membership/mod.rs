@@ -75,7 +75,7 @@ impl Fleet {
     /// speaks `logdist` until detection finds otherwise, and an existing one keeps the
     /// protocol it has (so that an analyzer's keep-alive changes nothing).
     pub fn register(
-        &self,
+        self: &Arc<Self>,
         id: &str,
         url: AnalyzerUrl,
         weight: f64,
@@ -94,7 +94,17 @@ impl Fleet {
                     let lane = delivery::run(self.lanes.clone(), member.clone(), queue, index);
                     self.workers.spawn_on(index, lane);
                 }
-                tokio::spawn(health::watch(self.probes.clone(), member.clone()));
+                let watch = health::watch(self.probes.clone(), member.clone());
+                // Weakly: the fleet owns the members whose watchers these are.
+                let fleet = Arc::downgrade(self);
+                let watched = member.clone();
+                tokio::spawn(async move {
+                    if watch.await == health::Ended::Forgotten
+                        && let Some(fleet) = fleet.upgrade()
+                    {
+                        fleet.forget(&watched).await;
+                    }
+                });
                 member
             }
             None => {
@@ -142,6 +152,24 @@ impl Fleet {
             .is_ok();
         self.routing.registry.remove(&member);
         Some(drained)
+    }
+
+    /// Forgets a member that stayed unhealthy for `--forget-after` (see
+    /// [`health::watch`]): removed at once, so that it registers again as new; what its
+    /// queues still hold is routed to the others; in cluster mode its lease is deleted, so
+    /// that every distributor drops it. Nothing happens if it came back online meanwhile.
+    pub async fn forget(&self, member: &Arc<Member>) {
+        self.shared.forgetting(&member.id);
+        if !self.routing.registry.forget(member) {
+            self.shared.not_forgotten(&member.id);
+            return;
+        }
+        // Still unhealthy: its lanes route what is queued elsewhere, then end.
+        member.retire.cancel();
+        metrics::counter!("logdist_analyzers_forgotten_total").increment(1);
+        let after = self.probes.settings.forget_after.unwrap_or_default();
+        tracing::info!(analyzer = %member.id, url = %member.url.base, forget_after = ?after, "Analyzer unhealthy for --forget-after; forgotten (it is accepted as new if it registers again).");
+        self.shared.forget(&member.id).await;
     }
 
     /// Stops routing to an analyzer, and removes it once its queue is delivered.

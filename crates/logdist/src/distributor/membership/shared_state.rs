@@ -42,6 +42,30 @@ impl SharedState {
         }
     }
 
+    /// Notes that an analyzer is about to be forgotten here, before it is removed: no
+    /// read of the membership brings it back meanwhile.
+    pub fn forgetting(&self, id: &str) {
+        if let Self::Redis(cluster) = self {
+            cluster.forgetting(id);
+        }
+    }
+
+    /// Undoes [`forgetting`](Self::forgetting) for an analyzer that was not forgotten.
+    pub fn not_forgotten(&self, id: &str) {
+        if let Self::Redis(cluster) = self {
+            cluster.not_forgotten(id);
+        }
+    }
+
+    /// Publishes that this distributor forgot an analyzer (`--forget-after`): its lease
+    /// goes, so that every distributor drops it, and a read of the membership made before
+    /// that cannot bring it back here.
+    pub async fn forget(&self, id: &str) {
+        if let Self::Redis(cluster) = self {
+            cluster.forget(id).await;
+        }
+    }
+
     /// The analyzers' stats: this distributor's (`local`), with the fleet's counts on Redis.
     pub async fn stats(&self, local: Vec<AnalyzerStats>) -> Vec<AnalyzerStats> {
         match self {

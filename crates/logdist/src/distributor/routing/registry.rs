@@ -320,6 +320,23 @@ impl Registry {
         }
     }
 
+    /// Forgets a member that stayed unhealthy (`--forget-after`) at once, so that its id
+    /// registers again as new. Says whether it did: not if it came back online meanwhile,
+    /// or was replaced or deregistered. It is not routed to (it is not online); the
+    /// caller retires it, and its lanes route what is still queued to others.
+    pub fn forget(&self, member: &Arc<Member>) -> bool {
+        let mut inner = self.lock();
+        let current = inner
+            .members
+            .get(&member.id)
+            .is_some_and(|(m, _)| Arc::ptr_eq(m, member));
+        if !current || member.state() != State::Unhealthy {
+            return false;
+        }
+        inner.members.remove(&member.id);
+        true
+    }
+
     /// Takes an online member out of routing after failed deliveries or probes.
     pub fn mark_unhealthy(&self, member: &Member, why: &str) {
         let mut inner = self.lock();
@@ -466,5 +483,36 @@ mod tests {
         assert!(!registry.queue_full_for(1, 3));
         assert!(registry.dispatch(job(), 0).is_ok());
         assert!(!registry.refusing());
+    }
+
+    /// Only the very member, and only while unhealthy, is forgotten; its id then registers
+    /// as new.
+    #[test]
+    fn only_an_unhealthy_member_is_forgotten_and_its_id_registers_again_as_new() {
+        let limits = QueueLimits {
+            lanes: 1,
+            packets: 8,
+            concurrency: 1,
+        };
+        let registry = Registry::new(limits, 1 << 20, Duration::from_secs(2), 8);
+        let url: AnalyzerUrl = "http://127.0.0.1:9".parse().unwrap();
+        let (_, new) = registry.register("a", url.clone(), 1.0, false).unwrap();
+        let (member, _queues) = new.unwrap();
+        registry.mark_online(&member);
+        assert!(!registry.forget(&member), "online: kept");
+        registry.mark_unhealthy(&member, "test");
+        // A member of the same id at another address replaced it: not that one.
+        let moved: AnalyzerUrl = "http://127.0.0.1:10".parse().unwrap();
+        let (_, new) = registry.register("a", moved, 1.0, false).unwrap();
+        let (current, _queues2) = new.unwrap();
+        assert!(!registry.forget(&member), "replaced: the new one is kept");
+        assert!(registry.member("a").is_some());
+        assert_eq!(current.state(), State::Unhealthy, "not probed yet");
+        assert!(registry.forget(&current));
+        assert!(registry.member("a").is_none());
+        assert!(registry.stats().is_empty());
+        let (outcome, new) = registry.register("a", url, 1.0, false).unwrap();
+        assert_eq!(outcome, Registered::Added);
+        assert!(new.is_some());
     }
 }

@@ -31,6 +31,8 @@ impl Cluster {
             weight,
             protocol: protocol.map(|kind| kind.as_str().to_owned()),
         };
+        // Registered again: whatever a sync reads of it from now on is this registration.
+        lock(&self.forgotten).remove(id);
         if let Err(e) = self.write_lease(id, &lease).await {
             debug!(analyzer = id, error = %e, "Registration kept for Redis.");
             lock(&self.pending).insert(id.to_owned(), Pending::Announce(lease));
@@ -43,6 +45,31 @@ impl Cluster {
         if let Err(e) = self.delete_lease(id).await {
             lock(&self.pending).insert(id.to_owned(), Pending::Withdraw);
             self.set_up(false, Some(&e));
+        }
+    }
+
+    /// Notes, before it is removed here, that an analyzer is being forgotten: from now
+    /// on no sync adds it back until [`forget`](Self::forget) has deleted its lease.
+    pub fn forgetting(&self, id: &str) {
+        lock(&self.forgotten).insert(id.to_owned(), u64::MAX);
+    }
+
+    /// Undoes [`forgetting`](Self::forgetting) when the analyzer was not forgotten after
+    /// all (it came back meanwhile).
+    pub fn not_forgotten(&self, id: &str) {
+        lock(&self.forgotten).remove(id);
+    }
+
+    /// Publishes that an analyzer was forgotten here: its lease is deleted (later if Redis
+    /// is down), so that every distributor drops it. A sync that read the lease before it
+    /// was deleted must not put it back: until a sync that started after the deletion
+    /// has run, the syncs leave it out. A pending deletion is published before the next
+    /// sync reads (see `run`), so that sync already reads without it.
+    pub async fn forget(&self, id: &str) {
+        self.withdraw(id).await;
+        let last = self.syncs.load(Ordering::Acquire);
+        if let Some(until) = lock(&self.forgotten).get_mut(id) {
+            *until = last;
         }
     }
 
@@ -117,6 +144,7 @@ impl Cluster {
 
     /// Reads the whole membership and makes the local registry match it.
     pub(super) async fn sync_membership(&self, local: &Local) -> RedisResult<()> {
+        let sync = self.syncs.fetch_add(1, Ordering::AcqRel) + 1;
         self.check_generation(local).await?;
         let hold_until = self.hold_until();
         let mut pipe = redis::pipe();
@@ -188,6 +216,15 @@ impl Cluster {
                 self.bump_epoch().await?;
             }
         }
+        // Forgotten here while this sync read: what it read of them may be stale, and must
+        // not add them back (one still here is being forgotten, and stays as it is).
+        lock(&self.forgotten).retain(|id, last| {
+            let stale = sync <= *last;
+            if stale && local.routing.registry.member(id).is_none() {
+                desired.remove(id);
+            }
+            stale
+        });
         (local.reconcile)(&desired);
         Ok(())
     }

@@ -109,6 +109,12 @@ pub struct Cluster {
     /// Until then a lapsed lease does not drop its member here: Redis was away, and the
     /// keep-alives received meanwhile may not have reached it yet.
     hold_until: Mutex<Option<tokio::time::Instant>>,
+    /// Numbers each membership sync, counted as it starts, before it reads Redis.
+    syncs: AtomicU64,
+    /// Analyzers forgotten here (`--forget-after`), by id, with the number of the last
+    /// sync that may have read their lease before it was deleted: such a sync leaves
+    /// them out, and the first sync after it ends the entry (see `forget`).
+    forgotten: Mutex<BTreeMap<String, u64>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -157,6 +163,8 @@ impl Cluster {
             next_lapse: Mutex::new(None),
             lost: AtomicBool::new(false),
             hold_until: Mutex::new(None),
+            syncs: AtomicU64::new(0),
+            forgotten: Mutex::new(BTreeMap::new()),
         }))
     }
 
