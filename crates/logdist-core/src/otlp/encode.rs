@@ -50,16 +50,28 @@ pub fn encode_logs<M: AsRef<[u8]>>(
     let mut request = ExportLogsServiceRequest::default();
     // Where each resource's group is, and each scope's within it, by their encoding.
     let mut resources: HashMap<Vec<u8>, (usize, Groups)> = HashMap::new();
+    // The group of the last record: the next is most often of the same, and found
+    // without encoding its resource and scope.
+    let mut last: Option<(Resource, Option<InstrumentationScope>, usize, usize)> = None;
     for message in messages {
         let Parts {
             resource,
             scope,
             record,
         } = parts_of(message.as_ref(), unit);
+        if let Some((last_resource, last_scope, r, s)) = &last
+            && *last_resource == resource
+            && *last_scope == scope
+        {
+            request.resource_logs[*r].scope_logs[*s]
+                .log_records
+                .push(record);
+            continue;
+        }
         let resource_key = resource.encode_to_vec();
         let (r, scopes) = resources.entry(resource_key).or_insert_with(|| {
             request.resource_logs.push(ResourceLogs {
-                resource: (!resource.attributes.is_empty()).then_some(resource),
+                resource: (!resource.attributes.is_empty()).then(|| resource.clone()),
                 scope_logs: Vec::new(),
             });
             (request.resource_logs.len() - 1, HashMap::new())
@@ -71,12 +83,13 @@ pub fn encode_logs<M: AsRef<[u8]>>(
             .unwrap_or_default();
         let s = *scopes.entry(scope_key).or_insert_with(|| {
             scope_logs.push(ScopeLogs {
-                scope,
+                scope: scope.clone(),
                 log_records: Vec::new(),
             });
             scope_logs.len() - 1
         });
         scope_logs[s].log_records.push(record);
+        last = Some((resource, scope, *r, s));
     }
     request
 }
