@@ -35,6 +35,6 @@ pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,
     ndjson_messages,
 };
-pub use otlp::{OtlpEncoding, decode_logs, export_logs_response};
+pub use otlp::{OtlpEncoding, decode_logs, encode_logs, export_logs_response};
 pub use routing::{Router, WeightError};
 pub use shippers::{Schema, decode_records};

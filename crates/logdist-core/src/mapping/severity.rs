@@ -99,6 +99,19 @@ impl Severity {
             _ => return None,
         })
     }
+
+    /// The OpenTelemetry `SeverityNumber` of the word: the first of its four steps (`INFO`
+    /// is 9), which [`Severity::from_otlp_number`] reads back as the word.
+    pub fn otlp_number(self) -> i32 {
+        match self {
+            Severity::Trace => 1,
+            Severity::Debug => 5,
+            Severity::Info => 9,
+            Severity::Warn => 13,
+            Severity::Error => 17,
+            Severity::Fatal => 21,
+        }
+    }
 }
 
 impl fmt::Display for Severity {
@@ -145,5 +158,16 @@ mod tests {
         assert_eq!(Severity::from_otlp_number(9), Some(Severity::Info));
         assert_eq!(Severity::from_otlp_number(17), Some(Severity::Error));
         assert_eq!(Severity::from_otlp_number(0), None);
+        for severity in [
+            Severity::Trace,
+            Severity::Debug,
+            Severity::Info,
+            Severity::Warn,
+            Severity::Error,
+            Severity::Fatal,
+        ] {
+            let number = i64::from(severity.otlp_number());
+            assert_eq!(Severity::from_otlp_number(number), Some(severity));
+        }
     }
 }

@@ -36,6 +36,12 @@ impl TimestampUnit {
         i64::try_from(nanos.div_euclid(self.nanos())).ok()
     }
 
+    /// A time in this unit as epoch nanoseconds (what [`TimestampUnit::from_nanos`] gives
+    /// back, for a time it wrote).
+    pub fn to_nanos(self, time: i64) -> i128 {
+        i128::from(time) * self.nanos()
+    }
+
     /// A moment in this unit (the arrival time of a record without one).
     pub fn from_system_time(self, at: SystemTime) -> Option<i64> {
         let nanos = match at.duration_since(UNIX_EPOCH) {

@@ -39,8 +39,11 @@
 //! (`proto.rs`) take it to 22 crates and 171 s. OTLP/JSON is read by this module's own serde
 //! types (`json.rs`), which also lets each record of a JSON request fail alone.
 
+mod encode;
 mod json;
 pub mod proto;
+
+pub use encode::encode_logs;
 
 use std::time::SystemTime;
 

@@ -518,3 +518,120 @@ proptest! {
         }
     }
 }
+
+/// The NDJSON lines of decoded messages, without their newlines.
+fn lines(decoded: &Decoded) -> Vec<&[u8]> {
+    decoded
+        .packet
+        .ndjson
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+#[test]
+fn encoded_messages_decode_as_themselves_in_order() {
+    let body = SPEC_EXAMPLE.as_bytes();
+    let first = decode(body, OtlpEncoding::Json).unwrap();
+    let request = encode_logs(lines(&first), TimestampUnit::Milliseconds);
+    let again = decode(&request.encode_to_vec(), OtlpEncoding::Protobuf).unwrap();
+    assert_eq!(again.packet, first.packet);
+    let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(
+        (record.severity_number, record.severity_text.as_str()),
+        (9, "Information")
+    );
+    assert_eq!(record.time_unix_nano, 1_544_712_660_300_000_000);
+    assert_eq!(record.trace_id.len(), 16);
+
+    // Two resources, interleaved: each becomes one group, its records in order.
+    let ndjson = [
+        r#"{"timestamp":1,"severity":"WARN","source":"a","message":"1"}"#,
+        r#"{"timestamp":2,"severity":"INFO","source":"b","message":"2"}"#,
+        r#"{"timestamp":3,"severity":"INFO","source":"a","message":"3"}"#,
+    ];
+    let request = encode_logs(ndjson, TimestampUnit::Milliseconds);
+    let bodies: Vec<Vec<Option<AnyValue>>> = request
+        .resource_logs
+        .iter()
+        .map(|r| {
+            r.scope_logs[0]
+                .log_records
+                .iter()
+                .map(|l| l.body.clone())
+                .collect()
+        })
+        .collect();
+    assert_eq!(bodies, [vec![string("1"), string("3")], vec![string("2")]],);
+}
+
+#[test]
+fn messages_of_other_origins_keep_their_fields_as_attributes() {
+    let line = r#"{"timestamp":1796553000123,"severity":"warning","source":"web","message":"hi","host":"h1","n":7,"x":1.5,"ok":true,"tags":["a",null],"ctx":{"k":"v"},"trace_id":"nothex"}"#;
+    let request = encode_logs([line], TimestampUnit::Milliseconds);
+    let resource = request.resource_logs[0].resource.as_ref().unwrap();
+    assert_eq!(resource.attributes, [kv("service.name", string("web"))]);
+    let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+    assert_eq!(record.time_unix_nano, 1_796_553_000_123_000_000);
+    assert_eq!(
+        (record.severity_number, record.severity_text.as_str()),
+        (13, "warning")
+    );
+    assert_eq!(record.body, string("hi"));
+    let keys: Vec<&str> = record.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys, ["host", "n", "x", "ok", "tags", "ctx", "trace_id"]);
+    assert_eq!(
+        record.attributes[1].value,
+        Some(AnyValue {
+            value: Some(Value::Int(7))
+        })
+    );
+    assert_eq!(
+        record.attributes[5].value,
+        Some(AnyValue {
+            value: Some(Value::Kvlist(KeyValueList {
+                values: vec![kv("k", string("v"))]
+            }))
+        })
+    );
+    assert!(record.trace_id.is_empty());
+
+    // `unknown` is no service name; a time before 1970 is kept as an attribute; a line
+    // that is no object is a body.
+    let request = encode_logs(
+        [
+            r#"{"timestamp":-5,"severity":"x","source":"unknown","message":""}"#,
+            "not json",
+        ],
+        TimestampUnit::Milliseconds,
+    );
+    assert_eq!(request.resource_logs.len(), 1);
+    assert!(request.resource_logs[0].resource.is_none());
+    let records = &request.resource_logs[0].scope_logs[0].log_records;
+    assert_eq!(
+        (records[0].time_unix_nano, records[0].severity_number),
+        (0, 0)
+    );
+    assert_eq!(records[0].attributes[0].key, "timestamp");
+    assert!(records[0].body.is_none());
+    assert_eq!(records[1].body, string("not json"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// What the decoder writes, encoded again, decodes as the same messages (records of
+    /// equal resources are grouped, so the order may differ across resources).
+    #[test]
+    fn decode_of_encode_is_the_identity(request in request(), ns in any::<bool>()) {
+        let unit = if ns { TimestampUnit::Nanoseconds } else { TimestampUnit::Milliseconds };
+        let first = decode_logs(&request.encode_to_vec(), OtlpEncoding::Protobuf, unit, now()).unwrap();
+        let encoded = encode_logs(lines(&first), unit).encode_to_vec();
+        let again = decode_logs(&encoded, OtlpEncoding::Protobuf, unit, now()).unwrap();
+        prop_assert!(again.rejected.is_empty());
+        let (mut want, mut got) = (lines(&first), lines(&again));
+        want.sort();
+        got.sort();
+        prop_assert_eq!(got, want);
+    }
+}

@@ -50,6 +50,7 @@ use crate::pacer::Pacer;
 use crate::workers::Workers;
 use delivery::message::MessageProcess;
 use delivery::ndjson::NdjsonPackets;
+use delivery::otlp::OtlpLogs;
 use delivery::protocol::Protocols;
 use delivery::{LaneSettings, Lanes, Outbound, Protocol, QueueLimits, via};
 use ingest::{Ingest, IngestSettings, idempotency};
@@ -97,12 +98,20 @@ impl Distributor {
             (0..workers.len())
                 .map(|_| http_client(config.probe_timeout, tls.clone()))
                 .collect(),
-            http_client(config.probe_timeout, tls),
-            outbound,
+            http_client(config.probe_timeout, tls.clone()),
+            outbound.clone(),
             config.message_concurrency as usize,
         ));
+        let otlp: Arc<dyn Protocol> = Arc::new(OtlpLogs::new(
+            (0..workers.len())
+                .map(|_| http_client(config.probe_timeout, tls.clone()))
+                .collect(),
+            http_client(config.probe_timeout, tls),
+            outbound,
+            config.timestamp_unit,
+        ));
         // In the order of `Kind::ALL`.
-        let protocols = Arc::new(Protocols::new(vec![ndjson, message]));
+        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp]));
         let registry = Registry::new(
             QueueLimits {
                 lanes: workers.len(),

@@ -35,6 +35,12 @@ def main():
     parser.add_argument("--records", type=int, required=True)
     parser.add_argument("--token", help="sent as Authorization: Bearer TOKEN")
     parser.add_argument("--gzip", action="store_true", help="Content-Encoding: gzip")
+    parser.add_argument(
+        "--in-span",
+        action="store_true",
+        help="log inside a span (each record carries its trace and span ids, printed in "
+        "the report) with the attributes record.index (i) and record.even",
+    )
     args = parser.parse_args()
 
     try:
@@ -82,11 +88,25 @@ def main():
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     logger.addHandler(LoggingHandler(level=logging.DEBUG, logger_provider=provider))
-    for i in range(args.records):
-        logger.log(LEVELS[i % len(LEVELS)], "record %d", i)
+    report = {}
+    if args.in_span:
+        from opentelemetry.sdk.trace import TracerProvider
+
+        tracer = TracerProvider().get_tracer("otlp-test")
+        with tracer.start_as_current_span("work") as span:
+            context = span.get_span_context()
+            report["trace_id"] = format(context.trace_id, "032x")
+            report["span_id"] = format(context.span_id, "016x")
+            for i in range(args.records):
+                extra = {"record.index": i, "record.even": i % 2 == 0}
+                logger.log(LEVELS[i % len(LEVELS)], "record %d", i, extra=extra)
+    else:
+        for i in range(args.records):
+            logger.log(LEVELS[i % len(LEVELS)], "record %d", i)
     # Exports what is still batched, and waits for it.
     provider.shutdown()
-    print(json.dumps({"exports": exporter.exports}))
+    report["exports"] = exporter.exports
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

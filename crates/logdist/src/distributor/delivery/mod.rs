@@ -8,7 +8,8 @@
 //!   counters and ejection.
 //! - `lane`: batching, and what each outcome means (split, shrink, eject, re-route).
 //! - [`protocol`]: the seam; [`ndjson`] is logdist's own protocol, the first entry;
-//!   [`message`] the original project's, one message a request.
+//!   [`message`] the original project's, one message a request; [`otlp`] OpenTelemetry's
+//!   OTLP/HTTP logs.
 
 pub mod address;
 pub mod batch;
@@ -16,6 +17,7 @@ mod lane;
 pub mod member;
 pub mod message;
 pub mod ndjson;
+pub mod otlp;
 mod over_http;
 pub mod protocol;
 pub mod tally;

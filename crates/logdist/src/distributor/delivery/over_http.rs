@@ -1,6 +1,7 @@
 //! What the protocols that deliver over HTTP share: one request's exchange, and the
 //! reason an analyzer gives when it refuses.
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::Request;
 use hyper::body::Body;
@@ -14,6 +15,19 @@ use crate::http::HttpClient;
 /// connection refused is [`DeliveryError::Refused`], any other failure to exchange
 /// [`DeliveryError::Transport`].
 pub async fn exchange<B>(client: &HttpClient<B>, request: Request<B>) -> Result<(), DeliveryError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    exchange_answer(client, request).await.map(drop)
+}
+
+/// [`exchange`], with the body of the 2xx answer (a protocol that reads its answer).
+pub async fn exchange_answer<B>(
+    client: &HttpClient<B>,
+    request: Request<B>,
+) -> Result<Bytes, DeliveryError>
 where
     B: Body + Send + Unpin + 'static,
     B::Data: Send,
@@ -34,7 +48,7 @@ where
         .map_err(|e| DeliveryError::Transport(e.to_string()))?
         .to_bytes();
     if status.is_success() {
-        Ok(())
+        Ok(body)
     } else {
         Err(DeliveryError::Status(status, reason_of(&body)))
     }

@@ -3,7 +3,7 @@
 //! and what to do with the outcome (split, shrink, eject, re-route); a protocol decides
 //! *how*. logdist's own NDJSON to `POST /packets` ([`super::ndjson`]) is the first;
 //! the original project's one message a `POST /message/process` ([`super::message`]) the
-//! second.
+//! second; OpenTelemetry's OTLP/HTTP to `POST /v1/logs` ([`super::otlp`]) the third.
 //!
 //! Each member speaks one protocol, a [`Kind`]: given at registration (`"protocol"`) or
 //! with `--analyzer ...;protocol=`, or else `logdist` until detection finds otherwise (see
@@ -64,17 +64,21 @@ pub enum Kind {
     /// The original project's analyzer: one `POST /message/process` per message as
     /// `{"data": message}`; health is a TCP connect.
     Message = 1,
+    /// OpenTelemetry: OTLP/HTTP protobuf to `POST /v1/logs`; health is an empty export.
+    /// Never detected: given at registration.
+    Otlp = 2,
 }
 
 impl Kind {
     /// Every kind, in the order detection tries them.
-    pub const ALL: [Kind; 2] = [Kind::Logdist, Kind::Message];
+    pub const ALL: [Kind; 3] = [Kind::Logdist, Kind::Message, Kind::Otlp];
 
     /// Its name, in registrations, stats, metrics and `--analyzer`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Logdist => "logdist",
             Self::Message => "message",
+            Self::Otlp => "otlp",
         }
     }
 
@@ -255,7 +259,7 @@ mod tests {
             "otlp2"
                 .parse::<Kind>()
                 .unwrap_err()
-                .contains("logdist, message")
+                .contains("logdist, message, otlp")
         );
     }
 
