@@ -10,7 +10,7 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use crate::bulk::BulkItem;
+use crate::bulk::item::BulkItem;
 use crate::message::{Location, Packet, PacketError, validate};
 
 /// A decoded body: the records that are messages, and those that are not.

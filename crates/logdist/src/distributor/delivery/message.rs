@@ -27,7 +27,7 @@ use super::address::AnalyzerUrl;
 use super::over_http::exchange;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 use super::via;
-use crate::api::{DEADLINE_HEADER, delivery_deadline};
+use crate::api::delivery_deadline;
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -117,14 +117,14 @@ impl MessageProcess {
         via: &HeaderValue,
         deadline: &HeaderValue,
     ) -> Result<(), DeliveryError> {
-        let mut request = Request::post(to.uri(PATH))
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(DEADLINE_HEADER, deadline.clone())
-            .header(via::HEADER, via.clone());
-        if let Some(auth) = &self.outbound.auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
-        let request = request
+        let request = self
+            .outbound
+            .delivery(
+                to.uri(PATH),
+                "application/json",
+                deadline.clone(),
+                via.clone(),
+            )
             .body(Full::new(body))
             .map_err(|e| DeliveryError::Transport(e.to_string()))?;
         exchange(client, request).await

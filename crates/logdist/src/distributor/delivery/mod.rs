@@ -42,3 +42,30 @@ pub struct Outbound {
     /// `Logdist-Via` with this distributor's id alone.
     pub via_header: HeaderValue,
 }
+
+impl Outbound {
+    /// `request` with the admin token, when one is set: what a probe carries.
+    pub fn authorized(&self, request: http::request::Builder) -> http::request::Builder {
+        match &self.auth {
+            Some(auth) => request.header(http::header::AUTHORIZATION, auth.clone()),
+            None => request,
+        }
+    }
+
+    /// A delivery's `POST` to `uri`: its media type, `Logdist-Deadline`, `Logdist-Via`
+    /// and the admin token when one is set, as every protocol's delivery carries them.
+    pub fn delivery(
+        &self,
+        uri: http::Uri,
+        content_type: &'static str,
+        deadline: HeaderValue,
+        via: HeaderValue,
+    ) -> http::request::Builder {
+        self.authorized(
+            http::Request::post(uri)
+                .header(http::header::CONTENT_TYPE, content_type)
+                .header(crate::api::DEADLINE_HEADER, deadline)
+                .header(via::HEADER, via),
+        )
+    }
+}

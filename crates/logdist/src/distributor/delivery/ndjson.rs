@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::header::{self, HeaderValue};
+use hyper::header::HeaderValue;
 
 use super::Outbound;
 use super::address::AnalyzerUrl;
@@ -16,7 +16,7 @@ use super::batch::Batch;
 use super::over_http::exchange;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending};
 use super::via;
-use crate::api::{DEADLINE_HEADER, delivery_deadline};
+use crate::api::delivery_deadline;
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -56,14 +56,14 @@ impl NdjsonPackets {
         let client = &self.clients[lane % self.clients.len()];
         // One request body for the whole batch, its large packets sent without a copy.
         let body = Batch::new(jobs.iter().map(|job| &job.packet.ndjson));
-        let mut request = Request::post(to.uri("/packets"))
-            .header(header::CONTENT_TYPE, "application/x-ndjson")
-            .header(DEADLINE_HEADER, delivery_deadline(timeout))
-            .header(via::HEADER, self.via(jobs));
-        if let Some(auth) = &self.outbound.auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
-        let request = request
+        let request = self
+            .outbound
+            .delivery(
+                to.uri("/packets"),
+                "application/x-ndjson",
+                delivery_deadline(timeout),
+                self.via(jobs),
+            )
             .body(body)
             .map_err(|e| DeliveryError::Transport(e.to_string()))?;
         tokio::time::timeout(timeout, exchange(client, request))
@@ -72,10 +72,7 @@ impl NdjsonPackets {
     }
 
     async fn get_health(&self, to: &AnalyzerUrl) -> bool {
-        let mut request = Request::get(to.uri("/health"));
-        if let Some(auth) = &self.outbound.auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
+        let request = self.outbound.authorized(Request::get(to.uri("/health")));
         let Ok(request) = request.body(Full::new(Bytes::new())) else {
             return false;
         };

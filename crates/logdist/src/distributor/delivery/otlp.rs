@@ -33,7 +33,7 @@ use super::address::AnalyzerUrl;
 use super::over_http::exchange_answer;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 use super::via;
-use crate::api::{DEADLINE_HEADER, delivery_deadline};
+use crate::api::delivery_deadline;
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -82,14 +82,9 @@ impl OtlpLogs {
         let messages = jobs.iter().flat_map(|job| messages_of(&job.packet.ndjson));
         let body = logdist_core::encode_logs(messages, self.unit).encode_to_vec();
         let via = via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs);
-        let mut request = Request::post(to.uri(PATH))
-            .header(header::CONTENT_TYPE, PROTOBUF)
-            .header(DEADLINE_HEADER, delivery_deadline(timeout))
-            .header(via::HEADER, via);
-        if let Some(auth) = &self.outbound.auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
-        let request = request
+        let request = self
+            .outbound
+            .delivery(to.uri(PATH), PROTOBUF, delivery_deadline(timeout), via)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| DeliveryError::Transport(e.to_string()))?;
         let answer = tokio::time::timeout(timeout, exchange_answer(client, request))
@@ -104,10 +99,9 @@ impl OtlpLogs {
 
     /// Whether an empty export is answered with a 2xx.
     async fn export_nothing(&self, to: &AnalyzerUrl) -> bool {
-        let mut request = Request::post(to.uri(PATH)).header(header::CONTENT_TYPE, PROTOBUF);
-        if let Some(auth) = &self.outbound.auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
-        }
+        let request = self
+            .outbound
+            .authorized(Request::post(to.uri(PATH)).header(header::CONTENT_TYPE, PROTOBUF));
         let Ok(request) = request.body(Full::new(Bytes::new())) else {
             return false;
         };

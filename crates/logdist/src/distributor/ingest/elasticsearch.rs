@@ -34,8 +34,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde_json::json;
 
 use super::Ingest;
-use super::formats::Outcome;
 use super::idempotency::Answer;
+use super::outcome::Outcome;
 
 /// The header Elasticsearch's clients check every success for.
 pub const PRODUCT: (&str, &str) = ("x-elastic-product", "Elasticsearch");

@@ -7,18 +7,17 @@
 //! as `{"error": "..."}`: OTLP/HTTP lets a server answer its errors without a `Status`
 //! message, and an agent reads them by their status code.
 
-use std::time::Duration;
-
 use axum::http::{HeaderValue, StatusCode};
 use axum::routing::MethodFilter;
 use bytes::Bytes;
 use logdist_core::decoder::{
     self, Bulk, Decoder, JSON, Loki, NDJSON, Native, OneMessage, Otlp, PROTOBUF,
 };
-use logdist_core::{BulkItem, OtlpEncoding, RecordError, export_logs_response};
+use logdist_core::{OtlpEncoding, export_logs_response};
 
 use super::elasticsearch;
 use super::idempotency::Answer;
+pub use super::outcome::Outcome;
 use crate::api::{DROPPED_ERRORS_SHOWN, PacketAck};
 use crate::http::ApiError;
 
@@ -56,24 +55,6 @@ pub struct HttpFormat {
     /// How a packet that was delivered (or queued, with `--ack accepted`) is answered, in
     /// the format's own terms.
     pub answer: fn(&Outcome<'_>) -> Answer,
-}
-
-/// What became of a request's packet: all a format's [`answer`](HttpFormat::answer) needs.
-pub struct Outcome<'a> {
-    /// 200, or 202 for a packet queued but not yet delivered when the format says so
-    /// ([`HttpFormat::answers_accepted`]).
-    pub status: StatusCode,
-    /// How many messages, and which analyzer acknowledged them.
-    pub ack: &'a PacketAck,
-    /// The records the decoder refused one by one, in the body's order, that were not
-    /// delivered (dropped, or reported in the format's answer).
-    pub rejected: &'a [RecordError],
-    /// The request's media type (canonical), if it named one.
-    pub media_type: Option<&'static str>,
-    /// Every item of the body, for a format answered item by item (bulk); else empty.
-    pub items: &'a [BulkItem],
-    /// How long the request took, from its body read to its packet's outcome.
-    pub took: Duration,
 }
 
 /// `POST /packets`: logdist's own packets, a JSON array of messages or NDJSON.
@@ -292,6 +273,8 @@ impl HttpFormat {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn header(value: &str) -> HeaderValue {

@@ -15,6 +15,7 @@ mod encoding;
 pub mod express;
 pub mod formats;
 pub mod idempotency;
+mod outcome;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
