@@ -13,11 +13,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::ledger::{add_received, balance, read_journals, read_trace};
+use common::original::start_original;
 use common::*;
 use hyper::Method;
 use tokio::time::Instant;
@@ -91,38 +91,6 @@ impl Analyzer {
     }
 }
 
-/// The Flask analyzer of the `message` protocol.
-const FLASK_ANALYZER: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/python/original_analyzer.py"
-);
-
-/// Starts the Flask analyzer as `analyzer_4` with weight 0.05, as the original is started
-/// (`ANALYZER_ID`, `ANALYZER_WEIGHT`, `DISTRIBUTOR_URL`), on `port`, appending what it
-/// receives to `received`. Nothing tells the distributor its protocol: it detects it.
-fn start_flask(dir: &Path, distributor: &str, port: u16, received: &Path) -> Proc {
-    let log = dir.join("analyzer_4.flask.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new("python3")
-        .arg(FLASK_ANALYZER)
-        .env("ANALYZER_ID", "4")
-        .env("ANALYZER_WEIGHT", "0.05")
-        .env("DISTRIBUTOR_URL", distributor)
-        .env("PORT", port.to_string())
-        .env("RECEIVED_FILE", received)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run python3 ({e}): install Python 3 and Flask"));
-    Proc {
-        child,
-        name: "analyzer_4 (Flask)".to_owned(),
-        log,
-    }
-}
-
 async fn set_faults(http: &Http, analyzer: &Analyzer, spec: &str) {
     let answer = http
         .request(
@@ -162,7 +130,15 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
         a.start(&dir);
     }
     let received = dir.join("analyzer_4.received");
-    let mut flask = start_flask(&dir, &url, free_port(), &received);
+    let mut flask = start_original(
+        &dir,
+        "analyzer_4.flask",
+        4,
+        0.05,
+        &url,
+        free_port(),
+        &received,
+    );
     http.wait_stats(&url, "four analyzers", |s| {
         online(s, &["analyzer_1", "analyzer_2", "analyzer_3", "analyzer_4"])
     })

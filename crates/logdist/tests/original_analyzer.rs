@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,39 +23,14 @@ use common::*;
 use hyper::StatusCode;
 use serde_json::Value;
 
-/// The Flask analyzer.
-const ANALYZER_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/python/original_analyzer.py"
-);
-
 /// Messages a packet.
 const PACKET: u64 = 10;
 
 /// Starts the Flask analyzer as the original is started, with `ANALYZER_ID=4` and
-/// `ANALYZER_WEIGHT=0.5`. `PORT` (a free port instead of 3004) and `RECEIVED_FILE` (where
-/// it appends each message it receives, for counting) are the test's only additions.
-fn start_original(dir: &Path, distributor: &str, port: u16, received: &Path, run: u32) -> Proc {
-    let log = dir.join(format!("original_analyzer_{run}.log"));
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new("python3")
-        .arg(ANALYZER_SCRIPT)
-        .env("ANALYZER_ID", "4")
-        .env("ANALYZER_WEIGHT", "0.5")
-        .env("DISTRIBUTOR_URL", distributor)
-        .env("PORT", port.to_string())
-        .env("RECEIVED_FILE", received)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("could not run python3 ({e}): install Python 3 and Flask"));
-    Proc {
-        child,
-        name: "original_analyzer".to_owned(),
-        log,
-    }
+/// `ANALYZER_WEIGHT=0.5` (see [`common::original::start_original`]).
+fn start_4(dir: &Path, distributor: &str, port: u16, received: &Path, run: u32) -> Proc {
+    let name = format!("original_analyzer_{run}");
+    common::original::start_original(dir, &name, 4, 0.5, distributor, port, received)
 }
 
 /// The `seq` of every message in `files` (the journals, and the Flask analyzer's file),
@@ -161,7 +136,7 @@ async fn the_original_analyzer_gets_its_share_unchanged_and_loses_nothing_when_k
     let http = Http::new();
     let port = free_port();
     let received = dir.join("original_received.ndjson");
-    let mut original = start_original(&dir, &distributor.url, port, &received, 1);
+    let mut original = start_4(&dir, &distributor.url, port, &received, 1);
 
     // It registered by port before it listened, and comes online once it listens, by the
     // `message` protocol, which the distributor found on its own.
@@ -240,7 +215,7 @@ async fn the_original_analyzer_gets_its_share_unchanged_and_loses_nothing_when_k
     wait_all(&all, &acked, "after SIGKILL").await;
 
     // Restarted as it was, it registers again and comes back.
-    let _original = start_original(&dir, &distributor.url, port, &received, 2);
+    let _original = start_4(&dir, &distributor.url, port, &received, 2);
     let stats = http
         .wait_stats(&distributor.url, "the original analyzer back", |s| {
             online(s, &["analyzer_1", "analyzer_2", "analyzer_4"])
@@ -277,7 +252,7 @@ async fn a_given_protocol_is_used_as_given() {
     let port = free_port();
     let received = dir.join("original_received.ndjson");
     let nowhere = format!("http://127.0.0.1:{}", free_port());
-    let _original = start_original(&dir, &nowhere, port, &received, 1);
+    let _original = start_4(&dir, &nowhere, port, &received, 1);
     let spec = format!("analyzer_4=http://127.0.0.1:{port}@1;protocol=message");
     let distributor = common::inproc::InProc::distributor(&["--analyzer", &spec]).await;
     let http = Http::new();

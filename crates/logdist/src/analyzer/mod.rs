@@ -11,6 +11,7 @@
 
 mod counts;
 mod faults;
+mod formats;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -209,7 +210,7 @@ fn app(state: Arc<AppState>) -> Router {
         )),
         None => route,
     };
-    let mut router = Router::new()
+    let mut router = formats::routes(guarded)
         .route("/packets", guarded(post(receive)))
         .route("/stats", get(stats))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }));
@@ -227,54 +228,62 @@ async fn receive(State(state): State<Arc<AppState>>, headers: HeaderMap, body: B
         Ok(body) => body,
         Err(e) => return e.into_response(),
     };
+    match take(&state, &headers, &body).await {
+        Ok(messages) => Json(json!({"messages": messages})).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+/// Takes a delivery's messages, as NDJSON, whatever protocol brought them: applies the
+/// injected faults, refuses a delivery past its deadline, counts the messages (all or
+/// none), and journals them before they are acknowledged. How many there were, or the
+/// answer that refuses them.
+async fn take(state: &AppState, headers: &HeaderMap, ndjson: &[u8]) -> Result<u64, Response> {
     if let Some(faults) = &state.faults
         && let Some(injected) = faults.apply().await
     {
-        return injected;
+        return Err(injected);
     }
-    if let Some(late) = past_deadline(&headers) {
+    if let Some(late) = past_deadline(headers) {
         // The distributor has given up on this delivery and sent it elsewhere: keeping
         // it would count it twice.
         debug!(
             late_ms = late.as_millis() as u64,
             "Dropping a delivery past its deadline."
         );
-        return (
+        return Err((
             StatusCode::GATEWAY_TIMEOUT,
             Json(json!({"error": "the delivery's deadline has passed; the distributor re-routed it"})),
         )
-            .into_response();
+            .into_response());
     }
     let tally = if state.count_only {
-        Ok(counts::Tally::lines(&body))
+        Ok(counts::Tally::lines(ndjson))
     } else {
-        counts::tally(&body)
+        counts::tally(ndjson)
     };
-    let tally = match tally {
-        Ok(tally) => tally,
-        Err(e) => return ApiError::BadRequest(e).into_response(),
-    };
+    let tally = tally.map_err(|e| ApiError::BadRequest(e).into_response())?;
     if let Some(journal) = &state.journal {
         let mut file = journal.lock().await;
         // `write_all` on a tokio file only hands the bytes to a background thread; `flush`
         // waits until they are in the kernel, where they survive this process being killed.
         if let Err(e) = async {
-            file.write_all(&body).await?;
+            file.write_all(ndjson).await?;
             file.flush().await
         }
         .await
         {
             warn!(error = %e, "Could not write the journal; refusing the packet.");
-            return (
+            return Err((
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(json!({"error": "journal write failed"})),
             )
-                .into_response();
+                .into_response());
         }
     }
     let messages = tally.messages;
     state.counts.add(tally);
-    Json(json!({"messages": messages})).into_response()
+    Ok(messages)
 }
 
 /// How late this delivery is, if the distributor's deadline header says it has passed.

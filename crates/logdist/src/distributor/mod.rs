@@ -24,7 +24,7 @@
 
 pub mod config;
 mod delivery;
-mod ingest;
+pub(crate) mod ingest;
 mod job;
 mod membership;
 mod routing;

@@ -8,6 +8,7 @@
 pub mod clients;
 pub mod inproc;
 pub mod ledger;
+pub mod original;
 pub mod syslog_ng;
 
 use std::net::TcpListener;

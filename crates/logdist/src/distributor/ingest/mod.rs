@@ -39,6 +39,7 @@ use crate::distributor::routing::Routing;
 use crate::http::server::Reply;
 use crate::http::{ApiError, read_body};
 use dead_letter::DeadLetter;
+pub(crate) use encoding::decompress;
 use formats::{HTTP_FORMATS, HttpFormat, Outcome};
 use idempotency::{Answer, Claim};
 
