@@ -27,6 +27,8 @@ use tokio::time::Instant;
 struct Analyzer {
     id: u32,
     weight: f64,
+    /// The delivery protocol it registers with (`logdist analyzer --protocol`).
+    protocol: &'static str,
     listen: String,
     distributor: String,
     proc: Option<Proc>,
@@ -34,10 +36,11 @@ struct Analyzer {
 }
 
 impl Analyzer {
-    fn new(id: u32, weight: f64, distributor: &str) -> Self {
+    fn new(id: u32, weight: f64, protocol: &'static str, distributor: &str) -> Self {
         Self {
             id,
             weight,
+            protocol,
             listen: format!("127.0.0.1:{}", free_port()),
             distributor: distributor.to_owned(),
             proc: None,
@@ -68,6 +71,8 @@ impl Analyzer {
                 "--journal",
                 &journal_arg,
                 "--faults",
+                "--protocol",
+                self.protocol,
             ],
         ));
         self.journals.push(journal);
@@ -122,9 +127,11 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
             "5s",
         ],
     );
-    let mut analyzers: Vec<Analyzer> = [(1, 0.5), (2, 0.3), (3, 0.2)]
+    // One analyzer of each delivery protocol (`logdist analyzer` takes them all), and the
+    // Flask one of `message`.
+    let mut analyzers: Vec<Analyzer> = [(1, 0.5, "logdist"), (2, 0.3, "otlp"), (3, 0.2, "logdist")]
         .into_iter()
-        .map(|(id, weight)| Analyzer::new(id, weight, &url))
+        .map(|(id, weight, protocol)| Analyzer::new(id, weight, protocol, &url))
         .collect();
     for a in &mut analyzers {
         a.start(&dir);
@@ -146,6 +153,13 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     let stats = http.stats(&url).await;
     let flask_stats = stats.iter().find(|a| a.id == "analyzer_4").unwrap();
     assert_eq!(flask_stats.protocol, "message", "{stats:#?}");
+    for a in &analyzers {
+        let member = stats
+            .iter()
+            .find(|s| s.id == format!("analyzer_{}", a.id))
+            .unwrap();
+        assert_eq!(member.protocol, a.protocol, "{stats:#?}");
+    }
 
     let trace = dir.join("trace.ndjson");
     let report = dir.join("report.json");

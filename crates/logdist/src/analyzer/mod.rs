@@ -110,6 +110,13 @@ pub struct AnalyzerArgs {
     #[arg(long, env = "LOGDIST_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
 
+    /// Register as speaking this delivery protocol: the analyzer takes every protocol a
+    /// distributor delivers over HTTP (`logdist`, `message`, `otlp`, `elasticsearch`,
+    /// `loki`; see `formats`), and this says which one to send it. Without it, the
+    /// registration names none, and the distributor sends `logdist`.
+    #[arg(long, env = "ANALYZER_PROTOCOL")]
+    pub protocol: Option<crate::distributor::DeliveryProtocol>,
+
     /// Count messages (NDJSON lines) and packets only, without parsing them or counting by
     /// severity and source: the cheapest sink, for benchmarks.
     #[arg(long, env = "ANALYZER_COUNT_ONLY")]
@@ -173,6 +180,7 @@ impl AnalyzerArgs {
             tls_key: None,
             tls_ca: None,
             count_only: false,
+            protocol: None,
             faults: false,
         }
     }
@@ -386,7 +394,7 @@ pub async fn run(
         weight: args.weight,
         port: args.advertise_url.is_none().then_some(addr.port()),
         url: args.advertise_url.clone(),
-        protocol: None,
+        protocol: args.protocol.map(|p| p.to_string()),
     };
     let register_url = format!(
         "{}/analyzer/register",

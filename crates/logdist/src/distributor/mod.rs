@@ -42,6 +42,7 @@ use tracing::{info, warn};
 
 pub use config::{AnalyzerSpec, DistributorArgs, SchemaMode, ValidateMode};
 pub use delivery::batch;
+pub use delivery::protocol::Kind as DeliveryProtocol;
 pub use ingest::{AckMode, OnInvalid};
 
 use crate::http::http_client;
