@@ -276,6 +276,9 @@ fn decode_encoded(request: &PushRequest) -> Decoded {
     decode(&body, LokiEncoding::Protobuf).unwrap()
 }
 
+/// An entry's line, seconds and nanoseconds.
+type Entry<'a> = (&'a str, i64, i32);
+
 #[test]
 fn a_message_is_its_json_in_a_stream_of_its_severity_and_source() {
     let error = r#"{"timestamp":1796553000123,"severity":"ERROR","source":"payments","message":"card declined","host":"web-1"}"#;
@@ -283,7 +286,7 @@ fn a_message_is_its_json_in_a_stream_of_its_severity_and_source() {
     let other =
         r#"{"timestamp":-1,"severity":"ERROR","source":"payments","message":"before 1970"}"#;
     let request = encode(&[error, info, other, "not json"]);
-    let streams: Vec<(&str, Vec<(&str, i64, i32)>)> = request
+    let streams: Vec<(&str, Vec<Entry<'_>>)> = request
         .streams
         .iter()
         .map(|s| {
