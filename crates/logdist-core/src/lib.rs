@@ -29,7 +29,7 @@ pub mod shippers;
 pub use bulk::{Bulk, BulkAction, BulkItem, decode_bulk};
 pub use decoded::{Decoded, RecordError};
 pub use decoder::{DecodeOptions, Decoder};
-pub use loki::{LokiEncoding, decode_push};
+pub use loki::{LokiEncoding, decode_push, encode_push};
 pub use mapping::{Aliases, Mapping, Severity, TimestampUnit};
 pub use message::{
     Format, Packet, PacketError, Validation, decode_message, decode_packet, decode_packet_with,

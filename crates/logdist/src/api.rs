@@ -18,7 +18,7 @@ pub struct AnalyzerStats {
     pub weight: f64,
     /// `online`, `unhealthy` or `draining`.
     pub state: String,
-    /// The delivery protocol it is sent by: `logdist`, `message` or `otlp`.
+    /// The delivery protocol it is sent by: `logdist`, `message`, `otlp` or `loki`.
     #[serde(default = "default_protocol")]
     pub protocol: String,
     /// Its weight over the total weight of online analyzers; 0 when not online.

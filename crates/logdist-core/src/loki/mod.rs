@@ -6,18 +6,26 @@
 //! | --- | --- |
 //! | `timestamp` | the entry's time (protobuf `Timestamp`; in JSON a string of epoch nanoseconds), in the configured unit; a protobuf entry without one gets the arrival time |
 //! | `severity` | the stream label `level`, `detected_level`, `severity` (python-logging-loki's) or `lvl`, else the same in the entry's structured metadata, read as the mapping reads words ([`crate::mapping`]); else `INFO` |
-//! | `source` | the stream label `service_name`, `service`, `app`, `application` or `job`, else `unknown` |
+//! | `source` | the stream label `service_name`, `service`, `app`, `application`, `job` or `source` (logdist's `loki` delivery's), else `unknown` |
 //! | `message` | the line, as it is |
 //! | `severity_original` | the severity label's value, when it is not exactly the word written |
 //! | `labels` | the stream's labels, an object, in their order |
 //! | `metadata` | the entry's structured metadata, an object, when it has any |
 //!
+//! A line pushed in a stream whose labels are only `severity` and `source`, that is itself
+//! a logdist message (four fields and all), is that message as it is: logdist's `loki`
+//! delivery pushes messages so ([`encode`]), and a distributor can stand in for Loki in
+//! front of another.
+//!
 //! Loki refuses a push whole when a stream's labels cannot be read, and so does this; an
 //! entry whose time cannot be read (or does not fit the unit) is refused alone, for
 //! `--on-invalid`.
 
+mod encode;
 mod labels;
 pub mod proto;
+
+pub use encode::{encode_push, push_body};
 
 use std::fmt;
 use std::time::SystemTime;
@@ -30,7 +38,7 @@ use serde_json::value::RawValue;
 
 use crate::decoded::{Decoded, Lines, RecordError};
 use crate::mapping::{DEFAULT_SEVERITY, DEFAULT_SOURCE, Severity, TimestampUnit, write_string};
-use crate::message::{Location, PacketError};
+use crate::message::{Location, PacketError, validate};
 
 /// How a push is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +51,16 @@ pub enum LokiEncoding {
 }
 
 const SEVERITY_LABELS: &[&str] = &["level", "detected_level", "severity", "lvl"];
-const SOURCE_LABELS: &[&str] = &["service_name", "service", "app", "application", "job"];
+/// `source` last: the label logdist's `loki` delivery adds ([`encode`]), after the
+/// stream's own.
+const SOURCE_LABELS: &[&str] = &[
+    "service_name",
+    "service",
+    "app",
+    "application",
+    "job",
+    "source",
+];
 
 /// Decodes a push into messages and refused entries. A protobuf push decompresses to at
 /// most `max_len` bytes (the body limit: a few KB of snappy can claim gigabytes); `now` is
@@ -183,6 +200,8 @@ struct JsonEntry {
 /// What a stream's entries share: its severity and source labels, and its `"labels"` field.
 struct Stream {
     labels: Vec<(String, String)>,
+    /// Whether the labels are only those logdist's `loki` delivery writes.
+    only_logdist_labels: bool,
     /// The `"labels":{...}` field, with its leading comma, written once.
     field: Vec<u8>,
 }
@@ -194,7 +213,13 @@ impl Stream {
             &mut field,
             labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        Stream { labels, field }
+        let only_logdist_labels =
+            !labels.is_empty() && labels.iter().all(|(k, _)| k == "severity" || k == "source");
+        Stream {
+            labels,
+            only_logdist_labels,
+            field,
+        }
     }
 
     fn label<'a>(list: &'a [(&str, &str)], names: &[&str]) -> Option<&'a str> {
@@ -225,6 +250,10 @@ impl Stream {
             .unwrap_or(DEFAULT_SEVERITY);
         let source = Stream::label(&labels, SOURCE_LABELS).unwrap_or(DEFAULT_SOURCE);
 
+        if self.only_logdist_labels && validate(line).is_ok() {
+            lines.push_valid(line.as_bytes());
+            return Ok(());
+        }
         let out = &mut lines.out;
         let start = out.len();
         out.extend_from_slice(b"{\"timestamp\":");

@@ -60,7 +60,8 @@ pub struct DistributorArgs {
     /// An analyzer known at start, as ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5),
     /// optionally followed by `;protocol=NAME` (`logdist`, the default; `message` for the
     /// original project's analyzer: analyzer_4=http://127.0.0.1:3004@0.5;protocol=message;
-    /// `otlp` for an OpenTelemetry receiver, sent OTLP/HTTP to `{url}/v1/logs`).
+    /// `otlp` for an OpenTelemetry receiver, sent OTLP/HTTP to `{url}/v1/logs`; `loki` for a
+    /// Loki, pushed to `{url}/loki/api/v1/push`).
     /// Repeat the flag, or separate with commas in the environment variable.
     #[arg(long = "analyzer", env = "LOGDIST_ANALYZERS", value_delimiter = ',')]
     pub analyzers: Vec<AnalyzerSpec>,

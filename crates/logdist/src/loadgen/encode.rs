@@ -43,9 +43,7 @@ pub(crate) fn body(protocol: Protocol, records: &[Record]) -> std::io::Result<Ve
         Protocol::OtlpJson => serde_json::to_writer(&mut out, &otlp_json(records))?,
         Protocol::Bulk => bulk(records, &mut out)?,
         Protocol::Loki => {
-            let push = push_request(records).encode_to_vec();
-            out = snap::raw::Encoder::new()
-                .compress_vec(&push)
+            out = logdist_core::loki::push_body(&push_request(records))
                 .map_err(std::io::Error::other)?;
         }
     }

@@ -9,11 +9,12 @@
 //! - `lane`: batching, and what each outcome means (split, shrink, eject, re-route).
 //! - [`protocol`]: the seam; [`ndjson`] is logdist's own protocol, the first entry;
 //!   [`message`] the original project's, one message a request; [`otlp`] OpenTelemetry's
-//!   OTLP/HTTP logs.
+//!   OTLP/HTTP logs; [`loki`] Loki's push.
 
 pub mod address;
 pub mod batch;
 mod lane;
+pub mod loki;
 pub mod member;
 pub mod message;
 pub mod ndjson;

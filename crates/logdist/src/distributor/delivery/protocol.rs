@@ -3,7 +3,8 @@
 //! and what to do with the outcome (split, shrink, eject, re-route); a protocol decides
 //! *how*. logdist's own NDJSON to `POST /packets` ([`super::ndjson`]) is the first;
 //! the original project's one message a `POST /message/process` ([`super::message`]) the
-//! second; OpenTelemetry's OTLP/HTTP to `POST /v1/logs` ([`super::otlp`]) the third.
+//! second; OpenTelemetry's OTLP/HTTP to `POST /v1/logs` ([`super::otlp`]) the third;
+//! Loki's push to `POST /loki/api/v1/push` ([`super::loki`]).
 //!
 //! Each member speaks one protocol, a [`Kind`]: given at registration (`"protocol"`) or
 //! with `--analyzer ...;protocol=`, or else `logdist` until detection finds otherwise (see
@@ -67,11 +68,14 @@ pub enum Kind {
     /// OpenTelemetry: OTLP/HTTP protobuf to `POST /v1/logs`; health is an empty export.
     /// Never detected: given at registration.
     Otlp = 2,
+    /// Loki: a snappy-compressed protobuf push to `POST /loki/api/v1/push`; health is
+    /// `GET /ready`. Never detected: given at registration.
+    Loki = 5,
 }
 
 impl Kind {
     /// Every kind, in the order detection tries them.
-    pub const ALL: [Kind; 3] = [Kind::Logdist, Kind::Message, Kind::Otlp];
+    pub const ALL: [Kind; 4] = [Kind::Logdist, Kind::Message, Kind::Otlp, Kind::Loki];
 
     /// Its name, in registrations, stats, metrics and `--analyzer`.
     pub fn as_str(self) -> &'static str {
@@ -79,12 +83,16 @@ impl Kind {
             Self::Logdist => "logdist",
             Self::Message => "message",
             Self::Otlp => "otlp",
+            Self::Loki => "loki",
         }
     }
 
-    /// The kind stored as `u8` (see [`Kind::ALL`]); `logdist` for anything else.
+    /// The kind stored as `u8` (its value); `logdist` for anything else.
     pub fn from_u8(n: u8) -> Self {
-        Self::ALL.get(usize::from(n)).copied().unwrap_or_default()
+        Self::ALL
+            .into_iter()
+            .find(|kind| *kind as u8 == n)
+            .unwrap_or_default()
     }
 }
 
@@ -113,7 +121,7 @@ impl std::str::FromStr for Kind {
 
 /// One protocol for each [`Kind`], shared by every lane and health watcher.
 pub struct Protocols {
-    /// Indexed by `Kind as usize`.
+    /// In the order of [`Kind::ALL`].
     table: Vec<std::sync::Arc<dyn Protocol>>,
 }
 
@@ -134,7 +142,11 @@ impl Protocols {
 
     /// The protocol of `kind`.
     pub fn of(&self, kind: Kind) -> &dyn Protocol {
-        let index = (kind as usize).min(self.table.len() - 1);
+        let index = Kind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_default()
+            .min(self.table.len() - 1);
         self.table[index].as_ref()
     }
 
@@ -259,7 +271,7 @@ mod tests {
             "otlp2"
                 .parse::<Kind>()
                 .unwrap_err()
-                .contains("logdist, message, otlp")
+                .contains("logdist, message, otlp, loki")
         );
     }
 

@@ -1,5 +1,5 @@
 //! What a distributor says about itself: `GET /analyzer/stats`, `GET /health`,
-//! `GET /metrics`, and the answers to paths and methods it does not serve. It reads every
+//! `GET /ready` (Loki's readiness call), `GET /metrics`, and the answers to paths and methods it does not serve. It reads every
 //! stage and changes none.
 
 mod exposition;
@@ -34,6 +34,7 @@ pub fn routes(status: &Arc<Status>) -> axum::Router {
     axum::Router::new()
         .route("/analyzer/stats", get(stats))
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(status.clone())
 }
@@ -53,6 +54,18 @@ pub async fn health(State(status): State<Arc<Status>>) -> Response {
         body["redis"] = json!(if up { "up" } else { "down" });
     }
     Json(body).into_response()
+}
+
+/// `GET /ready`: Loki's readiness call, which Loki's clients and logdist's `loki` delivery
+/// probe, so that a distributor (which takes Loki's push) can stand in for Loki. As Loki
+/// answers it: 200 `ready` when a push would be taken, here when an analyzer is online;
+/// else 503, as a push would be answered, with why.
+pub async fn ready(State(status): State<Arc<Status>>) -> Response {
+    if status.fleet.routing.registry.online_count() > 0 {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "no analyzer online\n").into_response()
+    }
 }
 
 /// `GET /metrics`: Prometheus text. The process's metrics, then each analyzer's, sampled
@@ -86,7 +99,7 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
 pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     metrics::counter!("logdist_rejected_total", "reason" => "method_not_allowed").increment(1);
     let allow = match uri.path() {
-        "/analyzer/stats" | "/health" | "/metrics" => "GET",
+        "/analyzer/stats" | "/health" | "/ready" | "/metrics" => "GET",
         "/" | "/_cluster/health" | "/_license" => "GET, HEAD",
         path if path.ends_with("/_bulk") => "POST, PUT",
         _ => "POST",
