@@ -13,7 +13,12 @@ use common::*;
 use serde_json::Value;
 
 /// The protocols `logdist analyzer` takes over HTTP, each with the weight of its analyzer.
-const PROTOCOLS: [(&str, f64); 3] = [("logdist", 3.0), ("message", 1.0), ("otlp", 2.0)];
+const PROTOCOLS: [(&str, f64); 4] = [
+    ("logdist", 3.0),
+    ("message", 1.0),
+    ("otlp", 2.0),
+    ("loki", 1.5),
+];
 
 /// Messages a packet, and packets sent.
 const PACKET: u64 = 10;

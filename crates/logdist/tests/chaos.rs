@@ -129,7 +129,7 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     );
     // One analyzer of each delivery protocol (`logdist analyzer` takes them all), and the
     // Flask one of `message`.
-    let mut analyzers: Vec<Analyzer> = [(1, 0.5, "logdist"), (2, 0.3, "otlp"), (3, 0.2, "logdist")]
+    let mut analyzers: Vec<Analyzer> = [(1, 0.5, "logdist"), (2, 0.3, "otlp"), (3, 0.2, "loki")]
         .into_iter()
         .map(|(id, weight, protocol)| Analyzer::new(id, weight, protocol, &url))
         .collect();
