@@ -1,12 +1,14 @@
 //! Chaos: the load generator sends uniquely numbered messages through a distributor to
-//! three analyzers while, one after another, an analyzer is SIGKILLed and restarted, one
-//! is hung (SIGSTOP) and resumed, one answers 500s and then slowly (first within the
-//! delivery timeout, then beyond it), one is restarted gracefully (SIGTERM), and one is
-//! deregistered. A fourth analyzer speaks the `message` protocol: the Flask analyzer that
-//! behaves as the original project's (`tests/python/original_analyzer.py`, as
-//! `tests/original_analyzer.rs` starts it, with a small weight: it takes a request per
-//! message). At the end every message the distributor answered 200 for must be in an
-//! analyzer's journal or the Flask analyzer's `RECEIVED_FILE`, and duplicates (allowed only where a delivery was in doubt) must be
+//! analyzers of every delivery protocol while, one after another, an analyzer is SIGKILLed
+//! and restarted, one is hung (SIGSTOP) and resumed, one answers 500s and then slowly
+//! (first within the delivery timeout, then beyond it), one is restarted gracefully
+//! (SIGTERM), and one is deregistered. The three `logdist analyzer`s register as speaking
+//! `logdist`, `otlp` and `loki` (`--protocol`; the analyzer takes every protocol and
+//! journals what each brings as NDJSON); a fourth speaks `message`: the Flask analyzer that
+//! behaves as the original project's (`tests/python/original_analyzer.py`, with a small
+//! weight: it takes a request per message). At the end every message the distributor
+//! answered 200 for must be in an analyzer's journal or the Flask analyzer's
+//! `RECEIVED_FILE`, and duplicates (allowed only where a delivery was in doubt) must be
 //! under 0.1% of the messages delivered.
 //!
 //! Rerun: `cargo test -p logdist --test chaos -- --nocapture` (prints the books).
