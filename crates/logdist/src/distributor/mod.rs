@@ -48,6 +48,7 @@ use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
 use crate::pacer::Pacer;
 use crate::workers::Workers;
+use delivery::forward::ForwardOut;
 use delivery::message::MessageProcess;
 use delivery::ndjson::NdjsonPackets;
 use delivery::otlp::OtlpLogs;
@@ -106,12 +107,18 @@ impl Distributor {
             (0..workers.len())
                 .map(|_| http_client(config.probe_timeout, tls.clone()))
                 .collect(),
-            http_client(config.probe_timeout, tls),
+            http_client(config.probe_timeout, tls.clone()),
             outbound,
             config.timestamp_unit,
         ));
+        let forward: Arc<dyn Protocol> = Arc::new(ForwardOut::new(
+            workers.len(),
+            tls,
+            config.forward_tag.clone(),
+            config.timestamp_unit,
+        ));
         // In the order of `Kind::ALL`.
-        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp]));
+        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp, forward]));
         let registry = Registry::new(
             QueueLimits {
                 lanes: workers.len(),

@@ -67,11 +67,14 @@ pub enum Kind {
     /// OpenTelemetry: OTLP/HTTP protobuf to `POST /v1/logs`; health is an empty export.
     /// Never detected: given at registration.
     Otlp = 2,
+    /// Fluent forward: a PackedForward per batch over TCP (`tcp://`, `tls://`), each
+    /// acknowledged by its chunk; health is a TCP connect. Never detected.
+    Forward = 3,
 }
 
 impl Kind {
     /// Every kind, in the order detection tries them.
-    pub const ALL: [Kind; 3] = [Kind::Logdist, Kind::Message, Kind::Otlp];
+    pub const ALL: [Kind; 4] = [Kind::Logdist, Kind::Message, Kind::Otlp, Kind::Forward];
 
     /// Its name, in registrations, stats, metrics and `--analyzer`.
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl Kind {
             Self::Logdist => "logdist",
             Self::Message => "message",
             Self::Otlp => "otlp",
+            Self::Forward => "forward",
         }
     }
 
