@@ -10,6 +10,8 @@
 //! - A receiver that withholds its acks: its deliveries time out, the packets are routed
 //!   to the other analyzer, and every message acknowledged to an agent arrives there.
 //! - A scheme that does not fit the protocol is refused at registration.
+//! - The receiver itself reads every mode of the specification (Message, Forward,
+//!   PackedForward, CompressedPackedForward), each acknowledged by its chunk.
 //!
 //! `msgpack` is installed by `.ci/run`.
 //!
@@ -440,4 +442,139 @@ async fn a_scheme_that_does_not_fit_the_protocol_is_refused() {
     assert_eq!(stats[0].url, "tcp://127.0.0.1:24224");
     assert_eq!(stats[0].protocol, "forward");
     drop(distributor);
+}
+
+/// The receiver follows the specification in every mode, not only the PackedForward
+/// logdist sends: Message, Forward and CompressedPackedForward, each acknowledged by its
+/// chunk, its events recorded with their times (an EventTime, or integer seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_receiver_reads_every_forward_mode() {
+    use std::io::{Read, Write};
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+    use logdist_core::TimestampUnit;
+    use logdist_core::forward::msgpack::Writer;
+    use logdist_core::forward::{AckRead, EventTime, encode_packed_forward, read_ack};
+
+    let dir = scratch("forward-delivery-modes");
+    let out = dir.join("events.jsonl");
+    let (_receiver, port) = start_receiver(&dir, "receiver", &out, &[]);
+    let time = EventTime {
+        seconds: 1_796_553_000,
+        nanoseconds: 7,
+    };
+    let option = |w: &mut Writer, chunk: &str, extra: Option<(&str, &str)>| {
+        w.map_len(if extra.is_some() { 2 } else { 1 });
+        w.str("chunk");
+        w.str(chunk);
+        if let Some((k, v)) = extra {
+            w.str(k);
+            w.str(v);
+        }
+    };
+    // Message: [tag, time, record, option].
+    let mut message = Writer::default();
+    message.array_len(4);
+    message.str("m.tag");
+    message.uint(1_796_553_001);
+    message.json(br#"{"message":"one","n":1}"#).unwrap();
+    option(&mut message, "c-message", None);
+    // Forward: [tag, [[time, record], ...], option].
+    let mut forward = Writer::default();
+    forward.array_len(3);
+    forward.str("f.tag");
+    forward.array_len(2);
+    for text in ["two", "three"] {
+        forward.array_len(2);
+        forward.event_time(time);
+        forward
+            .json(format!(r#"{{"message":"{text}"}}"#).as_bytes())
+            .unwrap();
+    }
+    option(&mut forward, "c-forward", None);
+    // CompressedPackedForward: the entries of a PackedForward, gzipped.
+    let packed = encode_packed_forward(
+        "unused",
+        [br#"{"timestamp":1796553000000,"message":"four"}"#],
+        TimestampUnit::Milliseconds,
+        time,
+        "unused",
+    );
+    let mut entries = Writer::default();
+    entries.array_len(2);
+    entries.event_time(time);
+    entries.json(br#"{"message":"four"}"#).unwrap();
+    let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+    gz.write_all(&entries.into_vec()).unwrap();
+    let mut compressed = Writer::default();
+    compressed.array_len(3);
+    compressed.str("c.tag");
+    compressed.bin(&gz.finish().unwrap());
+    option(
+        &mut compressed,
+        "c-compressed",
+        Some(("compressed", "gzip")),
+    );
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for (body, chunk) in [
+        (message.into_vec(), "c-message"),
+        (forward.into_vec(), "c-forward"),
+        (compressed.into_vec(), "c-compressed"),
+        (packed, "unused"),
+    ] {
+        stream.write_all(&body).unwrap();
+        let mut answer = Vec::new();
+        let acked = loop {
+            let mut buf = [0u8; 256];
+            let n = stream.read(&mut buf).unwrap();
+            assert!(n > 0, "closed before the ack of {chunk}");
+            answer.extend_from_slice(&buf[..n]);
+            match read_ack(&answer) {
+                AckRead::Incomplete => continue,
+                AckRead::Ack { chunk, .. } => break chunk,
+                AckRead::Invalid(why) => panic!("{chunk}: {why}"),
+            }
+        };
+        assert_eq!(acked, chunk);
+    }
+    let got = wait_events(&out, 5).await;
+    let summary: Vec<(String, String, Value, String)> = got
+        .iter()
+        .map(|e| {
+            (
+                e["mode"].as_str().unwrap().to_owned(),
+                e["tag"].as_str().unwrap().to_owned(),
+                e["time"].clone(),
+                e["record"]["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let event_time = json!({"seconds": 1_796_553_000u64, "nanoseconds": 7});
+    let s = |x: &str| x.to_owned();
+    assert_eq!(
+        summary,
+        [
+            (s("Message"), s("m.tag"), json!(1_796_553_001u64), s("one")),
+            (s("Forward"), s("f.tag"), event_time.clone(), s("two")),
+            (s("Forward"), s("f.tag"), event_time.clone(), s("three")),
+            (
+                s("CompressedPackedForward"),
+                s("c.tag"),
+                event_time.clone(),
+                s("four")
+            ),
+            (
+                s("PackedForward"),
+                s("unused"),
+                json!({"seconds": 1_796_553_000u64, "nanoseconds": 0}),
+                s("four")
+            ),
+        ]
+    );
+    assert_eq!(got[0]["record"]["n"], 1);
 }
