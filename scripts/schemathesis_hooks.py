@@ -81,13 +81,13 @@ def ndjson(ctx, value):
     return _compress(ctx.case, data)
 
 
-_HTTP_URL = re.compile(r"^(http://)([^/?#]*)(.*)$", re.DOTALL)
+_HTTP_URL = re.compile(r"^(http://|tcp://|tls://)([^/?#]*)(.*)$", re.DOTALL)
 
 
 def _loopback(url: str) -> str:
     match = _HTTP_URL.match(url)
     if not match:
-        return url  # not http://: the distributor rejects it (400) without connecting
+        return url  # not http://, tcp:// or tls://: rejected (400) without connecting
     scheme, authority, rest = match.groups()
     userinfo, _, hostport = authority.rpartition("@")
     if hostport.startswith("["):

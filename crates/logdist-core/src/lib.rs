@@ -9,6 +9,8 @@
 //!   JSON on `POST /packets` ([`decoder::Native`]), OTLP (`POST /v1/logs`,
 //!   [`decoder::Otlp`]), Loki (`POST /loki/api/v1/push`, [`decoder::Loki`]) and
 //!   Elasticsearch's bulk (`POST /_bulk`, [`decoder::Bulk`]).
+//! - [`forward`] writes messages as Fluent forward's PackedForward, for the `forward`
+//!   delivery protocol, and reads its acknowledgements.
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
 //!   *messages* stays within one packet of its weight's share.
 //!
@@ -17,6 +19,7 @@
 pub mod bulk;
 pub mod decoded;
 pub mod decoder;
+pub mod forward;
 mod framing;
 pub mod loki;
 pub mod mapping;

@@ -60,7 +60,9 @@ pub struct DistributorArgs {
     /// An analyzer known at start, as ID=URL@WEIGHT (e.g. analyzer_1=http://127.0.0.1:3001@0.5),
     /// optionally followed by `;protocol=NAME` (`logdist`, the default; `message` for the
     /// original project's analyzer: analyzer_4=http://127.0.0.1:3004@0.5;protocol=message;
-    /// `otlp` for an OpenTelemetry receiver, sent OTLP/HTTP to `{url}/v1/logs`; `loki` for a
+    /// `otlp` for an OpenTelemetry receiver, sent OTLP/HTTP to `{url}/v1/logs`;
+    /// `forward` for a Fluentd or Fluent Bit aggregator at tcp://HOST:PORT or
+    /// tls://HOST:PORT: fluentd=tcp://127.0.0.1:24224@1;protocol=forward; `loki` for a
     /// Loki, pushed to `{url}/loki/api/v1/push`).
     /// Repeat the flag, or separate with commas in the environment variable.
     #[arg(long = "analyzer", env = "LOGDIST_ANALYZERS", value_delimiter = ',')]
@@ -213,6 +215,12 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_MESSAGE_CONCURRENCY", default_value_t = 8,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub message_concurrency: u32,
+
+    /// The tag of the events delivered to analyzers of the `forward` protocol (Fluent
+    /// forward: what a Fluentd or Fluent Bit aggregator matches its routes on).
+    #[arg(long, env = "LOGDIST_FORWARD_TAG", default_value = "logdist",
+          value_parser = parse_forward_tag)]
+    pub forward_tag: String,
 
     /// Worker threads, each an event loop serving its own connections and delivering what
     /// they bring (thread-per-core); 0 means one per CPU core.
@@ -383,6 +391,16 @@ fn parse_token(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
+/// A `--forward-tag`: 1 to 256 visible ASCII characters.
+fn parse_forward_tag(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "`{s}` is not a tag: 1 to 256 visible ASCII characters (e.g. logdist.events)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 /// `ID=URL@WEIGHT[;protocol=NAME]`, as given to `--analyzer`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AnalyzerSpec {
@@ -425,9 +443,11 @@ impl FromStr for AnalyzerSpec {
         let weight: f64 = weight
             .parse()
             .map_err(|_| format!("weight `{weight}` is not a number"))?;
+        let url: AnalyzerUrl = url.parse()?;
+        url.check_protocol(protocol.unwrap_or_default())?;
         Ok(Self {
             id: check_id(id)?.to_owned(),
-            url: url.parse()?,
+            url,
             weight: logdist_core::routing::check_weight(weight).map_err(|e| e.to_string())?,
             protocol,
         })
@@ -488,9 +508,32 @@ mod tests {
             "a=http://h:1@1;protocol=carrier-pigeon",
             "a=http://h:1@1;colour=blue",
             "a=http://h:1@1;protocol",
+            "a=http://h:1@1;protocol=forward",
+            "a=tcp://h:1@1",
+            "a=tcp://h:1@1;protocol=message",
         ] {
             assert!(bad.parse::<AnalyzerSpec>().is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn forward_analyzers_are_at_tcp_or_tls_urls() {
+        let spec: AnalyzerSpec = "fluentd=tcp://127.0.0.1:24224@1;protocol=forward"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.protocol, Some(Kind::Forward));
+        assert_eq!(spec.url.base, "tcp://127.0.0.1:24224");
+        let spec: AnalyzerSpec = "f=tls://fluentd.internal@2;protocol=forward"
+            .parse()
+            .unwrap();
+        assert_eq!(spec.url.port, 24224);
+        let why = "f=http://h:1@1;protocol=forward"
+            .parse::<AnalyzerSpec>()
+            .unwrap_err();
+        assert!(why.contains("give tcp://host:port"), "{why}");
+        assert_eq!(parse_forward_tag("app.logs").unwrap(), "app.logs");
+        assert!(parse_forward_tag("").is_err());
+        assert!(parse_forward_tag("a b").is_err());
     }
 
     #[test]

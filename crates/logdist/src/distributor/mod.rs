@@ -49,6 +49,7 @@ use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
 use crate::pacer::Pacer;
 use crate::workers::Workers;
+use delivery::forward::ForwardOut;
 use delivery::loki::LokiPush;
 use delivery::message::MessageProcess;
 use delivery::ndjson::NdjsonPackets;
@@ -112,6 +113,12 @@ impl Distributor {
             outbound.clone(),
             config.timestamp_unit,
         ));
+        let forward: Arc<dyn Protocol> = Arc::new(ForwardOut::new(
+            workers.len(),
+            tls.clone(),
+            config.forward_tag.clone(),
+            config.timestamp_unit,
+        ));
         let loki: Arc<dyn Protocol> = Arc::new(LokiPush::new(
             (0..workers.len())
                 .map(|_| http_client(config.probe_timeout, tls.clone()))
@@ -121,7 +128,7 @@ impl Distributor {
             config.timestamp_unit,
         ));
         // In the order of `Kind::ALL`.
-        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp, loki]));
+        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp, forward, loki]));
         let registry = Registry::new(
             QueueLimits {
                 lanes: workers.len(),

@@ -1,5 +1,8 @@
 //! Who an analyzer is and where it lives: its id, and the base URL deliveries and probes go
 //! to. Shared by `--analyzer`, `POST /analyzer/register` and every delivery protocol.
+//!
+//! The protocols over HTTP take `http://` and `https://` URLs; `forward`, a TCP stream,
+//! takes `tcp://host:port` and `tls://host:port` (see [`AnalyzerUrl::check_protocol`]).
 
 use std::net::IpAddr;
 use std::str::FromStr;
@@ -7,8 +10,31 @@ use std::str::FromStr;
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
+use super::protocol::Kind;
+
+/// How an analyzer is reached: the scheme of its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// `http://`, port 80 by default.
+    Http,
+    /// `https://`, port 443 by default.
+    Https,
+    /// `tcp://`: a plain TCP stream, port 24224 (Fluent forward's) by default.
+    Tcp,
+    /// `tls://`: a TCP stream in TLS, port 24224 by default.
+    Tls,
+}
+
+impl Transport {
+    /// Whether it is HTTP (in TLS or not), as opposed to a bare stream.
+    pub fn is_http(self) -> bool {
+        matches!(self, Self::Http | Self::Https)
+    }
+}
+
 /// Where an analyzer receives packets: an `http://host:port` or `https://host:port` base
-/// URL, checked so that registration cannot point the distributor at other schemes, at
+/// URL, or `tcp://host:port` or `tls://host:port` for a protocol over a TCP stream,
+/// checked so that registration cannot point the distributor at other schemes, at
 /// paths, or at addresses no analyzer lives at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnalyzerUrl {
@@ -20,6 +46,7 @@ pub struct AnalyzerUrl {
     pub port: u16,
     scheme: Scheme,
     authority: Authority,
+    transport: Transport,
 }
 
 impl AnalyzerUrl {
@@ -28,6 +55,28 @@ impl AnalyzerUrl {
     /// `self_loop`).
     pub fn bare_host(&self) -> &str {
         self.host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// How it is reached: its URL's scheme.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Whether `protocol` can be spoken at this URL: `forward` at `tcp://` or `tls://`,
+    /// every other protocol at `http://` or `https://`. The error says what to give.
+    pub fn check_protocol(&self, protocol: Kind) -> Result<(), String> {
+        let stream = matches!(protocol, Kind::Forward);
+        match (stream, self.transport.is_http()) {
+            (true, true) => Err(format!(
+                "`{}`: protocol `{protocol}` is spoken over TCP; give tcp://host:port (or tls://host:port)",
+                self.base
+            )),
+            (false, false) => Err(format!(
+                "`{}`: protocol `{protocol}` is spoken over HTTP; give http://host:port or https://host:port (tcp:// and tls:// are for protocol `forward`)",
+                self.base
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `{base}{path}`: where a delivery protocol sends (`/packets`, `/health`...). Cheap:
@@ -46,12 +95,14 @@ impl FromStr for AnalyzerUrl {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (scheme, default_port) = match s.split_once("://") {
-            Some(("http", _)) => ("http", 80),
-            Some(("https", _)) => ("https", 443),
+        let (scheme, default_port, transport) = match s.split_once("://") {
+            Some(("http", _)) => ("http", 80, Transport::Http),
+            Some(("https", _)) => ("https", 443, Transport::Https),
+            Some(("tcp", _)) => ("tcp", 24224, Transport::Tcp),
+            Some(("tls", _)) => ("tls", 24224, Transport::Tls),
             Some((other, _)) => {
                 return Err(format!(
-                    "URL scheme `{other}` is not supported; use http://host:port or https://host:port"
+                    "URL scheme `{other}` is not supported; use http://host:port or https://host:port (tcp://host:port or tls://host:port for protocol forward)"
                 ));
             }
             None => return Err(format!("`{s}` has no scheme; use http://host:port")),
@@ -95,6 +146,7 @@ impl FromStr for AnalyzerUrl {
             host,
             port,
             base,
+            transport,
         })
     }
 }
@@ -189,6 +241,32 @@ mod tests {
             let url: AnalyzerUrl = format!("http://{host}:3000").parse().unwrap();
             assert_eq!(url.bare_host(), host);
         }
+    }
+
+    #[test]
+    fn streams_are_for_forward_and_http_for_the_others() {
+        let tcp: AnalyzerUrl = "tcp://127.0.0.1:24224".parse().unwrap();
+        assert_eq!((tcp.transport(), tcp.port), (Transport::Tcp, 24224));
+        assert_eq!(tcp.base, "tcp://127.0.0.1:24224");
+        let tls: AnalyzerUrl = "tls://fluentd.internal".parse().unwrap();
+        assert_eq!((tls.transport(), tls.port), (Transport::Tls, 24224));
+        let http: AnalyzerUrl = "http://127.0.0.1:3001".parse().unwrap();
+        assert!(tcp.check_protocol(Kind::Forward).is_ok());
+        assert!(tls.check_protocol(Kind::Forward).is_ok());
+        assert!(http.check_protocol(Kind::Logdist).is_ok());
+        let why = http.check_protocol(Kind::Forward).unwrap_err();
+        assert!(why.contains("give tcp://host:port"), "{why}");
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Forward) {
+            let why = tcp.check_protocol(kind).unwrap_err();
+            assert!(why.contains("spoken over HTTP"), "{why}");
+        }
+        assert!(
+            "udp://h:1"
+                .parse::<AnalyzerUrl>()
+                .unwrap_err()
+                .contains("tcp://")
+        );
+        assert!("tcp://h:1/x".parse::<AnalyzerUrl>().is_err());
     }
 
     #[test]

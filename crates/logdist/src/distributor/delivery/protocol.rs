@@ -68,6 +68,9 @@ pub enum Kind {
     /// OpenTelemetry: OTLP/HTTP protobuf to `POST /v1/logs`; health is an empty export.
     /// Never detected: given at registration.
     Otlp = 2,
+    /// Fluent forward: a PackedForward per batch over TCP (`tcp://`, `tls://`), each
+    /// acknowledged by its chunk; health is a TCP connect. Never detected.
+    Forward = 3,
     /// Loki: a snappy-compressed protobuf push to `POST /loki/api/v1/push`; health is
     /// `GET /ready`. Never detected: given at registration.
     Loki = 5,
@@ -75,7 +78,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order detection tries them.
-    pub const ALL: [Kind; 4] = [Kind::Logdist, Kind::Message, Kind::Otlp, Kind::Loki];
+    pub const ALL: [Kind; 5] = [
+        Kind::Logdist,
+        Kind::Message,
+        Kind::Otlp,
+        Kind::Forward,
+        Kind::Loki,
+    ];
 
     /// Its name, in registrations, stats, metrics and `--analyzer`.
     pub fn as_str(self) -> &'static str {
@@ -83,6 +92,7 @@ impl Kind {
             Self::Logdist => "logdist",
             Self::Message => "message",
             Self::Otlp => "otlp",
+            Self::Forward => "forward",
             Self::Loki => "loki",
         }
     }
@@ -271,7 +281,7 @@ mod tests {
             "otlp2"
                 .parse::<Kind>()
                 .unwrap_err()
-                .contains("logdist, message, otlp, loki")
+                .contains("logdist, message, otlp, forward, loki")
         );
     }
 

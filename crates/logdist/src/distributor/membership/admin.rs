@@ -90,9 +90,16 @@ pub async fn register(
                 "port 0 is not a port to send to".to_owned(),
             ));
         }
-        (None, Some(port)) => format!("http://{}", SocketAddr::new(peer.ip(), port))
-            .parse()
-            .map_err(ApiError::BadRequest)?,
+        (None, Some(port)) => {
+            // On the caller's address, by the transport its protocol speaks.
+            let scheme = match protocol {
+                Some(Kind::Forward) => "tcp",
+                _ => "http",
+            };
+            format!("{scheme}://{}", SocketAddr::new(peer.ip(), port))
+                .parse()
+                .map_err(ApiError::BadRequest)?
+        }
         (Some(_), Some(_)) => {
             return Err(ApiError::BadRequest(
                 "give `url` or `port`, not both".to_owned(),
@@ -104,6 +111,8 @@ pub async fn register(
             ));
         }
     };
+    url.check_protocol(protocol.unwrap_or_default())
+        .map_err(ApiError::BadRequest)?;
     // Rate-limited before the host is resolved: a flood of names that resolve slowly
     // must not tie up the resolver's threads.
     admit(&admin, peer.ip(), &reg.id, &url, reg.weight)?;
