@@ -48,6 +48,7 @@ use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
 use crate::pacer::Pacer;
 use crate::workers::Workers;
+use delivery::elasticsearch::ElasticsearchBulk;
 use delivery::message::MessageProcess;
 use delivery::ndjson::NdjsonPackets;
 use delivery::otlp::OtlpLogs;
@@ -106,12 +107,21 @@ impl Distributor {
             (0..workers.len())
                 .map(|_| http_client(config.probe_timeout, tls.clone()))
                 .collect(),
+            http_client(config.probe_timeout, tls.clone()),
+            outbound.clone(),
+            config.timestamp_unit,
+        ));
+        let elasticsearch: Arc<dyn Protocol> = Arc::new(ElasticsearchBulk::new(
+            (0..workers.len())
+                .map(|_| http_client(config.probe_timeout, tls.clone()))
+                .collect(),
             http_client(config.probe_timeout, tls),
             outbound,
+            config.elasticsearch_index.clone(),
             config.timestamp_unit,
         ));
         // In the order of `Kind::ALL`.
-        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp]));
+        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp, elasticsearch]));
         let registry = Registry::new(
             QueueLimits {
                 lanes: workers.len(),

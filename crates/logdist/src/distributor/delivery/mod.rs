@@ -9,10 +9,11 @@
 //! - `lane`: batching, and what each outcome means (split, shrink, eject, re-route).
 //! - [`protocol`]: the seam; [`ndjson`] is logdist's own protocol, the first entry;
 //!   [`message`] the original project's, one message a request; [`otlp`] OpenTelemetry's
-//!   OTLP/HTTP logs.
+//!   OTLP/HTTP logs; [`elasticsearch`] Elasticsearch's `_bulk`.
 
 pub mod address;
 pub mod batch;
+pub mod elasticsearch;
 mod lane;
 pub mod member;
 pub mod message;

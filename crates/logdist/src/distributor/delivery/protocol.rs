@@ -67,11 +67,19 @@ pub enum Kind {
     /// OpenTelemetry: OTLP/HTTP protobuf to `POST /v1/logs`; health is an empty export.
     /// Never detected: given at registration.
     Otlp = 2,
+    /// Elasticsearch (or OpenSearch): a `POST /_bulk` of `create` actions into an index
+    /// named by a date template; health is `GET /` answered 2xx. Never detected.
+    Elasticsearch = 4,
 }
 
 impl Kind {
     /// Every kind, in the order detection tries them.
-    pub const ALL: [Kind; 3] = [Kind::Logdist, Kind::Message, Kind::Otlp];
+    pub const ALL: [Kind; 4] = [
+        Kind::Logdist,
+        Kind::Message,
+        Kind::Otlp,
+        Kind::Elasticsearch,
+    ];
 
     /// Its name, in registrations, stats, metrics and `--analyzer`.
     pub fn as_str(self) -> &'static str {
@@ -79,12 +87,22 @@ impl Kind {
             Self::Logdist => "logdist",
             Self::Message => "message",
             Self::Otlp => "otlp",
+            Self::Elasticsearch => "elasticsearch",
         }
     }
 
-    /// The kind stored as `u8` (see [`Kind::ALL`]); `logdist` for anything else.
+    /// The kind stored as `u8` (its `repr`); `logdist` for anything else.
     pub fn from_u8(n: u8) -> Self {
-        Self::ALL.get(usize::from(n)).copied().unwrap_or_default()
+        Self::ALL
+            .into_iter()
+            .find(|kind| *kind as u8 == n)
+            .unwrap_or_default()
+    }
+
+    /// Its place in [`Kind::ALL`] (and in a [`Protocols`] table), which its `repr` need
+    /// not be.
+    fn position(self) -> usize {
+        Self::ALL.iter().position(|kind| *kind == self).unwrap_or(0)
     }
 }
 
@@ -113,7 +131,7 @@ impl std::str::FromStr for Kind {
 
 /// One protocol for each [`Kind`], shared by every lane and health watcher.
 pub struct Protocols {
-    /// Indexed by `Kind as usize`.
+    /// In the order of [`Kind::ALL`] (see [`Kind::position`]).
     table: Vec<std::sync::Arc<dyn Protocol>>,
 }
 
@@ -134,7 +152,7 @@ impl Protocols {
 
     /// The protocol of `kind`.
     pub fn of(&self, kind: Kind) -> &dyn Protocol {
-        let index = (kind as usize).min(self.table.len() - 1);
+        let index = kind.position().min(self.table.len() - 1);
         self.table[index].as_ref()
     }
 
@@ -162,6 +180,13 @@ pub struct Failed {
     /// Per job of the delivery, in order, and per message of its packet (in the order of
     /// [`messages_of`]): whether the analyzer acknowledged it. Empty when not known.
     pub acknowledged: Vec<Vec<bool>>,
+    /// Per job of the delivery, in order, when the error refuses content (see
+    /// [`refuses_content`]) and the analyzer judged every message of the delivery, so
+    /// that each one not in `acknowledged` is one it refused: why it refused a message of
+    /// the job's packet (`None` for a packet it refused nothing of). Then the lane sends
+    /// nothing of the delivery again. Empty otherwise (a protocol that stops at the first
+    /// refusal leaves it empty: the messages after it were not judged).
+    pub reasons: Vec<Option<String>>,
 }
 
 impl From<DeliveryError> for Failed {
@@ -169,6 +194,7 @@ impl From<DeliveryError> for Failed {
         Self {
             error,
             acknowledged: Vec::new(),
+            reasons: Vec::new(),
         }
     }
 }
