@@ -289,6 +289,49 @@ mod tests {
         );
     }
 
+    /// A protocol that only has a name.
+    struct Named(&'static str);
+
+    impl Protocol for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn send<'a>(
+            &'a self,
+            _lane: usize,
+            _to: &'a AnalyzerUrl,
+            _jobs: &'a [Job],
+            _timeout: Duration,
+        ) -> Sending<'a, Result<(), Failed>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn probe<'a>(&'a self, _to: &'a AnalyzerUrl) -> Sending<'a, bool> {
+            Box::pin(async { true })
+        }
+    }
+
+    #[test]
+    fn each_kind_finds_its_protocol_whatever_its_number() {
+        // Kinds are numbered for good (members and leases keep the number), not by their
+        // place in the table.
+        let protocols = Protocols::new(
+            Kind::ALL
+                .iter()
+                .map(|kind| {
+                    std::sync::Arc::new(Named(kind.as_str())) as std::sync::Arc<dyn Protocol>
+                })
+                .collect(),
+        );
+        for kind in Kind::ALL {
+            assert_eq!(protocols.of(kind).name(), kind.as_str());
+        }
+        assert_eq!(
+            Kind::from_u8(Kind::Elasticsearch as u8),
+            Kind::Elasticsearch
+        );
+        assert_eq!(Kind::from_u8(200), Kind::Logdist);
+    }
+
     #[test]
     fn content_refusals_are_told_from_sick_analyzers() {
         use http::StatusCode;
