@@ -249,14 +249,12 @@ fn failed(items: &[Option<ItemError>], counts: &[usize]) -> Failed {
     for &count in counts {
         let own = &items[at..at + count];
         acknowledged.push(own.iter().map(Option::is_none).collect::<Vec<bool>>());
+        // No place in the packet: a packet routed again after a failure has only the
+        // messages not stored before, and its agent numbers them otherwise.
         let refused = own.iter().flatten().count();
-        reasons.push(own.iter().enumerate().find_map(|(m, item)| {
-            let item = item.as_ref()?;
-            Some(format!(
-                "{refused} of its {count} messages refused; message {}: {}",
-                m + 1,
-                item.reason
-            ))
+        reasons.push(own.iter().flatten().next().map(|first| match refused {
+            1 => format!("1 message refused: {}", first.reason),
+            _ => format!("{refused} messages refused, the first: {}", first.reason),
         }));
         at += count;
     }

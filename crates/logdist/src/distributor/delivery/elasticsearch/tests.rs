@@ -69,9 +69,9 @@ fn items_refused_for_their_content_refuse_only_their_packets() {
     assert_eq!(
         failed.reasons,
         [
-            Some("1 of its 2 messages refused; message 2: mapper_parsing_exception: mapper_parsing_exception reason".to_owned()),
+            Some("1 message refused: mapper_parsing_exception: mapper_parsing_exception reason".to_owned()),
             None,
-            Some("2 of its 3 messages refused; message 2: document_parsing_exception: document_parsing_exception reason".to_owned()),
+            Some("2 messages refused, the first: document_parsing_exception: document_parsing_exception reason".to_owned()),
         ]
     );
 }
