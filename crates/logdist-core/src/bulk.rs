@@ -22,8 +22,10 @@ use crate::decoded::{Decoded, Lines, RecordError};
 use crate::message::{Location, PacketError, Validation};
 use crate::shippers::{Schema, take_record};
 
+mod encode;
 pub(crate) mod item;
 
+pub use encode::{DEFAULT_INDEX, IndexTemplate, encode_bulk};
 pub use item::{BulkAction, BulkItem, Outcome};
 
 /// A decoded bulk body.

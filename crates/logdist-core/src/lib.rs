@@ -29,7 +29,7 @@ mod plain;
 pub mod routing;
 pub mod shippers;
 
-pub use bulk::{Bulk, BulkAction, BulkItem, decode_bulk};
+pub use bulk::{Bulk, BulkAction, BulkItem, IndexTemplate, decode_bulk, encode_bulk};
 pub use decoded::{Decoded, RecordError};
 pub use decoder::{DecodeOptions, Decoder};
 pub use loki::{LokiEncoding, decode_push, encode_push};

@@ -13,10 +13,11 @@ use common::*;
 use serde_json::Value;
 
 /// The protocols `logdist analyzer` takes over HTTP, each with the weight of its analyzer.
-const PROTOCOLS: [(&str, f64); 4] = [
+const PROTOCOLS: [(&str, f64); 5] = [
     ("logdist", 3.0),
     ("message", 1.0),
     ("otlp", 2.0),
+    ("elasticsearch", 2.5),
     ("loki", 1.5),
 ];
 

@@ -2,9 +2,9 @@
 //! analyzers of every delivery protocol while, one after another, an analyzer is SIGKILLed
 //! and restarted, one is hung (SIGSTOP) and resumed, one answers 500s and then slowly
 //! (first within the delivery timeout, then beyond it), one is restarted gracefully
-//! (SIGTERM), and one is deregistered. The three `logdist analyzer`s register as speaking
-//! `logdist`, `otlp` and `loki` (`--protocol`; the analyzer takes every protocol and
-//! journals what each brings as NDJSON); a fourth speaks `message`: the Flask analyzer that
+//! (SIGTERM), and one is deregistered. Four `logdist analyzer`s register as speaking
+//! `logdist`, `otlp`, `elasticsearch` and `loki` (`--protocol`; the analyzer takes every
+//! protocol and journals what each brings as NDJSON); another speaks `message`: the Flask analyzer that
 //! behaves as the original project's (`tests/python/original_analyzer.py`, with a small
 //! weight: it takes a request per message). At the end every message the distributor
 //! answered 200 for must be in an analyzer's journal or the Flask analyzer's
@@ -131,10 +131,15 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     );
     // One analyzer of each delivery protocol (`logdist analyzer` takes them all), and the
     // Flask one of `message`.
-    let mut analyzers: Vec<Analyzer> = [(1, 0.5, "logdist"), (2, 0.3, "otlp"), (3, 0.2, "loki")]
-        .into_iter()
-        .map(|(id, weight, protocol)| Analyzer::new(id, weight, protocol, &url))
-        .collect();
+    let mut analyzers: Vec<Analyzer> = [
+        (1, 0.5, "logdist"),
+        (2, 0.3, "otlp"),
+        (3, 0.2, "elasticsearch"),
+        (5, 0.15, "loki"),
+    ]
+    .into_iter()
+    .map(|(id, weight, protocol)| Analyzer::new(id, weight, protocol, &url))
+    .collect();
     for a in &mut analyzers {
         a.start(&dir);
     }
@@ -148,8 +153,17 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
         free_port(),
         &received,
     );
-    http.wait_stats(&url, "four analyzers", |s| {
-        online(s, &["analyzer_1", "analyzer_2", "analyzer_3", "analyzer_4"])
+    http.wait_stats(&url, "five analyzers", |s| {
+        online(
+            s,
+            &[
+                "analyzer_1",
+                "analyzer_2",
+                "analyzer_3",
+                "analyzer_4",
+                "analyzer_5",
+            ],
+        )
     })
     .await;
     let stats = http.stats(&url).await;
@@ -204,9 +218,15 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     at(9.0).await;
     eprintln!("chaos: SIGSTOP analyzer_2 (hung)");
     analyzers[1].proc().signal("STOP");
+    at(12.0).await;
+    eprintln!("chaos: SIGKILL analyzer_5 (loki)");
+    analyzers[3].proc().signal("KILL");
     at(14.0).await;
     eprintln!("chaos: SIGCONT analyzer_2");
     analyzers[1].proc().signal("CONT");
+    at(15.0).await;
+    eprintln!("chaos: restart analyzer_5");
+    analyzers[3].start(&dir);
     at(17.0).await;
     eprintln!("chaos: analyzer_3 answers 500");
     set_faults(&http, &analyzers[2], r#"{"status":500}"#).await;

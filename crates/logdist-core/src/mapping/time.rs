@@ -251,6 +251,48 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// The date of a day counted from 1970-01-01: `(year, month, day)` of the proleptic
+/// Gregorian calendar, the inverse of [`days_from_civil`] (Hinnant's `civil_from_days`).
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Epoch nanoseconds as RFC 3339 in UTC (`2026-12-06T10:28:30.306Z`), with the fraction
+/// of `unit`: none for seconds, 3 digits for milliseconds, 6 and 9 for the others (rounded
+/// down to `unit`). Years before 0 or after 9999 are written as they come, which no RFC
+/// 3339 reader takes.
+pub(crate) fn format_rfc3339(nanos: i128, unit: TimestampUnit, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let seconds = nanos.div_euclid(1_000_000_000);
+    let fraction = nanos.rem_euclid(1_000_000_000);
+    let days = i64::try_from(seconds.div_euclid(86_400)).unwrap_or(i64::MAX / 2);
+    let rest = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    // Writing to a `Vec` does not fail.
+    let _ = write!(
+        out,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    );
+    let _ = match unit {
+        TimestampUnit::Seconds => Ok(()),
+        TimestampUnit::Milliseconds => write!(out, ".{:03}", fraction / 1_000_000),
+        TimestampUnit::Microseconds => write!(out, ".{:06}", fraction / 1_000),
+        TimestampUnit::Nanoseconds => write!(out, ".{fraction:09}"),
+    };
+    out.push(b'Z');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,23 +401,23 @@ mod tests {
             prop_assert_eq!(parse_rfc3339(&text), Some(i128::from(secs) * 1_000_000_000 + i128::from(nanos)));
         }
 
+        /// What [`format_rfc3339`] writes reads back as the moment it was given, rounded
+        /// down to its unit.
+        #[test]
+        fn formatted_times_read_back(nanos in -62_135_596_800_000_000_000i128..253_402_300_799_999_999_999) {
+            for unit in [TimestampUnit::Seconds, MS, TimestampUnit::Microseconds, TimestampUnit::Nanoseconds] {
+                let mut text = Vec::new();
+                format_rfc3339(nanos, unit, &mut text);
+                let text = String::from_utf8(text).unwrap();
+                let step = unit.to_nanos(1);
+                prop_assert_eq!(parse_rfc3339(&text), Some(nanos.div_euclid(step) * step), "{}", text);
+            }
+        }
+
         #[test]
         fn no_text_panics(text in "\\PC{0,40}") {
             let _ = parse_text(&text);
             let _ = parse_json(&text);
         }
-    }
-
-    /// The inverse of [`days_from_civil`] (Hinnant's `civil_from_days`), for the test.
-    fn civil_from_days(days: i64) -> (i64, i64, i64) {
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        (yoe + era * 400 + i64::from(m <= 2), m, d)
     }
 }

@@ -12,7 +12,7 @@ use clap::Args;
 use super::delivery::address::{AnalyzerUrl, check_id};
 use super::delivery::protocol::Kind;
 use anyhow::Context;
-use logdist_core::{Aliases, Mapping, Schema, TimestampUnit};
+use logdist_core::{Aliases, IndexTemplate, Mapping, Schema, TimestampUnit};
 
 use super::ingest::dead_letter::DeadLetter;
 use super::ingest::{AckMode, OnInvalid};
@@ -221,6 +221,12 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_FORWARD_TAG", default_value = "logdist",
           value_parser = parse_forward_tag)]
     pub forward_tag: String,
+
+    /// The index each message goes to at an analyzer of the `elasticsearch` protocol (an
+    /// index or a data stream): a name with date codes of the message's own time in UTC,
+    /// %Y, %m, %d and %H (%% for a `%`), as Logstash's `logstash-%Y.%m.%d`.
+    #[arg(long, env = "LOGDIST_ELASTICSEARCH_INDEX", default_value = logdist_core::bulk::DEFAULT_INDEX)]
+    pub elasticsearch_index: IndexTemplate,
 
     /// Worker threads, each an event loop serving its own connections and delivering what
     /// they bring (thread-per-core); 0 means one per CPU core.
@@ -548,5 +554,28 @@ mod tests {
         let args = DistributorArgs::with_listen("127.0.0.1:0".parse().unwrap());
         assert_eq!(args.max_body.as_u64(), 8 * 1024 * 1024);
         assert_eq!(args.ack, AckMode::Delivered);
+        assert_eq!(args.elasticsearch_index.to_string(), "logdist-%Y.%m.%d");
+    }
+
+    #[test]
+    fn index_templates_are_checked_at_startup() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            args: DistributorArgs,
+        }
+        let parse = |template: &str| {
+            Wrapper::try_parse_from(["logdist", "--elasticsearch-index", template])
+                .map(|w| w.args.elasticsearch_index.render(0))
+        };
+        assert_eq!(parse("logs-%Y.%m.%d-%H").unwrap(), "logs-1970.01.01-00");
+        let error = parse("logs-%j").map(drop).unwrap_err().to_string();
+        assert!(
+            error.contains("--elasticsearch-index")
+                && error.contains("`%j` is not a date code it takes; use %Y, %m, %d, %H"),
+            "{error}"
+        );
+        assert!(parse("Logs").is_err());
     }
 }

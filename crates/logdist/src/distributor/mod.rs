@@ -49,6 +49,7 @@ use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
 use crate::pacer::Pacer;
 use crate::workers::Workers;
+use delivery::elasticsearch::ElasticsearchBulk;
 use delivery::forward::ForwardOut;
 use delivery::loki::LokiPush;
 use delivery::message::MessageProcess;
@@ -113,6 +114,15 @@ impl Distributor {
             outbound.clone(),
             config.timestamp_unit,
         ));
+        let elasticsearch: Arc<dyn Protocol> = Arc::new(ElasticsearchBulk::new(
+            (0..workers.len())
+                .map(|_| http_client(config.probe_timeout, tls.clone()))
+                .collect(),
+            http_client(config.probe_timeout, tls.clone()),
+            outbound.clone(),
+            config.elasticsearch_index.clone(),
+            config.timestamp_unit,
+        ));
         let forward: Arc<dyn Protocol> = Arc::new(ForwardOut::new(
             workers.len(),
             tls.clone(),
@@ -128,7 +138,14 @@ impl Distributor {
             config.timestamp_unit,
         ));
         // In the order of `Kind::ALL`.
-        let protocols = Arc::new(Protocols::new(vec![ndjson, message, otlp, forward, loki]));
+        let protocols = Arc::new(Protocols::new(vec![
+            ndjson,
+            message,
+            otlp,
+            forward,
+            elasticsearch,
+            loki,
+        ]));
         let registry = Registry::new(
             QueueLimits {
                 lanes: workers.len(),

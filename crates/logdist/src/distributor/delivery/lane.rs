@@ -15,6 +15,11 @@
 //!   refuses are alone. Each of those fails by itself (its agent gets 422 with the
 //!   analyzer's reason; with `--ack accepted` it is counted and logged as dropped); every
 //!   other packet is delivered.
+//!   When the protocol says of every message whether it was taken or refused
+//!   (`elasticsearch` does, item by item; see `Failed::reasons`), nothing is sent again: the packets of messages it took are delivered, and
+//!   each packet with a message it refused fails at once, with the reason the protocol
+//!   gives for that packet (see `refuse_unacknowledged`); the messages of it that were
+//!   taken count as delivered.
 //! - 413: the batch is over the analyzer's body limit. The limit is learned, the batch
 //!   re-sent in parts under it, and later batches to it are kept under it too. A packet
 //!   larger than the limit alone is routed to an analyzer that takes it (413 to its agent
@@ -211,10 +216,11 @@ async fn deliver(
         let started = Instant::now();
         let timeout = lanes.settings.delivery_timeout;
         let protocol = lanes.protocols.of(member.protocol());
-        let (outcome, acknowledged) = match protocol.send(lane, &member.url, &part, timeout).await {
-            Ok(()) => (Ok(()), Vec::new()),
-            Err(failed) => (Err(failed.error), failed.acknowledged),
-        };
+        let (outcome, acknowledged, reasons) =
+            match protocol.send(lane, &member.url, &part, timeout).await {
+                Ok(()) => (Ok(()), Vec::new(), Vec::new()),
+                Err(failed) => (Err(failed.error), failed.acknowledged, failed.reasons),
+            };
         let elapsed = started.elapsed();
         // The member's queued bytes count each packet until it leaves: delivered,
         // refused, or routed elsewhere. Parts put back stay counted.
@@ -227,6 +233,14 @@ async fn deliver(
             Ok(()) => {
                 gone(&part);
                 delivered(&lanes, &member, part, bytes, elapsed);
+            }
+            Err(DeliveryError::Status(status, reason))
+                if refuses_content(status) && !reasons.is_empty() =>
+            {
+                // The analyzer judged every message, and the protocol says what it took:
+                // nothing is sent again.
+                gone(&part);
+                refuse_unacknowledged(&member, part, &acknowledged, &reasons, status, &reason);
             }
             Err(DeliveryError::Status(status, reason)) if refuses_content(status) => {
                 if part.len() > 1 {
@@ -338,32 +352,66 @@ fn settle_acknowledged(member: &Member, part: Vec<Job>, acknowledged: &[Vec<bool
     if acknowledged.is_empty() {
         return part;
     }
-    let mut left = Vec::with_capacity(part.len());
-    let per_job = acknowledged
+    part.into_iter()
+        .zip(per_job(acknowledged))
+        .filter_map(|(job, acked)| settle(member, job, acked))
+        .collect()
+}
+
+/// Each job's flags of `per_job` in order, then none for jobs past its end.
+fn per_job<T>(flags: &[Vec<T>]) -> impl Iterator<Item = &[T]> {
+    flags
         .iter()
         .map(Vec::as_slice)
-        .chain(std::iter::repeat(&[][..]));
-    for (mut job, acked) in part.into_iter().zip(per_job) {
-        let count = acked.iter().filter(|a| **a).count() as u64;
-        match unacknowledged(&job.packet, acked) {
-            None => {
-                member
-                    .messages_total
-                    .fetch_add(u64::from(job.packet.messages), Ordering::Relaxed);
-                member.packets_total.fetch_add(1, Ordering::Relaxed);
-                job.finish(Ok(member.id.clone()));
+        .chain(std::iter::repeat(&[][..]))
+}
+
+/// One job of [`settle_acknowledged`]: `None` when the analyzer acknowledged all of it
+/// (it is delivered), else the job with the messages it did not acknowledge.
+fn settle(member: &Member, mut job: Job, acked: &[bool]) -> Option<Job> {
+    let count = acked.iter().filter(|a| **a).count() as u64;
+    match unacknowledged(&job.packet, acked) {
+        None => {
+            member
+                .messages_total
+                .fetch_add(u64::from(job.packet.messages), Ordering::Relaxed);
+            member.packets_total.fetch_add(1, Ordering::Relaxed);
+            job.finish(Ok(member.id.clone()));
+            None
+        }
+        Some(rest) => {
+            if count > 0 {
+                member.messages_total.fetch_add(count, Ordering::Relaxed);
+                debug!(analyzer = %member.id, acknowledged = count, left = rest.messages, "Leaving only the messages of a packet the analyzer did not acknowledge.");
+                job.packet = rest;
             }
-            Some(rest) => {
-                if count > 0 {
-                    member.messages_total.fetch_add(count, Ordering::Relaxed);
-                    debug!(analyzer = %member.id, acknowledged = count, left = rest.messages, "Routing again only the messages of a packet the analyzer did not acknowledge.");
-                    job.packet = rest;
-                }
-                left.push(job);
-            }
+            Some(job)
         }
     }
-    left
+}
+
+/// A refusal of content that says what the analyzer took (per job, per message): each
+/// packet it took whole is delivered, and each other fails by itself, with its own reason
+/// when the protocol gave one (`reasons`, per job), else `reason`. What it took of a
+/// packet that fails counts as delivered; the packet fails with the rest (what an
+/// `--ack accepted` drop counts).
+fn refuse_unacknowledged(
+    member: &Member,
+    part: Vec<Job>,
+    acknowledged: &[Vec<bool>],
+    reasons: &[Option<String>],
+    status: http::StatusCode,
+    reason: &str,
+) {
+    let reasons = reasons
+        .iter()
+        .map(Option::as_deref)
+        .chain(std::iter::repeat(None));
+    for ((job, acked), own) in part.into_iter().zip(per_job(acknowledged)).zip(reasons) {
+        if let Some(job) = settle(member, job, acked) {
+            rejected(member, job, status, own.unwrap_or(reason).to_owned());
+        }
+    }
 }
 
 /// A packet the analyzer refused as bad, sent alone: it fails by itself.

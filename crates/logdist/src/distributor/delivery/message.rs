@@ -106,6 +106,7 @@ impl MessageProcess {
         outcome.map_err(|error| Failed {
             error,
             acknowledged,
+            reasons: Vec::new(),
         })
     }
 

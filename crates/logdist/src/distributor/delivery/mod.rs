@@ -9,10 +9,12 @@
 //! - `lane`: batching, and what each outcome means (split, shrink, eject, re-route).
 //! - [`protocol`]: the seam; [`ndjson`] is logdist's own protocol, the first entry;
 //!   [`message`] the original project's, one message a request; [`otlp`] OpenTelemetry's
-//!   OTLP/HTTP logs; [`forward`] Fluent forward over TCP; [`loki`] Loki's push.
+//!   OTLP/HTTP logs; [`forward`] Fluent forward over TCP; [`elasticsearch`]
+//!   Elasticsearch's `_bulk`; [`loki`] Loki's push.
 
 pub mod address;
 pub mod batch;
+pub mod elasticsearch;
 pub mod forward;
 mod lane;
 pub mod loki;

@@ -71,6 +71,9 @@ pub enum Kind {
     /// Fluent forward: a PackedForward per batch over TCP (`tcp://`, `tls://`), each
     /// acknowledged by its chunk; health is a TCP connect. Never detected.
     Forward = 3,
+    /// Elasticsearch (or OpenSearch): a `POST /_bulk` of `create` actions into an index
+    /// named by a date template; health is `GET /` answered 2xx. Never detected.
+    Elasticsearch = 4,
     /// Loki: a snappy-compressed protobuf push to `POST /loki/api/v1/push`; health is
     /// `GET /ready`. Never detected: given at registration.
     Loki = 5,
@@ -78,11 +81,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order detection tries them.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Logdist,
         Kind::Message,
         Kind::Otlp,
         Kind::Forward,
+        Kind::Elasticsearch,
         Kind::Loki,
     ];
 
@@ -93,6 +97,7 @@ impl Kind {
             Self::Message => "message",
             Self::Otlp => "otlp",
             Self::Forward => "forward",
+            Self::Elasticsearch => "elasticsearch",
             Self::Loki => "loki",
         }
     }
@@ -103,6 +108,12 @@ impl Kind {
             .into_iter()
             .find(|kind| *kind as u8 == n)
             .unwrap_or_default()
+    }
+
+    /// Its place in [`Kind::ALL`] (and in a [`Protocols`] table), which its `repr` need
+    /// not be.
+    fn position(self) -> usize {
+        Self::ALL.iter().position(|kind| *kind == self).unwrap_or(0)
     }
 }
 
@@ -131,7 +142,7 @@ impl std::str::FromStr for Kind {
 
 /// One protocol for each [`Kind`], shared by every lane and health watcher.
 pub struct Protocols {
-    /// In the order of [`Kind::ALL`].
+    /// In the order of [`Kind::ALL`] (see [`Kind::position`]).
     table: Vec<std::sync::Arc<dyn Protocol>>,
 }
 
@@ -152,11 +163,7 @@ impl Protocols {
 
     /// The protocol of `kind`.
     pub fn of(&self, kind: Kind) -> &dyn Protocol {
-        let index = Kind::ALL
-            .iter()
-            .position(|k| *k == kind)
-            .unwrap_or_default()
-            .min(self.table.len() - 1);
+        let index = kind.position().min(self.table.len() - 1);
         self.table[index].as_ref()
     }
 
@@ -184,6 +191,13 @@ pub struct Failed {
     /// Per job of the delivery, in order, and per message of its packet (in the order of
     /// [`messages_of`]): whether the analyzer acknowledged it. Empty when not known.
     pub acknowledged: Vec<Vec<bool>>,
+    /// Per job of the delivery, in order, when the error refuses content (see
+    /// [`refuses_content`]) and the analyzer judged every message of the delivery, so
+    /// that each one not in `acknowledged` is one it refused: why it refused a message of
+    /// the job's packet (`None` for a packet it refused nothing of). Then the lane sends
+    /// nothing of the delivery again. Empty otherwise (a protocol that stops at the first
+    /// refusal leaves it empty: the messages after it were not judged).
+    pub reasons: Vec<Option<String>>,
 }
 
 impl From<DeliveryError> for Failed {
@@ -191,6 +205,7 @@ impl From<DeliveryError> for Failed {
         Self {
             error,
             acknowledged: Vec::new(),
+            reasons: Vec::new(),
         }
     }
 }
@@ -281,8 +296,51 @@ mod tests {
             "otlp2"
                 .parse::<Kind>()
                 .unwrap_err()
-                .contains("logdist, message, otlp, forward, loki")
+                .contains("logdist, message, otlp, forward, elasticsearch, loki")
         );
+    }
+
+    /// A protocol that only has a name.
+    struct Named(&'static str);
+
+    impl Protocol for Named {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn send<'a>(
+            &'a self,
+            _lane: usize,
+            _to: &'a AnalyzerUrl,
+            _jobs: &'a [Job],
+            _timeout: Duration,
+        ) -> Sending<'a, Result<(), Failed>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn probe<'a>(&'a self, _to: &'a AnalyzerUrl) -> Sending<'a, bool> {
+            Box::pin(async { true })
+        }
+    }
+
+    #[test]
+    fn each_kind_finds_its_protocol_whatever_its_number() {
+        // Kinds are numbered for good (members and leases keep the number), not by their
+        // place in the table.
+        let protocols = Protocols::new(
+            Kind::ALL
+                .iter()
+                .map(|kind| {
+                    std::sync::Arc::new(Named(kind.as_str())) as std::sync::Arc<dyn Protocol>
+                })
+                .collect(),
+        );
+        for kind in Kind::ALL {
+            assert_eq!(protocols.of(kind).name(), kind.as_str());
+        }
+        assert_eq!(
+            Kind::from_u8(Kind::Elasticsearch as u8),
+            Kind::Elasticsearch
+        );
+        assert_eq!(Kind::from_u8(200), Kind::Logdist);
     }
 
     #[test]
