@@ -70,6 +70,7 @@ pub(crate) use self::record::write_string;
 use self::record::{Object, text};
 pub use self::severity::Severity;
 pub use self::time::TimestampUnit;
+pub(crate) use self::time::parse_rfc3339;
 
 /// Where the four fields come from, for a record that does not have them already.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
