@@ -372,3 +372,72 @@ async fn what_was_read_is_delivered_on_shutdown() {
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the connection is closed on shutdown");
 }
+
+/// While no analyzer is online, a TCP sender is held back (its connection is not read
+/// past what routing refuses); once one registers, everything it sent arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_waits_while_no_analyzer_is_online() {
+    let _sending = SENDING.lock().await;
+    let dir = scratch("syslog-backpressure");
+    let port = free_port();
+    let listen = format!("tcp://127.0.0.1:{port}");
+    let distributor =
+        inproc::InProc::distributor(&["--syslog-listen", &listen, "--stream-linger", "5ms"]).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    for i in 0..100 {
+        let m = format!("<14>1 - host app - - - line {i}");
+        stream
+            .write_all(format!("{} {m}", m.len()).as_bytes())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let journal = dir.join("journal_1.ndjson");
+    let path = journal.to_str().unwrap().to_owned();
+    let _analyzer = inproc::InProc::analyzer(1, 1.0, &distributor.url, &["--journal", &path]).await;
+    let messages = wait_received(&[journal], 100, WAIT, String::new).await;
+    each_line_once(&messages, 100, |m| assert_eq!(m["source"], "app"));
+}
+
+/// `logdist loadgen --protocol syslog-tcp|syslog-udp`: every record it sends arrives, with
+/// its service as the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_speaks_syslog_over_tcp_and_udp() {
+    use logdist::loadgen::{LoadgenArgs, PacketSize, Protocol};
+    let _sending = SENDING.lock().await;
+    for (transport, protocol) in [("tcp", Protocol::SyslogTcp), ("udp", Protocol::SyslogUdp)] {
+        let dir = scratch(&format!("syslog-loadgen-{transport}"));
+        let (distributor, _analyzers, journals, port) =
+            syslog_distributor(&dir, transport, &[]).await;
+        let args = LoadgenArgs {
+            target: distributor.url.clone(),
+            protocol,
+            syslog_target: Some(format!("127.0.0.1:{port}")),
+            agents: 2,
+            packets: Some(20),
+            packet_size: PacketSize::fixed(10),
+            quiet: true,
+            ..LoadgenArgs::default()
+        };
+        let report = logdist::loadgen::run(args, tokio_util::sync::CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.packets_acked, report.messages_acked),
+            (20, 200),
+            "{transport}"
+        );
+        let messages = wait_received(&journals, 200, WAIT, String::new).await;
+        for m in &messages {
+            let source = m["source"].as_str().unwrap();
+            assert!(
+                ["api", "auth", "db", "cache", "worker", "nginx", "payments"].contains(&source),
+                "{transport}: {m}"
+            );
+            assert!(
+                m["hostname"].as_str().unwrap().starts_with(source),
+                "{transport}: {m}"
+            );
+        }
+    }
+}
