@@ -11,6 +11,8 @@
 //!   Elasticsearch's bulk (`POST /_bulk`, [`decoder::Bulk`]).
 //! - [`forward`] writes messages as Fluent forward's PackedForward, for the `forward`
 //!   delivery protocol, and reads its acknowledgements.
+//! - [`syslog`] decodes syslog messages (RFC 5424 and RFC 3164) and cuts TCP streams of
+//!   them into frames (RFC 6587), for the distributor's syslog listener.
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
 //!   *messages* stays within one packet of its weight's share.
 //!
@@ -28,6 +30,7 @@ pub mod otlp;
 mod plain;
 pub mod routing;
 pub mod shippers;
+pub mod syslog;
 
 pub use bulk::{Bulk, BulkAction, BulkItem, IndexTemplate, decode_bulk, encode_bulk};
 pub use decoded::{Decoded, RecordError};
@@ -41,3 +44,4 @@ pub use message::{
 pub use otlp::{OtlpEncoding, decode_logs, encode_logs, export_logs_response};
 pub use routing::{Router, WeightError};
 pub use shippers::{Schema, decode_records};
+pub use syslog::{SyslogOptions, decode_message as decode_syslog};

@@ -70,7 +70,6 @@ pub(crate) use self::record::write_string;
 use self::record::{Object, text};
 pub use self::severity::Severity;
 pub use self::time::TimestampUnit;
-#[cfg(test)]
 pub(crate) use self::time::parse_rfc3339;
 pub(crate) use self::time::{civil_from_days, format_rfc3339};
 

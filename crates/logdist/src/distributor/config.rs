@@ -15,6 +15,7 @@ use anyhow::Context;
 use logdist_core::{Aliases, IndexTemplate, Mapping, Schema, TimestampUnit};
 
 use super::ingest::dead_letter::DeadLetter;
+use super::ingest::syslog::SyslogListen;
 use super::ingest::{AckMode, OnInvalid};
 
 /// `--validate`: how much of each message is checked.
@@ -320,6 +321,35 @@ pub struct DistributorArgs {
     /// queues before exiting.
     #[arg(long, env = "LOGDIST_SHUTDOWN_GRACE", default_value = "10s", value_parser = crate::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Receive syslog (RFC 5424 and RFC 3164) on tcp://ADDR (octet-counted or
+    /// newline-framed) or udp://ADDR (one message a datagram, not acknowledged). Repeat
+    /// the flag, or separate with commas in the environment variable. Off by default.
+    #[arg(
+        long = "syslog-listen",
+        env = "LOGDIST_SYSLOG_LISTEN",
+        value_delimiter = ','
+    )]
+    pub syslog_listen: Vec<SyslogListen>,
+
+    /// The longest syslog message taken, in bytes; a longer one closes its TCP connection
+    /// (UDP: is dropped). At most --max-body.
+    #[arg(long, env = "LOGDIST_SYSLOG_MAX_MESSAGE", default_value = "64KiB")]
+    pub syslog_max_message: ByteSize,
+
+    /// Stream ingest (syslog): the most messages in one packet of a connection's
+    /// records. Packets are also bounded by --batch-bytes and --max-body.
+    #[arg(long, env = "LOGDIST_STREAM_BATCH", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub stream_batch: u32,
+
+    /// Stream ingest: how long a connection's first record waits for others before its
+    /// packet is routed.
+    #[arg(long, env = "LOGDIST_STREAM_LINGER", default_value = "20ms", value_parser = crate::parse_duration)]
+    pub stream_linger: Duration,
+
+    /// Stream ingest: a connection that sends nothing this long is closed.
+    #[arg(long, env = "LOGDIST_STREAM_IDLE_TIMEOUT", default_value = "5m", value_parser = crate::parse_duration)]
+    pub stream_idle_timeout: Duration,
 }
 
 impl DistributorArgs {
@@ -367,6 +397,23 @@ impl DistributorArgs {
     /// The token registration and deregistration require, if any.
     pub fn admin_token(&self) -> Option<&str> {
         self.admin_token.as_deref().or(self.token.as_deref())
+    }
+
+    /// The bounds of stream ingest (syslog): `--stream-*`, `--batch-bytes`, `--max-body`
+    /// and `--max-connections`.
+    pub fn stream_settings(&self) -> super::ingest::stream::StreamSettings {
+        super::ingest::stream::StreamSettings {
+            batch_messages: self.stream_batch,
+            batch_bytes: self.batch_bytes.as_u64().min(self.max_body.as_u64()) as usize,
+            linger: self.stream_linger,
+            idle_timeout: self.stream_idle_timeout,
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// `--syslog-max-message`, at most `--max-body`.
+    pub fn syslog_max_message(&self) -> usize {
+        self.syslog_max_message.as_u64().min(self.max_body.as_u64()) as usize
     }
 
     /// The defaults, listening on `listen`; what the demo and tests start from.

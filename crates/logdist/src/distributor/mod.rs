@@ -339,6 +339,19 @@ async fn run_on(
         info!(redis, prefix = %config.redis_prefix, "Sharing membership and counts on Redis.");
     }
 
+    // Stream ingest (syslog) stops with the same token, and is waited for before the
+    // queues are drained, so that what its connections read is delivered.
+    let streams = ingest::stream::Streams::default();
+    ingest::syslog::start(
+        &distributor.ingest,
+        &config.syslog_listen,
+        config.syslog_max_message(),
+        config.stream_settings(),
+        &workers,
+        &streams,
+        &shutdown,
+    )
+    .await?;
     let stop_parked = CancellationToken::new();
     let parked_task = tokio::spawn(fleet.routing.clone().retry_parked(stop_parked.clone()));
     let stop_cluster = CancellationToken::new();
@@ -369,6 +382,7 @@ async fn run_on(
         Ok(Err(e)) => warn!(error = %e, "Server task failed."),
         Err(_) => warn!("Grace period over with requests still in flight."),
     }
+    streams.wait(deadline).await;
     fleet.drain_all(deadline).await;
     stop_parked.cancel();
     let _ = parked_task.await;

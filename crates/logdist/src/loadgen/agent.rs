@@ -32,6 +32,7 @@ use super::outcome::{Failure, FailureKind};
 use super::plan::Plan;
 use super::pool::Packet;
 use super::retry;
+use super::syslog::SyslogSocket;
 use super::trace::{TraceLine, TraceOutcome, TraceSender};
 
 /// The HTTP client type every agent uses.
@@ -73,6 +74,9 @@ pub(crate) async fn run_agent(
     trace: Option<TraceSender>,
 ) -> AgentResult {
     let mut conn = Connection::new(plan.target.clone(), plan.timeout);
+    let mut syslog = plan
+        .syslog_target
+        .map(|target| SyslogSocket::new(plan.protocol, target));
     // The agent's own token: waiting on it locks only this agent's node of the token
     // tree, where waiting on `plan.abort` itself would take one lock that every agent on
     // every worker takes twice a request.
@@ -111,7 +115,11 @@ pub(crate) async fn run_agent(
         let started = Instant::now();
         let delivery = match outgoing(&plan, packet, key.as_deref()) {
             Ok(outgoing) => {
-                deliver(&mut conn, &plan, &abort, &outgoing, &mut rng, &mut result).await
+                let conn = match &mut syslog {
+                    Some(socket) => Conn::Syslog(socket),
+                    None => Conn::Http(&mut conn),
+                };
+                deliver(conn, &plan, &abort, &outgoing, &mut rng, &mut result).await
             }
             Err(failure) => {
                 *result.failures.entry(failure.kind.key()).or_default() += 1;
@@ -142,6 +150,12 @@ pub(crate) async fn run_agent(
         }
     }
     result
+}
+
+/// Where an agent's packets go: its HTTP connection, or its syslog socket.
+enum Conn<'a> {
+    Http(&'a mut Connection),
+    Syslog(&'a mut SyslogSocket),
 }
 
 /// The final outcome of one packet.
@@ -205,7 +219,7 @@ fn outgoing(plan: &Plan, packet: &Packet, key: Option<&str>) -> Result<Outgoing,
 /// `result.failures`, each resend in `result.retries`. `abort` is the agent's child of
 /// `plan.abort`.
 async fn deliver(
-    conn: &mut Connection,
+    mut conn: Conn<'_>,
     plan: &Plan,
     abort: &CancellationToken,
     outgoing: &Outgoing,
@@ -216,7 +230,12 @@ async fn deliver(
     loop {
         attempts = attempts.saturating_add(1);
         let outcome = tokio::select! {
-            outcome = send(conn, plan, outgoing) => outcome,
+            outcome = async {
+                match &mut conn {
+                    Conn::Http(conn) => send(conn, plan, outgoing).await,
+                    Conn::Syslog(socket) => socket.send(&outgoing.body).await,
+                }
+            } => outcome,
             _ = abort.cancelled() => {
                 Err(Failure::new(FailureKind::Aborted, "stopped while in flight"))
             }

@@ -9,6 +9,8 @@
 //! | `otlp`, `otlp-json` | an `ExportLogsServiceRequest`: a `ResourceLogs` per source (`service.name`), one scope (`logdist-loadgen`), a `LogRecord` per record with `timeUnixNano`, `severityNumber`, `severityText`, a string `body` and a `host.name` attribute |
 //! | `bulk` | `{"index":{"_index":"logdist-loadgen"}}` then an ECS document per record: `@timestamp` (RFC 3339), `log.level`, `service.name`, `host.name`, `message` (nested objects) |
 //! | `loki` | a `PushRequest`, snappy-compressed: a stream per source and level (`{service_name="api", level="info"}`), an entry per record |
+//! | `syslog-tcp` | RFC 5424 messages, octet-counted: `N <14>1 2026-12-06T10:00:00.123Z host api - - - text` (facility `user`, the source as APP-NAME) |
+//! | `syslog-udp` | RFC 3164 lines, one datagram each: `<14>Dec  6 10:00:00 host api: text` |
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -45,6 +47,18 @@ pub(crate) fn body(protocol: Protocol, records: &[Record]) -> std::io::Result<Ve
         Protocol::Loki => {
             out = logdist_core::loki::push_body(&push_request(records))
                 .map_err(std::io::Error::other)?;
+        }
+        Protocol::SyslogTcp => {
+            for record in records {
+                let message = rfc5424(record);
+                out.extend_from_slice(format!("{} {message}", message.len()).as_bytes());
+            }
+        }
+        Protocol::SyslogUdp => {
+            for record in records {
+                out.extend_from_slice(rfc3164(record).as_bytes());
+                out.push(b'\n');
+            }
         }
     }
     Ok(out)
@@ -226,4 +240,55 @@ fn push_request(records: &[Record]) -> loki::PushRequest {
         })
         .collect();
     loki::PushRequest { streams }
+}
+
+/// Syslog's PRI of a record: facility `user` (1), the severity as logdist's words map back
+/// to syslog's (TRACE is debug).
+fn syslog_pri(record: &Record) -> u8 {
+    let severity = match record.severity {
+        "FATAL" => 2,
+        "ERROR" => 3,
+        "WARN" => 4,
+        "INFO" => 6,
+        _ => 7,
+    };
+    8 + severity
+}
+
+/// The record's time as RFC 3339 with milliseconds.
+fn rfc3339(record: &Record) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(record.timestamp_ms);
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// One RFC 5424 message (without its octet count).
+fn rfc5424(record: &Record) -> String {
+    format!(
+        "<{}>1 {} {} {} - - - {}",
+        syslog_pri(record),
+        rfc3339(record),
+        record.host,
+        record.source,
+        record.message.replace('\n', " "),
+    )
+}
+
+/// One RFC 3164 line (without its line feed): `Mmm dd hh:mm:ss`, UTC.
+fn rfc3164(record: &Record) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`
+    let stamp = rfc3339(record);
+    let month = stamp[5..7].parse::<usize>().unwrap_or(1);
+    let day = stamp[8..10].parse::<u8>().unwrap_or(1);
+    format!(
+        "<{}>{} {day:>2} {} {} {}: {}",
+        syslog_pri(record),
+        MONTHS[month.clamp(1, 12) - 1],
+        &stamp[11..19],
+        record.host,
+        record.source,
+        record.message.replace('\n', " "),
+    )
 }

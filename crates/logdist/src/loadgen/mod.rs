@@ -35,6 +35,7 @@ mod protocol;
 mod report;
 mod retry;
 mod stats;
+mod syslog;
 mod templates;
 mod trace;
 
@@ -292,6 +293,7 @@ async fn plan(
     if args.trace.is_some() && args.protocol != Protocol::Ndjson {
         bail!("--trace stamps ids into logdist's NDJSON packets: use it without --protocol");
     }
+    let syslog_target = syslog_target(args).await?;
     let uri: Uri = format!("{base}{path}")
         .parse()
         .with_context(|| format!("invalid target URL {base:?}"))?;
@@ -330,6 +332,7 @@ async fn plan(
         uri,
         target,
         protocol,
+        syslog_target,
         content_type: HeaderValue::from_static(content_type),
         content_encoding,
         authorization,
@@ -350,6 +353,30 @@ async fn plan(
         abort: CancellationToken::new(),
         logged: Mutex::default(),
     })
+}
+
+/// `--syslog-target`, resolved, for `--protocol syslog-*` (which needs it, and sends
+/// packets as they are built: no `--endpoint message`, `--encoding` or `--trace`).
+async fn syslog_target(args: &LoadgenArgs) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    if !args.protocol.is_syslog() {
+        return Ok(None);
+    }
+    if args.endpoint != Endpoint::Packets || args.encoding != Encoding::Identity {
+        bail!(
+            "--protocol syslog-* sends packets as written: use it without --endpoint message or --encoding"
+        );
+    }
+    let Some(target) = &args.syslog_target else {
+        bail!(
+            "--protocol syslog-* sends to --syslog-target HOST:PORT (the distributor's --syslog-listen)"
+        );
+    };
+    let addr = tokio::net::lookup_host(target.as_str())
+        .await
+        .with_context(|| format!("--syslog-target {target:?}: expected HOST:PORT"))?
+        .next()
+        .with_context(|| format!("--syslog-target {target:?} resolves to no address"))?;
+    Ok(Some(addr))
 }
 
 /// Cancels `stop` when `duration` is over (unless something else stopped the run

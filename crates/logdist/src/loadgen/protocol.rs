@@ -27,6 +27,13 @@ pub enum Protocol {
     /// A Loki `PushRequest`, protobuf compressed with snappy, to `/loki/api/v1/push`: one
     /// stream per source and level.
     Loki,
+    /// Syslog over TCP to `--syslog-target`: RFC 5424 messages, octet-counted (RFC 6587),
+    /// a packet's records written at once. Syslog has no answer: a packet written is acked.
+    SyslogTcp,
+    /// Syslog over UDP to `--syslog-target`: RFC 3164 messages, one a datagram. Not
+    /// acknowledged: a packet sent is acked, whatever the distributor dropped (see its
+    /// `logdist_syslog_dropped_total`).
+    SyslogUdp,
 }
 
 /// What an answer with a success status said about the records.
@@ -46,6 +53,8 @@ impl Protocol {
             Self::Otlp | Self::OtlpJson => "/v1/logs",
             Self::Bulk => "/_bulk",
             Self::Loki => "/loki/api/v1/push",
+            // Not HTTP: `/` is only what the URL of the run's stats is built from.
+            Self::SyslogTcp | Self::SyslogUdp => "/",
         }
     }
 
@@ -55,7 +64,13 @@ impl Protocol {
             Self::Ndjson | Self::Bulk => "application/x-ndjson",
             Self::Json | Self::OtlpJson => "application/json",
             Self::Otlp | Self::Loki => "application/x-protobuf",
+            Self::SyslogTcp | Self::SyslogUdp => "text/plain",
         }
+    }
+
+    /// Whether it is sent over a socket of its own to `--syslog-target`, not by HTTP.
+    pub fn is_syslog(self) -> bool {
+        matches!(self, Self::SyslogTcp | Self::SyslogUdp)
     }
 
     /// Whether `status` is a success: 200, 202 (logdist's `--ack accepted`) or 204
@@ -94,7 +109,9 @@ impl Protocol {
                     Taken::All
                 }
             }
-            Self::Ndjson | Self::Json | Self::Loki => Taken::All,
+            Self::Ndjson | Self::Json | Self::Loki | Self::SyslogTcp | Self::SyslogUdp => {
+                Taken::All
+            }
         }
     }
 }

@@ -769,6 +769,7 @@ fn decode_with_core(protocol: Protocol, body: &[u8]) -> (Vec<u8>, u32, usize) {
             now,
         )
         .expect("a Loki push"),
+        Protocol::SyslogTcp | Protocol::SyslogUdp => decode_syslog(protocol, &body, 0),
     };
     (
         decoded.packet.ndjson.to_vec(),
@@ -1002,6 +1003,8 @@ async fn formats_ingest(
             StatusCode::OK,
             json!({ "messages": messages }).to_string().into_bytes(),
         ),
+        // Not served over HTTP.
+        Protocol::SyslogTcp | Protocol::SyslogUdp => (StatusCode::NOT_FOUND, Vec::new()),
     }
 }
 
@@ -1122,4 +1125,74 @@ async fn written_bodies_of_other_protocols_are_length_prefixed() {
         read += 1;
     }
     assert_eq!(read, bodies);
+}
+
+/// A syslog body as the distributor's listener reads it: octet-counted frames over TCP, a
+/// datagram a line over UDP; `now_ms` is the arrival time (RFC 3164's year).
+fn decode_syslog(protocol: Protocol, body: &[u8], now_ms: i64) -> logdist_core::Decoded {
+    use logdist_core::syslog::{Framer, Framing, SyslogOptions, decode_message};
+    let options = SyslogOptions {
+        unit: TimestampUnit::Milliseconds,
+        now_ms,
+    };
+    let mut out = Vec::new();
+    let mut messages = 0;
+    if protocol == Protocol::SyslogUdp {
+        for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            decode_message(line, &options, &mut out).expect("an RFC 3164 line");
+            messages += 1;
+        }
+    } else {
+        let framer = Framer { max_len: 65_536 };
+        let mut at = 0;
+        while let Some(frame) = framer.next(&body[at..]).expect("octet-counted frames") {
+            assert_eq!(frame.framing, Framing::OctetCounted);
+            decode_message(&body[at + frame.start..at + frame.end], &options, &mut out)
+                .expect("an RFC 5424 message");
+            at += frame.consumed;
+            messages += 1;
+        }
+        assert_eq!(at, body.len());
+    }
+    logdist_core::Decoded {
+        packet: logdist_core::Packet {
+            ndjson: Bytes::from(out),
+            messages,
+        },
+        rejected: Vec::new(),
+        items: Vec::new(),
+    }
+}
+
+#[test]
+fn syslog_bodies_decode_to_the_records_they_were_written_from() {
+    let records = MessageGen::new(9).records(300);
+    let now_ms = records.iter().map(|r| r.timestamp_ms).max().unwrap() as i64;
+    // Syslog has no TRACE (it is debug), and RFC 3164's time is in whole seconds.
+    let expected = |whole_seconds: bool| {
+        let mut out: Vec<_> = expected_essentials(&records)
+            .into_iter()
+            .map(|(t, severity, source, message)| {
+                let t = if whole_seconds { t - t % 1000 } else { t };
+                let severity = if severity == "TRACE" {
+                    "DEBUG".to_owned()
+                } else {
+                    severity
+                };
+                (t, severity, source, message)
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    for (protocol, whole_seconds) in [(Protocol::SyslogTcp, false), (Protocol::SyslogUdp, true)] {
+        let body = encode::body(protocol, &records).expect("encoded");
+        let decoded = decode_syslog(protocol, &body, now_ms);
+        assert_eq!(decoded.packet.messages, 300, "{protocol:?}");
+        assert_eq!(
+            essentials(&decoded.packet.ndjson),
+            expected(whole_seconds),
+            "{protocol:?}"
+        );
+    }
 }

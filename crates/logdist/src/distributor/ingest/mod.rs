@@ -8,6 +8,9 @@
 //! refused one by one refuse their body, are dropped, or are written to the dead-letter
 //! file, as `--on-invalid` says ([`OnInvalid`], [`dead_letter`]). What else
 //! Elasticsearch's shippers ask before their bulk is answered by [`elasticsearch`].
+//!
+//! Protocols that are not HTTP (syslog over TCP and UDP, [`syslog`]) come in through
+//! [`stream`]: listeners, per-connection batching into packets, and the same routing.
 
 pub mod dead_letter;
 pub mod elasticsearch;
@@ -16,6 +19,8 @@ pub mod express;
 pub mod formats;
 pub mod idempotency;
 mod outcome;
+pub mod stream;
+pub mod syslog;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
