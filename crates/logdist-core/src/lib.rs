@@ -9,6 +9,7 @@
 //!   JSON on `POST /packets` ([`decoder::Native`]), OTLP (`POST /v1/logs`,
 //!   [`decoder::Otlp`]), Loki (`POST /loki/api/v1/push`, [`decoder::Loki`]) and
 //!   Elasticsearch's bulk (`POST /_bulk`, [`decoder::Bulk`]).
+//! - [`forward`] reads Fluent forward's four modes into packets (`--forward-listen`).
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
 //!   *messages* stays within one packet of its weight's share.
 //!
@@ -17,6 +18,7 @@
 pub mod bulk;
 pub mod decoded;
 pub mod decoder;
+pub mod forward;
 mod framing;
 pub mod loki;
 pub mod mapping;
