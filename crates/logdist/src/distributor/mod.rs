@@ -330,6 +330,7 @@ async fn run_on(
                 listener,
                 distributor.ingest.clone(),
                 settings,
+                workers.clone(),
                 shutdown.clone(),
             )))
         }

@@ -42,6 +42,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{INLINE_DECODE_BYTES, Ingest, Received, accept, epoch_ms, set_aside};
 use crate::http::ApiError;
+use crate::workers::Workers;
 
 /// The format's name in metrics and logs.
 const FORMAT: &str = "forward";
@@ -63,12 +64,14 @@ pub struct ForwardSettings {
 
 // === The listener ===
 
-/// Accepts connections on `listener` until `shutdown`, each handled by its own task; then
-/// waits for the connections to finish what they were handling.
+/// Accepts connections on `listener` until `shutdown`, each handed to the least busy of
+/// `workers` (where its packets are routed and delivered, as an HTTP connection's are);
+/// then waits for the connections to finish what they were handling.
 pub async fn serve(
     listener: TcpListener,
     ingest: Arc<Ingest>,
     settings: ForwardSettings,
+    workers: Arc<Workers>,
     shutdown: CancellationToken,
 ) {
     let received = Arc::new(Received::new(FORMAT));
@@ -87,15 +90,30 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            stream,
-            peer,
-            ingest: ingest.clone(),
-            received: received.clone(),
-            settings,
-            shutdown: shutdown.clone(),
+        // Registered with the accepting runtime's reactor: taken out, so that the worker
+        // registers it with its own.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "Handing a forward connection to a worker failed.");
+                continue;
+            }
         };
-        connections.spawn(connection.run());
+        let (ingest, received, shutdown) = (ingest.clone(), received.clone(), shutdown.clone());
+        workers.spawn_connection(Box::pin(connections.track_future(async move {
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                return;
+            };
+            let connection = Connection {
+                stream,
+                peer,
+                ingest,
+                received,
+                settings,
+                shutdown,
+            };
+            connection.run().await;
+        })));
     }
     drop(listener);
     connections.close();
