@@ -441,7 +441,7 @@ fn a_bad_record_is_refused_alone() {
     assert_eq!(
         rejected
             .iter()
-            .map(|r| r.location.clone())
+            .map(|r| r.location)
             .collect::<Vec<_>>(),
         [Location::Index(0), Location::Index(1), Location::Index(2)]
     );
