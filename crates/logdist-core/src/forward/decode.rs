@@ -345,6 +345,7 @@ fn read_option(c: &mut Cursor<'_>, present: bool) -> Result<Options, PacketError
                     "gzip" => true,
                     "text" => false,
                     other => {
+                        let other: String = other.chars().take(32).collect();
                         return Err(body_error(format!(
                             "the option `compressed`: `{other}` is not `gzip` or `text`"
                         )));
