@@ -340,3 +340,71 @@ async fn idle_connections_are_closed() {
     let answer = send_until_closed(port, &good[..4], false).await;
     assert!(answer.is_empty());
 }
+
+/// The services the load generator's records come from (`src/loadgen/templates.rs`).
+const LOADGEN_SOURCES: [&str; 7] = ["api", "auth", "db", "cache", "worker", "nginx", "payments"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_speaks_forward_with_and_without_acks() {
+    let _sending = SENDING.lock().await;
+    let dir = scratch("forward_loadgen");
+    let (flags, port) = forward_flags(&["--ack", "delivered"]);
+    let (distributor, _analyzers, journals) = distributor_and_analyzers(&dir, &strs(&flags)).await;
+    let forward_target = format!("127.0.0.1:{port}");
+    let mut total = 0;
+    for protocol in ["forward", "forward-noack"] {
+        let report = dir.join(format!("{protocol}.json"));
+        let args = [
+            "loadgen",
+            "--target",
+            &distributor.url,
+            "--protocol",
+            protocol,
+            "--forward-target",
+            &forward_target,
+            "--agents",
+            "4",
+            "--packets",
+            "120",
+            "--packet-size",
+            "1..40",
+            "--timeout",
+            "10s",
+            "--report",
+            report.to_str().unwrap(),
+            "--quiet",
+        ];
+        let mut loadgen = spawn(&dir, &format!("loadgen-{protocol}"), &args);
+        let status = tokio::task::spawn_blocking(move || {
+            let status = loadgen.wait_exit(Duration::from_secs(60));
+            (status, loadgen.log_text())
+        })
+        .await
+        .unwrap();
+        assert!(status.0.success(), "{}", status.1);
+        let report: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        assert_eq!(
+            (&report["packets_acked"], &report["packets_failed"]),
+            (&Value::from(120), &Value::from(0)),
+            "{protocol}: {report:#}"
+        );
+        let sent = report["messages_sent"].as_u64().unwrap() as usize;
+        assert!(sent > 120, "{protocol}: packets of 1..40 records");
+        total += sent;
+        let messages = match protocol {
+            // Acknowledged once delivered: every record is at an analyzer already.
+            "forward" => received(&journals),
+            _ => {
+                wait_received(&journals, total, Duration::from_secs(20), || {
+                    protocol.to_owned()
+                })
+                .await
+            }
+        };
+        assert_eq!(messages.len(), total, "{protocol}: one message per record");
+        for m in &messages {
+            let source = m["source"].as_str().unwrap_or_default();
+            assert!(LOADGEN_SOURCES.contains(&source), "{protocol}: {m}");
+        }
+    }
+}

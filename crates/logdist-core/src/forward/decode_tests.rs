@@ -439,10 +439,7 @@ fn a_bad_record_is_refused_alone() {
     assert_eq!(events.entries, 4);
     let rejected = &events.decoded.rejected;
     assert_eq!(
-        rejected
-            .iter()
-            .map(|r| r.location)
-            .collect::<Vec<_>>(),
+        rejected.iter().map(|r| r.location).collect::<Vec<_>>(),
         [Location::Index(0), Location::Index(1), Location::Index(2)]
     );
     assert!(rejected[0].reason.contains("not UTF-8"), "{}", rejected[0]);

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt::{Outgoing, log_failure, send};
 use super::conn::Connection;
+use super::forward::ForwardConn;
 use super::outcome::{Failure, FailureKind};
 use super::plan::Plan;
 use super::pool::Packet;
@@ -73,6 +74,7 @@ pub(crate) async fn run_agent(
     trace: Option<TraceSender>,
 ) -> AgentResult {
     let mut conn = Connection::new(plan.target.clone(), plan.timeout);
+    let mut forward = plan.forward_target.clone().map(ForwardConn::new);
     // The agent's own token: waiting on it locks only this agent's node of the token
     // tree, where waiting on `plan.abort` itself would take one lock that every agent on
     // every worker takes twice a request.
@@ -111,7 +113,8 @@ pub(crate) async fn run_agent(
         let started = Instant::now();
         let delivery = match outgoing(&plan, packet, key.as_deref()) {
             Ok(outgoing) => {
-                deliver(&mut conn, &plan, &abort, &outgoing, &mut rng, &mut result).await
+                let conns = (&mut conn, forward.as_mut());
+                deliver(conns, &plan, &abort, &outgoing, &mut rng, &mut result).await
             }
             Err(failure) => {
                 *result.failures.entry(failure.kind.key()).or_default() += 1;
@@ -205,7 +208,7 @@ fn outgoing(plan: &Plan, packet: &Packet, key: Option<&str>) -> Result<Outgoing,
 /// `result.failures`, each resend in `result.retries`. `abort` is the agent's child of
 /// `plan.abort`.
 async fn deliver(
-    conn: &mut Connection,
+    (conn, mut forward): (&mut Connection, Option<&mut ForwardConn>),
     plan: &Plan,
     abort: &CancellationToken,
     outgoing: &Outgoing,
@@ -216,7 +219,7 @@ async fn deliver(
     loop {
         attempts = attempts.saturating_add(1);
         let outcome = tokio::select! {
-            outcome = send(conn, plan, outgoing) => outcome,
+            outcome = send(conn, forward.as_deref_mut(), plan, outgoing) => outcome,
             _ = abort.cancelled() => {
                 Err(Failure::new(FailureKind::Aborted, "stopped while in flight"))
             }

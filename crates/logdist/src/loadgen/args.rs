@@ -68,12 +68,20 @@ pub struct LoadgenArgs {
     /// /packets), `json` (a JSON array of Fluent Bit-shaped records to /packets), `otlp`
     /// (OTLP/HTTP protobuf to /v1/logs), `otlp-json` (OTLP/JSON to /v1/logs), `bulk`
     /// (Elasticsearch bulk to /_bulk) or `loki` (Loki's snappy protobuf push to
-    /// /loki/api/v1/push). `--packet-size` is the records per request for each; bodies
+    /// /loki/api/v1/push), `forward` (Fluent forward PackedForward frames with `chunk`
+    /// over TCP to --forward-target, acknowledged by the server's ack) or `forward-noack`
+    /// (the same without acks). `--packet-size` is the records per request for each; bodies
     /// are built once at start whatever the protocol. An answer 200, 202 or 204 acks the
     /// packet, unless it reports refused records (OTLP `partial_success`, bulk
     /// `"errors":true`: failure kind `partial`).
     #[arg(long, env = "LOGDIST_LOADGEN_PROTOCOL", value_enum, default_value_t = Protocol::Ndjson)]
     pub protocol: Protocol,
+
+    /// With `--protocol forward` or `forward-noack`: the distributor's `--forward-listen`
+    /// address (HOST:PORT) the frames go to; `--target` is still where the run's stats are
+    /// read.
+    #[arg(long, env = "LOGDIST_LOADGEN_FORWARD_TARGET")]
+    pub forward_target: Option<String>,
 
     /// Content-Encoding of packet bodies (pre-compressed once at start, so it costs
     /// nothing while sending; with `--trace`, compressed per send after the ids are
@@ -150,6 +158,7 @@ impl Default for LoadgenArgs {
             report: None,
             endpoint: Endpoint::Packets,
             protocol: Protocol::Ndjson,
+            forward_target: None,
             encoding: Encoding::Identity,
             timeout: Duration::from_secs(30),
             quiet: false,

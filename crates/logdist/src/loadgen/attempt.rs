@@ -7,6 +7,7 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use super::conn::{ConnError, Connection};
+use super::forward::ForwardConn;
 use super::outcome::{Failure, FailureKind};
 use super::plan::Plan;
 use super::protocol::{Protocol, Taken};
@@ -27,9 +28,13 @@ pub(crate) struct Outgoing {
 /// status for a success (200, 202 or 204) that refused no record.
 pub(crate) async fn send(
     conn: &mut Connection,
+    forward: Option<&mut ForwardConn>,
     plan: &Plan,
     outgoing: &Outgoing,
 ) -> Result<StatusCode, Failure> {
+    if let Some(forward) = forward {
+        return forward.send(plan, &outgoing.body).await;
+    }
     let mut headers: [(&HeaderName, &HeaderValue); 4] = [(&CONTENT_TYPE, &plan.content_type); 4];
     let mut count = 1;
     let optional = [

@@ -25,6 +25,8 @@ pub(crate) struct Plan {
     pub target: Target,
     /// How packets are written, and so how a success answer is read.
     pub protocol: Protocol,
+    /// Where forward frames go (`--forward-target`), for the forward protocols.
+    pub forward_target: Option<String>,
     /// The protocol's media type, `application/json` for single messages.
     pub content_type: HeaderValue,
     /// Set when the bodies sent are compressed.

@@ -27,6 +27,13 @@ pub enum Protocol {
     /// A Loki `PushRequest`, protobuf compressed with snappy, to `/loki/api/v1/push`: one
     /// stream per source and level.
     Loki,
+    /// Fluent forward over TCP to `--forward-target` (the distributor's
+    /// `--forward-listen`): one PackedForward frame per packet, with `chunk`, acknowledged
+    /// by the server's `{"ack": chunk}`.
+    Forward,
+    /// The same without `chunk`: a packet counts as acknowledged once written (the
+    /// protocol's at-most-once).
+    ForwardNoack,
 }
 
 /// What an answer with a success status said about the records.
@@ -46,6 +53,8 @@ impl Protocol {
             Self::Otlp | Self::OtlpJson => "/v1/logs",
             Self::Bulk => "/_bulk",
             Self::Loki => "/loki/api/v1/push",
+            // Not HTTP: `--forward-target` is where frames go.
+            Self::Forward | Self::ForwardNoack => "/",
         }
     }
 
@@ -55,7 +64,13 @@ impl Protocol {
             Self::Ndjson | Self::Bulk => "application/x-ndjson",
             Self::Json | Self::OtlpJson => "application/json",
             Self::Otlp | Self::Loki => "application/x-protobuf",
+            Self::Forward | Self::ForwardNoack => "application/msgpack",
         }
+    }
+
+    /// Whether packets go over Fluent forward's TCP rather than HTTP.
+    pub fn is_forward(self) -> bool {
+        matches!(self, Self::Forward | Self::ForwardNoack)
     }
 
     /// Whether `status` is a success: 200, 202 (logdist's `--ack accepted`) or 204
@@ -94,7 +109,9 @@ impl Protocol {
                     Taken::All
                 }
             }
-            Self::Ndjson | Self::Json | Self::Loki => Taken::All,
+            Self::Ndjson | Self::Json | Self::Loki | Self::Forward | Self::ForwardNoack => {
+                Taken::All
+            }
         }
     }
 }
