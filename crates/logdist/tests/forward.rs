@@ -408,3 +408,37 @@ async fn loadgen_speaks_forward_with_and_without_acks() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_what_was_read_then_closes() {
+    let _sending = SENDING.lock().await;
+    let dir = scratch("forward_shutdown");
+    let http = Http::new();
+    let (flags, port) = forward_flags(&[]);
+    let (distributor, _analyzers, journals) = distributor_and_analyzers(&dir, &strs(&flags)).await;
+    let (packets_before, _) = received_totals(&http, &distributor.url).await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(&packed("drain", 5, "d1")).await.unwrap();
+    // Once the frame is read and routed, shut down: its ack still comes, then the close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while received_totals(&http, &distributor.url).await.0 == packets_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the frame was not routed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stopping = tokio::spawn(distributor.stop());
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut answer))
+        .await
+        .expect("closed on shutdown")
+        .unwrap();
+    assert_eq!(answer, ack("d1"));
+    stopping.await.unwrap().unwrap();
+    let drained = received(&journals)
+        .into_iter()
+        .filter(|m| m["source"] == "drain")
+        .count();
+    assert_eq!(drained, 5);
+}
