@@ -20,8 +20,10 @@
 //! `POST /packets` is ([`crate::mapping`], by the [`Schema`] of the options): the entry's
 //! time is its `timestamp` (unless the record has a `timestamp` of its own), written as
 //! exact decimal seconds so that the mapping writes it in the configured unit; the tag is
-//! added as `tag` (unless the record has one), which the mapping takes as the `source` when
-//! the record has none of the usual source fields (`source`, `service`, `app`, ...).
+//! added as `tag` (unless the record has a `tag` or a `source`), which the mapping takes as
+//! the `source` when the record has none of the usual source fields (`service`, `app`,
+//! ...), and keeps as a field otherwise. A record that is a message already (as logdist's
+//! own `forward` delivery sends them) is so forwarded unchanged.
 //! Strings and UTF-8 bins are JSON strings; a bin that is not UTF-8, a key that is not a
 //! string or integer, or an extension other than EventTime refuse their record alone
 //! ([`Decoded::rejected`], for `--on-invalid`).
@@ -519,8 +521,9 @@ impl<'o> Out<'o> {
 /// The deepest nesting a record is read to (the message model's own bound).
 const MAX_DEPTH: usize = 128;
 
-/// A record (a map) as a JSON object, with the entry's time as `timestamp` and the tag as
-/// `tag` unless the record has those keys. `raw` is one whole value.
+/// A record (a map) as a JSON object, with the entry's time as `timestamp` unless the
+/// record has one, and the tag as `tag` unless it has a `tag` or a `source`. `raw` is one
+/// whole value.
 fn to_json(raw: &[u8], tag: &str, time: &Time, out: &mut Vec<u8>) -> Result<(), String> {
     let mut c = Cursor::new(raw);
     let pairs = match c.head().map_err(|_| "truncated".to_owned())? {
@@ -540,7 +543,7 @@ fn to_json(raw: &[u8], tag: &str, time: &Time, out: &mut Vec<u8>) -> Result<(), 
         }
         let key = key(&mut c)?;
         has_time |= key == "timestamp";
-        has_tag |= key == "tag";
+        has_tag |= key == "tag" || key == "source";
         write_string(out, &key);
         out.push(b':');
         value(&mut c, out, 1)?;

@@ -482,12 +482,12 @@ fn a_records_own_fields_come_first() {
         w.extend_from_slice(&[0, 0, 0, 2, 0, 0, 0, 5]);
     });
     let events = decode_forward(&bytes, &DecodeOptions::default()).unwrap();
-    // A message already: forwarded as sent, with the tag added as a field.
+    // A message already: forwarded as sent, nothing added.
     assert_eq!(
         lines(&events),
         [
             json!({"timestamp": 1000, "severity": "ERROR", "source": "mine", "message": "m",
-                "nested": {"t": 2.000000005}, "tag": "the.tag"})
+                "nested": {"t": 2.000000005}})
         ]
     );
 }
