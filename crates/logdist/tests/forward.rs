@@ -442,3 +442,44 @@ async fn shutdown_answers_what_was_read_then_closes() {
         .count();
     assert_eq!(drained, 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_analyzer_takes_forward_and_acknowledges_once_journaled() {
+    let dir = scratch("forward_analyzer");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let journal = dir.join("journal.ndjson");
+    let _analyzer = InProc::analyzer(
+        1,
+        1.0,
+        "http://127.0.0.1:9",
+        &[
+            "--no-register",
+            "--forward-listen",
+            &listen,
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    for chunk in ["a1", "a2"] {
+        stream.write_all(&packed("peer", 4, chunk)).await.unwrap();
+        let mut answer = vec![0; ack(chunk).len()];
+        tokio::time::timeout(Duration::from_secs(10), stream.read_exact(&mut answer))
+            .await
+            .expect("an ack")
+            .unwrap();
+        assert_eq!(answer, ack(chunk));
+    }
+    // Acknowledged once journaled.
+    let journaled = received(&[journal]);
+    assert_eq!(journaled.len(), 8);
+    assert!(
+        journaled.iter().all(|m| m["source"] == "peer"),
+        "{journaled:?}"
+    );
+    // Bytes that are no frame close the connection.
+    let answer = send_until_closed(port, &[0x81, 0xa1, b'a', 0x01], false).await;
+    assert!(answer.is_empty());
+}
