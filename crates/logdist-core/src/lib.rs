@@ -9,8 +9,9 @@
 //!   JSON on `POST /packets` ([`decoder::Native`]), OTLP (`POST /v1/logs`,
 //!   [`decoder::Otlp`]), Loki (`POST /loki/api/v1/push`, [`decoder::Loki`]) and
 //!   Elasticsearch's bulk (`POST /_bulk`, [`decoder::Bulk`]).
-//! - [`forward`] writes messages as Fluent forward's PackedForward, for the `forward`
-//!   delivery protocol, and reads its acknowledgements.
+//! - [`forward`] is Fluent forward: it reads the protocol's four modes into packets
+//!   (`--forward-listen`), and writes messages as PackedForward for the `forward`
+//!   delivery protocol, with its acknowledgements.
 //! - [`syslog`] decodes syslog messages (RFC 5424 and RFC 3164) and cuts TCP streams of
 //!   them into frames (RFC 6587), for the distributor's syslog listener.
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of

@@ -17,9 +17,12 @@
 //! - [`msgpack`]: the MessagePack writing this needs (JSON to MessagePack, EventTime,
 //!   headers written after their content), over `rmp`, for every forward encoder and
 //!   decoder of the crate.
+//! - [`decode`]: a connection's bytes cut into frames, and each frame (one of the four
+//!   modes) read into a packet of messages, for `--forward-listen`.
 //! - [`encode`]: messages to one PackedForward, for the `forward` delivery protocol; and
 //!   acknowledgements, written and read.
 
+pub mod decode;
 pub mod encode;
 pub mod msgpack;
 

@@ -12,6 +12,7 @@
 mod counts;
 mod faults;
 mod formats;
+mod forward;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,6 +118,12 @@ pub struct AnalyzerArgs {
     #[arg(long, env = "ANALYZER_PROTOCOL")]
     pub protocol: Option<crate::distributor::DeliveryProtocol>,
 
+    /// Also take the Fluent forward protocol (TCP) on this address, acknowledging each
+    /// frame's `chunk` once it is counted and journaled: the peer of the distributor's
+    /// `forward` delivery protocol. Off by default.
+    #[arg(long, env = "ANALYZER_FORWARD_LISTEN")]
+    pub forward_listen: Option<std::net::SocketAddr>,
+
     /// Count messages (NDJSON lines) and packets only, without parsing them or counting by
     /// severity and source: the cheapest sink, for benchmarks.
     #[arg(long, env = "ANALYZER_COUNT_ONLY")]
@@ -182,6 +189,7 @@ impl AnalyzerArgs {
             count_only: false,
             protocol: None,
             faults: false,
+            forward_listen: None,
         }
     }
 }
@@ -384,6 +392,21 @@ pub async fn run(
         server_stop.clone(),
     ));
 
+    let forward = match args.forward_listen {
+        Some(forward_addr) => {
+            let listener = TcpListener::bind(forward_addr)
+                .await
+                .with_context(|| format!("binding --forward-listen {forward_addr}"))?;
+            info!(addr = %listener.local_addr().unwrap_or(forward_addr), "Analyzer taking Fluent forward.");
+            Some(tokio::spawn(forward::serve(
+                listener,
+                state.clone(),
+                server_stop.clone(),
+            )))
+        }
+        None => None,
+    };
+
     let client = JsonClient::new(
         Duration::from_secs(30),
         args.token.clone(),
@@ -412,6 +435,9 @@ pub async fn run(
 
     server_stop.cancel();
     server.await.context("analyzer server task")?;
+    if let Some(forward) = forward {
+        forward.await.context("analyzer forward task")?;
+    }
     if let Some(journal) = &state.journal {
         journal
             .lock()

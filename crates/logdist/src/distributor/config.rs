@@ -90,6 +90,15 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_ADMIN_TOKEN", hide_env_values = true, value_parser = parse_token)]
     pub admin_token: Option<String>,
 
+    /// Serve the Fluent forward protocol (MessagePack over TCP, as Fluentd, Fluent Bit and
+    /// the Fluent loggers send it) on this address, e.g. 127.0.0.1:24224. Off by default.
+    #[arg(long, env = "LOGDIST_FORWARD_LISTEN")]
+    pub forward_listen: Option<SocketAddr>,
+
+    /// A forward connection that sends nothing for this long is closed.
+    #[arg(long, env = "LOGDIST_FORWARD_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::parse_duration)]
+    pub forward_idle_timeout: Duration,
+
     /// Serve HTTPS with this PEM certificate chain (with --tls-key).
     #[arg(long, env = "LOGDIST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,

@@ -362,6 +362,27 @@ async fn run_on(
         header_timeout: config.header_timeout,
         max_connections: config.max_connections,
     };
+    let forward = match config.forward_listen {
+        Some(forward_addr) => {
+            let listener = TcpListener::bind(forward_addr)
+                .await
+                .with_context(|| format!("binding --forward-listen {forward_addr}"))?;
+            let bound = listener.local_addr().unwrap_or(forward_addr);
+            info!(addr = %bound, "Fluent forward listening.");
+            let settings = ingest::forward::ForwardSettings {
+                idle_timeout: config.forward_idle_timeout,
+                frame_timeout: config.body_timeout,
+            };
+            Some(tokio::spawn(ingest::forward::serve(
+                listener,
+                distributor.ingest.clone(),
+                settings,
+                workers.clone(),
+                shutdown.clone(),
+            )))
+        }
+        None => None,
+    };
     let server = tokio::spawn(serve(
         listener,
         distributor.app(),
@@ -383,6 +404,11 @@ async fn run_on(
         Err(_) => warn!("Grace period over with requests still in flight."),
     }
     streams.wait(deadline).await;
+    if let Some(forward) = forward
+        && tokio::time::timeout_at(deadline, forward).await.is_err()
+    {
+        warn!("Grace period over with forward connections still open.");
+    }
     fleet.drain_all(deadline).await;
     stop_parked.cancel();
     let _ = parked_task.await;

@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt::{Outgoing, log_failure, send};
 use super::conn::Connection;
+use super::forward::ForwardConn;
 use super::outcome::{Failure, FailureKind};
 use super::plan::Plan;
 use super::pool::Packet;
@@ -77,6 +78,7 @@ pub(crate) async fn run_agent(
     let mut syslog = plan
         .syslog_target
         .map(|target| SyslogSocket::new(plan.protocol, target));
+    let mut forward = plan.forward_target.clone().map(ForwardConn::new);
     // The agent's own token: waiting on it locks only this agent's node of the token
     // tree, where waiting on `plan.abort` itself would take one lock that every agent on
     // every worker takes twice a request.
@@ -115,9 +117,10 @@ pub(crate) async fn run_agent(
         let started = Instant::now();
         let delivery = match outgoing(&plan, packet, key.as_deref()) {
             Ok(outgoing) => {
-                let conn = match &mut syslog {
-                    Some(socket) => Conn::Syslog(socket),
-                    None => Conn::Http(&mut conn),
+                let conn = match (&mut syslog, &mut forward) {
+                    (Some(socket), _) => Conn::Syslog(socket),
+                    (None, Some(forward)) => Conn::Forward(forward),
+                    (None, None) => Conn::Http(&mut conn),
                 };
                 deliver(conn, &plan, &abort, &outgoing, &mut rng, &mut result).await
             }
@@ -152,10 +155,12 @@ pub(crate) async fn run_agent(
     result
 }
 
-/// Where an agent's packets go: its HTTP connection, or its syslog socket.
+/// Where an agent's packets go: its HTTP connection, its syslog socket, or its Fluent
+/// forward connection.
 enum Conn<'a> {
     Http(&'a mut Connection),
     Syslog(&'a mut SyslogSocket),
+    Forward(&'a mut ForwardConn),
 }
 
 /// The final outcome of one packet.
@@ -234,6 +239,7 @@ async fn deliver(
                 match &mut conn {
                     Conn::Http(conn) => send(conn, plan, outgoing).await,
                     Conn::Syslog(socket) => socket.send(&outgoing.body).await,
+                    Conn::Forward(forward) => forward.send(plan, &outgoing.body).await,
                 }
             } => outcome,
             _ = abort.cancelled() => {

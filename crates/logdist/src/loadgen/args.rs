@@ -69,7 +69,9 @@ pub struct LoadgenArgs {
     /// (OTLP/HTTP protobuf to /v1/logs), `otlp-json` (OTLP/JSON to /v1/logs), `bulk`
     /// (Elasticsearch bulk to /_bulk) or `loki` (Loki's snappy protobuf push to
     /// /loki/api/v1/push), `syslog-tcp` (RFC 5424, octet-counted) or `syslog-udp`
-    /// (RFC 3164, a datagram each) to `--syslog-target`. `--packet-size` is the records per request for each; bodies
+    /// (RFC 3164, a datagram each) to `--syslog-target`, `forward` (Fluent forward
+    /// PackedForward frames with `chunk` over TCP to --forward-target, acknowledged by the
+    /// server's ack) or `forward-noack` (the same without acks). `--packet-size` is the records per request for each; bodies
     /// are built once at start whatever the protocol. An answer 200, 202 or 204 acks the
     /// packet, unless it reports refused records (OTLP `partial_success`, bulk
     /// `"errors":true`: failure kind `partial`).
@@ -80,6 +82,12 @@ pub struct LoadgenArgs {
     /// `--syslog-listen` (`--target` is still where the run's stats are read).
     #[arg(long, env = "LOGDIST_LOADGEN_SYSLOG_TARGET")]
     pub syslog_target: Option<String>,
+
+    /// With `--protocol forward` or `forward-noack`: the distributor's `--forward-listen`
+    /// address (HOST:PORT) the frames go to; `--target` is still where the run's stats are
+    /// read.
+    #[arg(long, env = "LOGDIST_LOADGEN_FORWARD_TARGET")]
+    pub forward_target: Option<String>,
 
     /// Content-Encoding of packet bodies (pre-compressed once at start, so it costs
     /// nothing while sending; with `--trace`, compressed per send after the ids are
@@ -157,6 +165,7 @@ impl Default for LoadgenArgs {
             endpoint: Endpoint::Packets,
             protocol: Protocol::Ndjson,
             syslog_target: None,
+            forward_target: None,
             encoding: Encoding::Identity,
             timeout: Duration::from_secs(30),
             quiet: false,

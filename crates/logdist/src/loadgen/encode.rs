@@ -44,6 +44,8 @@ pub(crate) fn body(protocol: Protocol, records: &[Record]) -> std::io::Result<Ve
         Protocol::Otlp => export_request(records).encode(&mut out)?,
         Protocol::OtlpJson => serde_json::to_writer(&mut out, &otlp_json(records))?,
         Protocol::Bulk => bulk(records, &mut out)?,
+        Protocol::Forward => packed_forward(records, Some(FORWARD_CHUNK), &mut out),
+        Protocol::ForwardNoack => packed_forward(records, None, &mut out),
         Protocol::Loki => {
             out = logdist_core::loki::push_body(&push_request(records))
                 .map_err(std::io::Error::other)?;
@@ -62,6 +64,45 @@ pub(crate) fn body(protocol: Protocol, records: &[Record]) -> std::io::Result<Ve
         }
     }
     Ok(out)
+}
+
+/// The `chunk` of every forward frame: the server answers `{"ack": chunk}`, and an agent
+/// has one frame in flight on its connection at a time, so one id tells acks apart.
+pub(crate) const FORWARD_CHUNK: &str = "logdist-loadgen";
+
+/// A Fluent forward PackedForward frame, `["loadgen", entries, {"chunk": ..}]`, each entry
+/// `[EventTime, {"log", "level", "service", "host"}]` as Fluent Bit's tail input shapes
+/// records (the distributor maps them).
+fn packed_forward(records: &[Record], chunk: Option<&str>, out: &mut Vec<u8>) {
+    use rmp::encode as mp;
+    let mut entries = Vec::with_capacity(records.len() * 160);
+    // Writing to a Vec cannot fail.
+    for record in records {
+        let _ = mp::write_array_len(&mut entries, 2);
+        let _ = mp::write_ext_meta(&mut entries, 8, 0);
+        let seconds = (record.timestamp_ms / 1000) as u32;
+        let nanos = (record.timestamp_ms % 1000) as u32 * 1_000_000;
+        entries.extend_from_slice(&seconds.to_be_bytes());
+        entries.extend_from_slice(&nanos.to_be_bytes());
+        let _ = mp::write_map_len(&mut entries, 4);
+        for (key, value) in [
+            ("log", record.message.as_str()),
+            ("level", &level(record)),
+            ("service", record.source),
+            ("host", &record.host),
+        ] {
+            let _ = mp::write_str(&mut entries, key);
+            let _ = mp::write_str(&mut entries, value);
+        }
+    }
+    let _ = mp::write_array_len(out, if chunk.is_some() { 3 } else { 2 });
+    let _ = mp::write_str(out, "loadgen");
+    let _ = mp::write_bin(out, &entries);
+    if let Some(chunk) = chunk {
+        let _ = mp::write_map_len(out, 1);
+        let _ = mp::write_str(out, "chunk");
+        let _ = mp::write_str(out, chunk);
+    }
 }
 
 /// The severity as loggers write it in lower case (`info`, `warn`...).

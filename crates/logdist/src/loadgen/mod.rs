@@ -25,6 +25,7 @@ mod attempt;
 mod conn;
 mod counters;
 mod encode;
+mod forward;
 mod ids;
 mod messages;
 mod outcome;
@@ -290,6 +291,16 @@ async fn plan(
             "--endpoint message sends logdist's own single messages: use it without --protocol"
         ),
     };
+    if args.protocol.is_forward() {
+        if args.forward_target.is_none() {
+            bail!(
+                "--protocol forward sends over TCP: give the distributor's --forward-listen address as --forward-target HOST:PORT"
+            );
+        }
+        if args.encoding != Encoding::Identity || args.endpoint != Endpoint::Packets {
+            bail!("--protocol forward takes neither --encoding nor --endpoint message");
+        }
+    }
     if args.trace.is_some() && args.protocol != Protocol::Ndjson {
         bail!("--trace stamps ids into logdist's NDJSON packets: use it without --protocol");
     }
@@ -333,6 +344,7 @@ async fn plan(
         target,
         protocol,
         syslog_target,
+        forward_target: args.forward_target.clone(),
         content_type: HeaderValue::from_static(content_type),
         content_encoding,
         authorization,

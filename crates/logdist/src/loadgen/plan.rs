@@ -27,6 +27,8 @@ pub(crate) struct Plan {
     pub protocol: Protocol,
     /// Where `--protocol syslog-*` sends (`--syslog-target`), resolved.
     pub syslog_target: Option<std::net::SocketAddr>,
+    /// Where forward frames go (`--forward-target`), for the forward protocols.
+    pub forward_target: Option<String>,
     /// The protocol's media type, `application/json` for single messages.
     pub content_type: HeaderValue,
     /// Set when the bodies sent are compressed.

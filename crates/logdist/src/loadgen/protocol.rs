@@ -34,6 +34,13 @@ pub enum Protocol {
     /// acknowledged: a packet sent is acked, whatever the distributor dropped (see its
     /// `logdist_syslog_dropped_total`).
     SyslogUdp,
+    /// Fluent forward over TCP to `--forward-target` (the distributor's
+    /// `--forward-listen`): one PackedForward frame per packet, with `chunk`, acknowledged
+    /// by the server's `{"ack": chunk}`.
+    Forward,
+    /// The same without `chunk`: a packet counts as acknowledged once written (the
+    /// protocol's at-most-once).
+    ForwardNoack,
 }
 
 /// What an answer with a success status said about the records.
@@ -55,6 +62,8 @@ impl Protocol {
             Self::Loki => "/loki/api/v1/push",
             // Not HTTP: `/` is only what the URL of the run's stats is built from.
             Self::SyslogTcp | Self::SyslogUdp => "/",
+            // Not HTTP: `--forward-target` is where frames go.
+            Self::Forward | Self::ForwardNoack => "/",
         }
     }
 
@@ -65,12 +74,18 @@ impl Protocol {
             Self::Json | Self::OtlpJson => "application/json",
             Self::Otlp | Self::Loki => "application/x-protobuf",
             Self::SyslogTcp | Self::SyslogUdp => "text/plain",
+            Self::Forward | Self::ForwardNoack => "application/msgpack",
         }
     }
 
     /// Whether it is sent over a socket of its own to `--syslog-target`, not by HTTP.
     pub fn is_syslog(self) -> bool {
         matches!(self, Self::SyslogTcp | Self::SyslogUdp)
+    }
+
+    /// Whether packets go over Fluent forward's TCP rather than HTTP.
+    pub fn is_forward(self) -> bool {
+        matches!(self, Self::Forward | Self::ForwardNoack)
     }
 
     /// Whether `status` is a success: 200, 202 (logdist's `--ack accepted`) or 204
@@ -109,9 +124,13 @@ impl Protocol {
                     Taken::All
                 }
             }
-            Self::Ndjson | Self::Json | Self::Loki | Self::SyslogTcp | Self::SyslogUdp => {
-                Taken::All
-            }
+            Self::Ndjson
+            | Self::Json
+            | Self::Loki
+            | Self::SyslogTcp
+            | Self::SyslogUdp
+            | Self::Forward
+            | Self::ForwardNoack => Taken::All,
         }
     }
 }

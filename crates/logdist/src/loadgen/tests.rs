@@ -770,6 +770,16 @@ fn decode_with_core(protocol: Protocol, body: &[u8]) -> (Vec<u8>, u32, usize) {
         )
         .expect("a Loki push"),
         Protocol::SyslogTcp | Protocol::SyslogUdp => decode_syslog(protocol, &body, 0),
+        Protocol::Forward | Protocol::ForwardNoack => {
+            let events = logdist_core::forward::decode::decode_forward(
+                &body,
+                &decoder::DecodeOptions::default(),
+            )
+            .expect("a forward frame");
+            let chunk = (protocol == Protocol::Forward).then_some(encode::FORWARD_CHUNK);
+            assert_eq!(events.chunk.as_deref(), chunk);
+            events.decoded
+        }
     };
     (
         decoded.packet.ndjson.to_vec(),
@@ -823,6 +833,18 @@ fn every_protocol_decodes_to_the_records_it_was_written_from() {
     assert_eq!(severities.len(), 5, "{severities:?}");
     let expected = expected_essentials(&records);
     for protocol in PROTOCOLS {
+        let body = encode::body(protocol, &records).expect("encoded");
+        let (ndjson, messages, rejected) = decode_with_core(protocol, &body);
+        assert_eq!((messages, rejected), (300, 0), "{protocol:?}");
+        assert_eq!(essentials(&ndjson), expected, "{protocol:?}");
+    }
+}
+
+#[test]
+fn forward_frames_decode_to_the_records_they_were_written_from() {
+    let records = MessageGen::new(9).records(300);
+    let expected = expected_essentials(&records);
+    for protocol in [Protocol::Forward, Protocol::ForwardNoack] {
         let body = encode::body(protocol, &records).expect("encoded");
         let (ndjson, messages, rejected) = decode_with_core(protocol, &body);
         assert_eq!((messages, rejected), (300, 0), "{protocol:?}");
@@ -1005,6 +1027,7 @@ async fn formats_ingest(
         ),
         // Not served over HTTP.
         Protocol::SyslogTcp | Protocol::SyslogUdp => (StatusCode::NOT_FOUND, Vec::new()),
+        Protocol::Forward | Protocol::ForwardNoack => unreachable!("forward is not HTTP"),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod elasticsearch;
 mod encoding;
 pub mod express;
 pub mod formats;
+pub mod forward;
 pub mod idempotency;
 mod outcome;
 pub mod stream;
@@ -305,9 +306,15 @@ async fn process(
         items,
     } = decoded;
     if !rejected.is_empty() {
-        set_aside(ingest, format, now_ms, &rejected)?;
+        set_aside(
+            ingest,
+            format.name,
+            format.reports_records,
+            now_ms,
+            &rejected,
+        )?;
     }
-    let ack = accept(ingest, format, packet, via).await?;
+    let ack = accept(ingest, ingest.received(format), packet, via).await?;
     Ok((format.answer)(&Outcome {
         status,
         ack: &ack,
@@ -326,15 +333,16 @@ async fn process(
 /// with 503, so that nothing is lost: the agent sends it again.
 fn set_aside(
     ingest: &Ingest,
-    format: &HttpFormat,
+    format: &'static str,
+    reports_records: bool,
     now_ms: i64,
     rejected: &[RecordError],
 ) -> Result<(), ApiError> {
     let count = |action: &'static str| {
-        metrics::counter!("logdist_records_invalid_total", "format" => format.name, "action" => action)
+        metrics::counter!("logdist_records_invalid_total", "format" => format, "action" => action)
             .increment(rejected.len() as u64);
     };
-    let policy = match format.reports_records {
+    let policy = match reports_records {
         true => OnInvalid::DeadLetter,
         false => ingest.settings.on_invalid,
     };
@@ -349,13 +357,13 @@ fn set_aside(
             return Ok(());
         }
     };
-    match letters.write(format.name, now_ms, rejected) {
+    match letters.write(format, now_ms, rejected) {
         Ok(()) => {
             count("dead_lettered");
             Ok(())
         }
         Err(e) => {
-            tracing::error!(format = format.name, error = %e, "Could not write to the dead-letter file; the body is refused with 503.");
+            tracing::error!(format, error = %e, "Could not write to the dead-letter file; the body is refused with 503.");
             count("unwritten");
             Err(ApiError::Unavailable {
                 reason: format!("the dead-letter file cannot be written: {e}"),
@@ -458,12 +466,13 @@ fn respond(format: &HttpFormat, result: Result<Response, ApiError>) -> Response 
     response
 }
 
-/// Routes the packet and waits for its outcome as the ack mode says. A packet of no
+/// Routes the packet and waits for its outcome as the ack mode says, counting it in
+/// `received` (its format's counters) once it is routed. A packet of no
 /// messages (an export whose every record was refused, or that had none) goes nowhere: it
 /// is answered at once.
 async fn accept(
     ingest: &Ingest,
-    format: &HttpFormat,
+    received: &Received,
     packet: Packet,
     via: Option<Arc<str>>,
 ) -> Result<PacketAck, ApiError> {
@@ -495,7 +504,6 @@ async fn accept(
         .routing
         .dispatch(job)
         .map_err(|(_, why)| unavailable(why))?;
-    let received = ingest.received(format);
     received.packets.increment(1);
     received.messages.increment(u64::from(messages));
     let analyzer = match outcome {
