@@ -4,7 +4,9 @@
 //! (first within the delivery timeout, then beyond it), one is restarted gracefully
 //! (SIGTERM), and one is deregistered. Four `logdist analyzer`s register as speaking
 //! `logdist`, `otlp`, `elasticsearch` and `loki` (`--protocol`; the analyzer takes every
-//! protocol and journals what each brings as NDJSON); another speaks `message`: the Flask analyzer that
+//! protocol and journals what each brings as NDJSON), a fifth takes Fluent forward
+//! (`--forward-listen`, given to the distributor as `tcp://`) and is SIGKILLed and
+//! restarted too; another speaks `message`: the Flask analyzer that
 //! behaves as the original project's (`tests/python/original_analyzer.py`, with a small
 //! weight: it takes a request per message). At the end every message the distributor
 //! answered 200 for must be in an analyzer's journal or the Flask analyzer's
@@ -29,8 +31,13 @@ use tokio::time::Instant;
 struct Analyzer {
     id: u32,
     weight: f64,
-    /// The delivery protocol it registers with (`logdist analyzer --protocol`).
+    /// The delivery protocol it registers with (`logdist analyzer --protocol`), or, for
+    /// `forward`, the one the distributor was given it with.
     protocol: &'static str,
+    /// For `forward`: the port it takes Fluent forward on. Such an analyzer does not
+    /// register (a registration names one URL, and this one's is `tcp://`): the
+    /// distributor is given it with `--analyzer`.
+    forward: Option<u16>,
     listen: String,
     distributor: String,
     proc: Option<Proc>,
@@ -43,6 +50,7 @@ impl Analyzer {
             id,
             weight,
             protocol,
+            forward: None,
             listen: format!("127.0.0.1:{}", free_port()),
             distributor: distributor.to_owned(),
             proc: None,
@@ -55,27 +63,31 @@ impl Analyzer {
         let journal = dir.join(format!("analyzer_{}.{life}.journal", self.id));
         let (id, weight) = (self.id.to_string(), self.weight.to_string());
         let journal_arg = journal.to_str().unwrap().to_owned();
+        let forward_arg = self.forward.map(|port| format!("127.0.0.1:{port}"));
+        let mut args = vec![
+            "analyzer",
+            "--id",
+            &id,
+            "--weight",
+            &weight,
+            "--distributor",
+            &self.distributor,
+            "--listen",
+            &self.listen,
+            "--heartbeat",
+            "500ms",
+            "--journal",
+            &journal_arg,
+            "--faults",
+        ];
+        match &forward_arg {
+            Some(listen) => args.extend(["--no-register", "--forward-listen", listen]),
+            None => args.extend(["--protocol", self.protocol]),
+        }
         self.proc = Some(spawn_at(
             dir,
             &format!("analyzer_{}.{life}", self.id),
-            &[
-                "analyzer",
-                "--id",
-                &id,
-                "--weight",
-                &weight,
-                "--distributor",
-                &self.distributor,
-                "--listen",
-                &self.listen,
-                "--heartbeat",
-                "500ms",
-                "--journal",
-                &journal_arg,
-                "--faults",
-                "--protocol",
-                self.protocol,
-            ],
+            &args,
         ));
         self.journals.push(journal);
     }
@@ -114,9 +126,14 @@ async fn set_faults(http: &Http, analyzer: &Analyzer, spec: &str) {
 async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts() {
     let dir = scratch("chaos");
     let http = Http::new();
+    // The forward analyzer is given to the distributor at start (see `Analyzer::forward`).
+    let forward_port = free_port();
+    let forward_spec = format!("analyzer_6=tcp://127.0.0.1:{forward_port}@0.15;protocol=forward");
     let (distributor, url) = distributor(
         &dir,
         &[
+            "--analyzer",
+            &forward_spec,
             "--delivery-timeout",
             "1s",
             "--probe-timeout",
@@ -140,6 +157,9 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     .into_iter()
     .map(|(id, weight, protocol)| Analyzer::new(id, weight, protocol, &url))
     .collect();
+    let mut forward = Analyzer::new(6, 0.15, "forward", &url);
+    forward.forward = Some(forward_port);
+    analyzers.push(forward);
     for a in &mut analyzers {
         a.start(&dir);
     }
@@ -153,7 +173,7 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
         free_port(),
         &received,
     );
-    http.wait_stats(&url, "five analyzers", |s| {
+    http.wait_stats(&url, "six analyzers", |s| {
         online(
             s,
             &[
@@ -162,6 +182,7 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
                 "analyzer_3",
                 "analyzer_4",
                 "analyzer_5",
+                "analyzer_6",
             ],
         )
     })
@@ -230,9 +251,15 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     at(17.0).await;
     eprintln!("chaos: analyzer_3 answers 500");
     set_faults(&http, &analyzers[2], r#"{"status":500}"#).await;
+    at(18.5).await;
+    eprintln!("chaos: SIGKILL analyzer_6 (forward)");
+    analyzers[4].proc().signal("KILL");
     at(20.0).await;
     eprintln!("chaos: analyzer_3 answers after 600 ms (within the delivery timeout)");
     set_faults(&http, &analyzers[2], r#"{"delay_ms":600}"#).await;
+    at(21.5).await;
+    eprintln!("chaos: restart analyzer_6");
+    analyzers[4].start(&dir);
     at(23.0).await;
     eprintln!("chaos: analyzer_3 answers after 1500 ms (beyond the delivery timeout)");
     set_faults(&http, &analyzers[2], r#"{"delay_ms":1500}"#).await;
@@ -271,6 +298,24 @@ async fn no_acknowledged_message_is_lost_through_kills_hangs_errors_and_restarts
     flask.wait_exit(Duration::from_secs(10));
     drop(distributor);
 
+    // Every protocol carried its share through the chaos, not a token of it.
+    for a in &analyzers {
+        let lines: usize = a
+            .journals
+            .iter()
+            .map(|j| std::fs::read(j).map_or(0, |b| b.split(|c| *c == b'\n').count()))
+            .sum();
+        eprintln!(
+            "chaos: analyzer_{} ({}) journaled {lines} messages",
+            a.id, a.protocol
+        );
+        assert!(
+            lines >= 5_000,
+            "analyzer_{} ({}) got too little to mean anything: {lines}",
+            a.id,
+            a.protocol
+        );
+    }
     let journals: Vec<PathBuf> = analyzers.iter().flat_map(|a| a.journals.clone()).collect();
     let mut seen = read_journals(&journals);
     let before = seen.values().map(|n| u64::from(*n)).sum::<u64>();
