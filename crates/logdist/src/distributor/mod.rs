@@ -207,10 +207,12 @@ impl Distributor {
             config.body_timeout,
             config.admin_token().map(Arc::from),
         );
+        let metrics = crate::telemetry::metrics().clone();
         let status = Arc::new(Status {
             fleet: fleet.clone(),
             idempotency,
-            metrics: crate::telemetry::metrics().clone(),
+            dashboard: status::dashboard::snapshot::Sampler::start(&fleet, metrics.clone()),
+            metrics,
         });
         Ok(Self {
             ingest,
@@ -221,7 +223,9 @@ impl Distributor {
     }
 
     /// The distributor's routes: ingest's and registration's, each behind its token when
-    /// one is set, and the status endpoints, open.
+    /// one is set, and the status endpoints and the dashboard, open. A browser's `GET /`
+    /// gets the dashboard, anything else's Elasticsearch's node info (see
+    /// [`status::dashboard::negotiate`]).
     pub fn app(&self) -> Router {
         Router::new()
             .merge(self.ingest.routes())
@@ -229,6 +233,7 @@ impl Distributor {
             .merge(status::routes(&self.status))
             .fallback(status::not_found)
             .method_not_allowed_fallback(status::method_not_allowed)
+            .layer(axum::middleware::from_fn(status::dashboard::negotiate))
     }
 }
 
