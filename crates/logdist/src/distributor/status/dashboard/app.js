@@ -162,7 +162,9 @@ function drawChart() {
   const left = 36, right = 8, top = 8, bottom = 18;
   const w = width - left - right, h = height - top - bottom;
   const now = history.length ? history[history.length - 1].at_ms : Date.now();
-  const x = (t) => left + w * (1 - (now - t) / WINDOW_MS);
+  // The last five minutes, or since the first point, but at least one minute.
+  const span = Math.min(WINDOW_MS, Math.max(60000, history.length ? now - history[0].at_ms : 0));
+  const x = (t) => left + w * (1 - (now - t) / span);
   const y = (v) => top + h * (1 - Math.min(1, Math.max(0, v)));
   g.font = "11px system-ui, sans-serif";
   g.fillStyle = "#8b96a1";
@@ -172,8 +174,10 @@ function drawChart() {
     g.beginPath(); g.moveTo(left, y(v)); g.lineTo(left + w, y(v)); g.stroke();
     g.fillText(v.toFixed(2), 2, y(v) + 4);
   }
-  for (const m of [5, 4, 3, 2, 1]) {
-    g.fillText(`-${m}m`, x(now - m * 60000) - 8, height - 4);
+  for (const k of [5, 4, 3, 2, 1]) {
+    const ago = k * span / 5;
+    const label = ago >= 120000 ? `-${Math.round(ago / 60000)}m` : `-${Math.round(ago / 1000)}s`;
+    g.fillText(label, x(now - ago) - 8, height - 4);
   }
   const ids = new Set();
   for (const p of history) for (const id of Object.keys(p.shares)) ids.add(id);
