@@ -255,3 +255,194 @@ async fn the_page_in_chromium_shows_the_shares_move_and_re_normalize() {
     load.signal("TERM");
     load.wait_exit(Duration::from_secs(10));
 }
+
+/// `logdist top`: a live distributor's snapshot drawn on ratatui's test backend, one row
+/// per analyzer with its state and target, and the rates of the distributor above.
+#[tokio::test]
+async fn top_draws_the_same_rows_from_a_live_distributor() {
+    let dir = scratch("dashboard-top");
+    let (_d, url) = distributor(&dir, &[]);
+    let http = Http::new();
+    let _a1 = analyzer(&dir, 1, 0.5, &url, &[]);
+    let _a2 = analyzer(&dir, 2, 0.3, &url, &[]);
+    let _a3 = analyzer(&dir, 3, 0.2, &url, &[]);
+    http.wait_stats(&url, "three online", |s| {
+        online(s, &["analyzer_1", "analyzer_2", "analyzer_3"])
+    })
+    .await;
+    for i in 0..20u64 {
+        http.send_packet(&url, i * 10, 10).await;
+    }
+    let client = logdist::top::client().unwrap();
+    // The first snapshot after the packets that shows all three with their messages.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let snapshot = loop {
+        let snapshot = logdist::top::fetch(&client, &url).await.unwrap();
+        let total: u64 = snapshot.analyzers.iter().map(|a| a.messages_total).sum();
+        if snapshot.analyzers.len() == 3 && total == 200 {
+            break snapshot;
+        }
+        assert!(std::time::Instant::now() < deadline, "{snapshot:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let view = logdist::top::View {
+        url: url.clone(),
+        snapshot: Some(snapshot),
+        error: None,
+    };
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(140, 14)).unwrap();
+    terminal
+        .draw(|frame| logdist::top::draw(frame, &view))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let lines: Vec<String> = (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect();
+    let screen = lines.join("\n");
+    assert!(screen.contains(&url), "{screen}");
+    assert!(screen.contains("online 3/3"), "{screen}");
+    for (id, target) in [
+        ("analyzer_1", "0.500"),
+        ("analyzer_2", "0.300"),
+        ("analyzer_3", "0.200"),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{screen}"));
+        assert!(line.contains("online"), "{line}");
+        assert!(line.contains("logdist"), "{line}");
+        assert!(line.contains(target), "{id} at {target}: {line}");
+    }
+    // The states are coloured: online in green.
+    let (x, y) = (0..buffer.area.height)
+        .find_map(|y| {
+            lines[y as usize]
+                .find("online ")
+                .filter(|_| lines[y as usize].contains("analyzer_1"))
+                .map(|x| (x as u16, y))
+        })
+        .unwrap();
+    assert_eq!(buffer[(x, y)].fg, ratatui::style::Color::Green, "{screen}");
+
+    // A distributor that stops answering: the last snapshot stays, with the error.
+    let view = logdist::top::View {
+        error: Some("connection refused".to_owned()),
+        ..view
+    };
+    terminal
+        .draw(|frame| logdist::top::draw(frame, &view))
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let text: String = buffer.content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("error: connection refused"), "{text}");
+    assert!(text.contains("analyzer_3"), "{text}");
+}
+
+/// `logdist demo --hold` prints the dashboard's URL, serves it while the load runs, and
+/// keeps serving after the load until interrupted.
+#[tokio::test]
+async fn the_demo_prints_the_dashboard_and_holds_it_until_interrupted() {
+    let dir = scratch("dashboard-demo");
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_logdist"))
+        .args([
+            "demo",
+            "--duration",
+            "2s",
+            "--rate",
+            "200",
+            "--packet-size",
+            "10",
+            "--agents",
+            "2",
+            "--hold",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("demo.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let demo_pid = demo.id();
+    let stdout = demo.stdout.take().unwrap();
+    let mut demo = KillOnDrop(demo);
+    let (lines, from_demo) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let wait_line = |what: &str| -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = from_demo
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the demo never printed `{what}`"));
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    let line = wait_line("Dashboard: ");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let http = Http::new();
+    let page = http
+        .request(
+            Method::GET,
+            &format!("{url}/"),
+            &[("accept", HTML)],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains("/dashboard/app.js"));
+    wait_line("Holding");
+    // The load is over; the dashboard still answers, a second and more later.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let snapshot = http.get(&format!("{url}/dashboard/snapshot")).await.json();
+    assert_eq!(
+        snapshot["analyzers"].as_array().unwrap().len(),
+        2,
+        "{snapshot:#}"
+    );
+    assert!(demo.0.try_wait().unwrap().is_none(), "still running");
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(demo_pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = demo.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// A child of this test, killed if it is still running when the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

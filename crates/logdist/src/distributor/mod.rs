@@ -44,6 +44,7 @@ pub use config::{AnalyzerSpec, DistributorArgs, SchemaMode, ValidateMode};
 pub use delivery::batch;
 pub use delivery::protocol::Kind as DeliveryProtocol;
 pub use ingest::{AckMode, OnInvalid};
+pub use status::dashboard::snapshot::{AnalyzerRow, DistributorView, Snapshot};
 
 use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
