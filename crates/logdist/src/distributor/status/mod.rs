@@ -95,7 +95,7 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     metrics::counter!("logdist_rejected_total", "reason" => "not_found").increment(1);
     tracing::debug!(path = uri.path(), "Request to an unknown path.");
     ApiError::NotFound(
-        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /_bulk, /analyzer/stats".to_owned(),
+        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /_bulk, /analyzer/stats, /dashboard".to_owned(),
     )
 }
 
