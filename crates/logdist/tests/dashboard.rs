@@ -446,3 +446,39 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// An open page does not hold a distributor's shutdown: its event stream ends when the
+/// distributor stops, well within `--shutdown-grace`.
+#[tokio::test]
+async fn an_open_event_stream_does_not_hold_the_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = scratch("dashboard-shutdown");
+    let (mut d, url) = distributor(&dir, &["--shutdown-grace", "30s"]);
+    Http::new().wait_up(&format!("{url}/health")).await;
+    let mut stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"GET /dashboard/events HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("event: history") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the stream sent nothing")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("text/event-stream"));
+    let asked = std::time::Instant::now();
+    d.signal("INT");
+    let status = d.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}");
+    assert!(asked.elapsed() < Duration::from_secs(10));
+}

@@ -345,6 +345,8 @@ async fn run_on(
         "Shutting down: answering requests in flight, then draining queues."
     );
     distributor.ingest.stop_accepting();
+    // Open dashboards' event streams end, so they do not hold the server's graceful end.
+    distributor.status.dashboard.stop.cancel();
     let deadline = tokio::time::Instant::now() + grace;
     match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(())) => {}

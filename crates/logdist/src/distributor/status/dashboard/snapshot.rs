@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::distributor::delivery::tally::{BUCKETS, Histogram};
 use crate::distributor::membership::Fleet;
@@ -142,6 +143,9 @@ pub struct Published {
     pub latest: watch::Receiver<Arc<Snapshot>>,
     /// The last [`HISTORY`] points, oldest first, for a page that opens now.
     pub history: Mutex<VecDeque<HistoryPoint>>,
+    /// Cancelled when the distributor shuts down: sampling stops, and with it every event
+    /// stream ends, so that an open page does not hold the graceful shutdown for its grace.
+    pub stop: CancellationToken,
 }
 
 /// Takes a snapshot each [`EVERY`] and publishes it.
@@ -163,8 +167,8 @@ struct Counts {
 
 impl Sampler {
     /// Starts sampling `fleet` on the current runtime, if there is one (a distributor built
-    /// outside a runtime, as a unit test's, serves a default snapshot). Sampling ends once
-    /// the fleet is gone.
+    /// outside a runtime, as a unit test's, serves a default snapshot). Sampling ends at
+    /// [`Published::stop`], or once the fleet is gone.
     pub fn start(
         fleet: &Arc<Fleet>,
         metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -173,6 +177,7 @@ impl Sampler {
         let published = Arc::new(Published {
             latest: rx,
             history: Mutex::new(VecDeque::with_capacity(HISTORY)),
+            stop: CancellationToken::new(),
         });
         let mut sampler = Self {
             fleet: Arc::downgrade(fleet),
@@ -182,11 +187,16 @@ impl Sampler {
         };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let out = Arc::downgrade(&published);
+            let stop = published.stop.clone();
             runtime.spawn(async move {
                 let mut tick = tokio::time::interval(EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
-                    tick.tick().await;
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        // Drops the sender: every event stream ends.
+                        () = stop.cancelled() => return,
+                    }
                     let (Some(fleet), Some(out)) = (sampler.fleet.upgrade(), out.upgrade()) else {
                         return;
                     };
