@@ -2,7 +2,11 @@
 //! three analyzers weighted 0.5/0.3/0.2 and the load generator run together; every second
 //! the demo prints each analyzer's share of messages against its target. Half-way through
 //! it stops analyzer_1, which deregisters itself, and the other two re-normalize to
-//! 0.6/0.4. It ends after `--duration` or on Ctrl-C.
+//! 0.6/0.4. It ends after `--duration` or on Ctrl-C; with `--hold`, it keeps the
+//! distributor and the analyzers running after the load until Ctrl-C.
+//!
+//! The distributor's dashboard (`GET /` in a browser) shows the same live; the demo prints
+//! its URL first, so it can be opened while the load runs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +47,15 @@ pub struct DemoArgs {
     /// Packets per second over all agents [default: as fast as the machine goes].
     #[arg(long, env = "LOGDIST_DEMO_RATE")]
     pub rate: Option<f64>,
+
+    /// Keep the distributor, its dashboard and the analyzers running after the load ends,
+    /// until Ctrl-C.
+    #[arg(long, env = "LOGDIST_DEMO_HOLD")]
+    pub hold: bool,
+
+    /// Where the distributor (and its dashboard) listens [default: a free loopback port].
+    #[arg(long, env = "LOGDIST_DEMO_LISTEN", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
 }
 
 const ANALYZERS: [(u32, f64); 3] = [(1, 0.5), (2, 0.3), (3, 0.2)];
@@ -50,9 +63,9 @@ const ANALYZERS: [(u32, f64); 3] = [(1, 0.5), (2, 0.3), (3, 0.2)];
 /// Runs the demo until its duration is over or `shutdown` is cancelled.
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
-    let listener = TcpListener::bind(loopback)
+    let listener = TcpListener::bind(args.listen)
         .await
-        .context("binding the distributor")?;
+        .with_context(|| format!("binding the distributor to {}", args.listen))?;
     let url = format!("http://{}", listener.local_addr()?);
     let stop_distributor = CancellationToken::new();
     let distributor = tokio::spawn(distributor::run(
@@ -81,6 +94,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let stats_url = format!("{url}/analyzer/stats");
     wait_for_analyzers(&client, &stats_url, &shutdown).await?;
     println!("logdist demo: distributor at {url}, analyzers analyzer_1/2/3 weighted 0.5/0.3/0.2.");
+    println!("Dashboard: {url}/ in a browser, or `logdist top --url {url}` in a terminal.");
     println!(
         "Sending packets of {} messages from {} agents for {:?}. Each line: share of messages (target).\n",
         args.packet_size, args.agents, args.duration
@@ -134,6 +148,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> anyhow::Result<
     let report = load.await.context("load generator task")??;
     println!();
     report.print_summary();
+    if args.hold && !shutdown.is_cancelled() {
+        println!("\nHolding: the dashboard stays at {url}/ until Ctrl-C.");
+        shutdown.cancelled().await;
+    }
     for (stop, _) in &analyzers {
         stop.cancel();
     }

@@ -3,7 +3,8 @@
 //! proportion to its weight among the analyzers online.
 //!
 //! The binary (`main.rs`) is a thin clap front over the `run` function of each part:
-//! [`distributor`], [`analyzer`], [`loadgen`], and the [`demo`] that runs them together.
+//! [`distributor`], [`analyzer`], [`loadgen`], the [`demo`] that runs them together, and
+//! [`top`], a distributor's dashboard in a terminal.
 //! The routing core and message validation live in the `logdist-core` crate (no I/O).
 
 pub mod analyzer;
@@ -14,6 +15,7 @@ pub mod http;
 pub mod loadgen;
 pub mod pacer;
 pub mod telemetry;
+pub mod top;
 pub mod workers;
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `logdist`: one binary, four subcommands. Everything here is argument parsing and
+//! `logdist`: one binary, five subcommands. Everything here is argument parsing and
 //! wiring; the work is in the library.
 
 use std::process::ExitCode;
@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use logdist::telemetry::{LogFormat, init_logs};
-use logdist::{analyzer, demo, distributor, loadgen, shutdown_on_signals};
+use logdist::{analyzer, demo, distributor, loadgen, shutdown_on_signals, top};
 use tokio::net::TcpListener;
 
 /// A log distributor: routes packets of log messages to weighted analyzers, counting
@@ -40,12 +40,17 @@ enum Command {
     /// Run a distributor, three analyzers (0.5/0.3/0.2) and the load generator together,
     /// show live shares, and stop one analyzer half-way to show them re-normalize.
     Demo(demo::DemoArgs),
+    /// Watch a distributor in the terminal: its rates and one row per analyzer, live.
+    Top(top::TopArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo and the load generator draw their own output; keep logs to warnings there.
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Loadgen(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Loadgen(_) | Command::Top(_)
+    );
     init_logs(cli.log_format, if quiet { "warn" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,6 +95,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
         },
         Command::Demo(args) => demo::run(args, shutdown).await,
+        Command::Top(args) => top::run(args, shutdown).await,
     }
 }
 

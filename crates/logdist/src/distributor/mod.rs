@@ -44,6 +44,7 @@ pub use config::{AnalyzerSpec, DistributorArgs, SchemaMode, ValidateMode};
 pub use delivery::batch;
 pub use delivery::protocol::Kind as DeliveryProtocol;
 pub use ingest::{AckMode, OnInvalid};
+pub use status::dashboard::snapshot::{AnalyzerRow, DistributorView, Snapshot};
 
 use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
@@ -231,10 +232,12 @@ impl Distributor {
             config.body_timeout,
             config.admin_token().map(Arc::from),
         );
+        let metrics = crate::telemetry::metrics().clone();
         let status = Arc::new(Status {
             fleet: fleet.clone(),
             idempotency,
-            metrics: crate::telemetry::metrics().clone(),
+            dashboard: status::dashboard::snapshot::Sampler::start(&fleet, metrics.clone()),
+            metrics,
         });
         Ok(Self {
             ingest,
@@ -245,7 +248,9 @@ impl Distributor {
     }
 
     /// The distributor's routes: ingest's and registration's, each behind its token when
-    /// one is set, and the status endpoints, open.
+    /// one is set, and the status endpoints and the dashboard, open. A browser's `GET /`
+    /// gets the dashboard, anything else's Elasticsearch's node info (see
+    /// [`status::dashboard::negotiate`]).
     pub fn app(&self) -> Router {
         Router::new()
             .merge(self.ingest.routes())
@@ -253,6 +258,7 @@ impl Distributor {
             .merge(status::routes(&self.status))
             .fallback(status::not_found)
             .method_not_allowed_fallback(status::method_not_allowed)
+            .layer(axum::middleware::from_fn(status::dashboard::negotiate))
     }
 }
 
@@ -397,6 +403,8 @@ async fn run_on(
         "Shutting down: answering requests in flight, then draining queues."
     );
     distributor.ingest.stop_accepting();
+    // Open dashboards' event streams end, so they do not hold the server's graceful end.
+    distributor.status.dashboard.stop.cancel();
     let deadline = tokio::time::Instant::now() + grace;
     match tokio::time::timeout_at(deadline, server).await {
         Ok(Ok(())) => {}

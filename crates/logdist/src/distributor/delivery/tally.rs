@@ -24,6 +24,34 @@ pub struct MemberMetrics {
     pub ejections: AtomicU64,
     /// How long its acknowledged deliveries took.
     pub duration: Histogram,
+    /// Its last health probe, for the dashboard.
+    pub last_probe: LastProbe,
+}
+
+/// When a member was last probed and whether it answered well: Unix milliseconds shifted
+/// left by one, the outcome in the low bit; 0 before the first probe.
+#[derive(Debug, Default)]
+pub struct LastProbe(AtomicU64);
+
+impl LastProbe {
+    /// Records a probe that ended now.
+    pub fn record(&self, ok: bool) {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.0.store((ms << 1) | u64::from(ok), Ordering::Relaxed);
+    }
+
+    /// The last probe's outcome and when it ended, if there was one.
+    pub fn get(&self) -> Option<(bool, std::time::SystemTime)> {
+        let bits = self.0.load(Ordering::Relaxed);
+        (bits != 0).then(|| {
+            (
+                bits & 1 == 1,
+                std::time::UNIX_EPOCH + Duration::from_millis(bits >> 1),
+            )
+        })
+    }
 }
 
 /// A fixed-bucket histogram of durations, updated with relaxed atomics.

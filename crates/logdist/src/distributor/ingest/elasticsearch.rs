@@ -16,6 +16,10 @@
 //! credentials (see [`crate::http::auth`]). Any other call of the API (index templates,
 //! ILM, searches) is answered 404 as any unknown path, which is why the shippers' setup
 //! steps must be off.
+//!
+//! A browser's `GET /` (its `Accept` names `text/html`) never reaches [`root`]: it gets the
+//! dashboard, open, from `status::dashboard::negotiate`, which runs ahead of these routes and
+//! their token. Elasticsearch's clients never ask for HTML, so they get the node info.
 
 use std::borrow::Cow;
 use std::sync::Arc;

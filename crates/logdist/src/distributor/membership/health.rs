@@ -80,6 +80,7 @@ pub async fn watch(probes: Arc<Probes>, member: Arc<Member>) -> Ended {
             healthy = probes.probe(&member) => healthy,
             () = member.retire.cancelled() => return Ended::Retired,
         };
+        member.metrics.last_probe.record(healthy);
         let state = member.state();
         if state != last_state {
             // The state changed under us (a failed delivery, a recovery): count afresh.

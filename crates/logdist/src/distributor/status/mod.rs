@@ -1,7 +1,8 @@
 //! What a distributor says about itself: `GET /analyzer/stats`, `GET /health`,
-//! `GET /ready` (Loki's readiness call), `GET /metrics`, and the answers to paths and methods it does not serve. It reads every
+//! `GET /ready` (Loki's readiness call), `GET /metrics`, the live [`dashboard`], and the answers to paths and methods it does not serve. It reads every
 //! stage and changes none.
 
+pub mod dashboard;
 mod exposition;
 
 use std::sync::Arc;
@@ -27,6 +28,8 @@ pub struct Status {
     pub idempotency: Arc<idempotency::Keys>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
+    /// The dashboard's snapshots, taken once a second.
+    pub dashboard: Arc<dashboard::Published>,
 }
 
 /// The status endpoints, open to all: they change nothing.
@@ -37,6 +40,7 @@ pub fn routes(status: &Arc<Status>) -> axum::Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .with_state(status.clone())
+        .merge(dashboard::routes(&status.dashboard))
 }
 
 /// `GET /analyzer/stats`.
@@ -91,7 +95,7 @@ pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     metrics::counter!("logdist_rejected_total", "reason" => "not_found").increment(1);
     tracing::debug!(path = uri.path(), "Request to an unknown path.");
     ApiError::NotFound(
-        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /_bulk, /analyzer/stats".to_owned(),
+        "no such endpoint; see /health, /packets, /message/send, /v1/logs, /loki/api/v1/push, /_bulk, /analyzer/stats, /dashboard".to_owned(),
     )
 }
 
@@ -100,6 +104,7 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
     metrics::counter!("logdist_rejected_total", "reason" => "method_not_allowed").increment(1);
     let allow = match uri.path() {
         "/analyzer/stats" | "/health" | "/ready" | "/metrics" => "GET",
+        path if path.starts_with("/dashboard") => "GET",
         "/" | "/_cluster/health" | "/_license" => "GET, HEAD",
         path if path.ends_with("/_bulk") => "POST, PUT",
         _ => "POST",
