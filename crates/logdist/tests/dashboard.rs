@@ -92,7 +92,7 @@ async fn the_snapshot_has_a_row_per_analyzer_and_rates_that_move() {
     let (_d, url) = distributor(&dir, &[]);
     let http = Http::new();
     let _a1 = analyzer(&dir, 1, 3.0, &url, &[]);
-    let _a2 = analyzer(&dir, 2, 1.0, &url, &[]);
+    let (_a2, a2_url) = analyzer(&dir, 2, 1.0, &url, &["--faults"]);
     http.wait_stats(&url, "two online", |s| {
         online(s, &["analyzer_1", "analyzer_2"])
     })
@@ -136,6 +136,32 @@ async fn the_snapshot_has_a_row_per_analyzer_and_rates_that_move() {
     })
     .await;
     assert_eq!(done["distributor"]["messages_in_total"], 600);
+
+    // analyzer_2 fails its deliveries: its row counts the packets routed away from it.
+    let answer = http
+        .request(
+            Method::PUT,
+            &format!("{a2_url}/faults"),
+            &[("content-type", "application/json")],
+            r#"{"status":500}"#.to_owned(),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    for i in 0..20u64 {
+        let answer = http.send_packet(&url, 1_000 + i * 10, 10).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let failed = wait_snapshot(&http, &url, "re-routes counted", |s| {
+        s["analyzers"][1]["rerouted_packets"].as_u64().unwrap() > 0
+    })
+    .await;
+    assert_eq!(failed["analyzers"][0]["rerouted_packets"], 0);
+    assert!(
+        failed["analyzers"][1]["failed_deliveries"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }
 
 /// Waits (at most 15 s) for a snapshot that satisfies `ready`.

@@ -506,7 +506,7 @@ impl FromStr for AnalyzerSpec {
             .parse()
             .map_err(|_| format!("weight `{weight}` is not a number"))?;
         let url: AnalyzerUrl = url.parse()?;
-        url.check_protocol(protocol.unwrap_or_default())?;
+        protocol.unwrap_or_default().check_url(&url)?;
         Ok(Self {
             id: check_id(id)?.to_owned(),
             url,

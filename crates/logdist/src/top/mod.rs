@@ -209,6 +209,8 @@ pub fn draw(frame: &mut Frame, view: &View) {
         "QUEUE",
         "P50/P99 MS",
         "ERRORS",
+        "REROUTE",
+        "RETRY",
         "EJECT",
         "CHECK",
     ])
@@ -231,6 +233,8 @@ pub fn draw(frame: &mut Frame, view: &View) {
         Constraint::Length(16),
         Constraint::Length(11),
         Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(5),
         Constraint::Length(5),
         Constraint::Length(9),
     ];
@@ -269,6 +273,8 @@ fn row(a: &AnalyzerRow) -> Row<'static> {
         Cell::from(format!("{}p {}", a.queued_packets, bytes(a.queued_bytes))),
         Cell::from(format!("{}/{}", ms(a.latency_p50_ms), ms(a.latency_p99_ms))),
         Cell::from(format!("{}", a.failed_deliveries + a.rejected_packets)),
+        Cell::from(format!("{}", a.rerouted_packets)),
+        Cell::from(format!("{}", a.retried_deliveries)),
         Cell::from(format!("{}", a.ejections)),
         Cell::from(check),
     ])

@@ -10,8 +10,6 @@ use std::str::FromStr;
 use http::Uri;
 use http::uri::{Authority, PathAndQuery, Scheme};
 
-use super::protocol::Kind;
-
 /// How an analyzer is reached: the scheme of its URL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -60,23 +58,6 @@ impl AnalyzerUrl {
     /// How it is reached: its URL's scheme.
     pub fn transport(&self) -> Transport {
         self.transport
-    }
-
-    /// Whether `protocol` can be spoken at this URL: `forward` at `tcp://` or `tls://`,
-    /// every other protocol at `http://` or `https://`. The error says what to give.
-    pub fn check_protocol(&self, protocol: Kind) -> Result<(), String> {
-        let stream = matches!(protocol, Kind::Forward);
-        match (stream, self.transport.is_http()) {
-            (true, true) => Err(format!(
-                "`{}`: protocol `{protocol}` is spoken over TCP; give tcp://host:port (or tls://host:port)",
-                self.base
-            )),
-            (false, false) => Err(format!(
-                "`{}`: protocol `{protocol}` is spoken over HTTP; give http://host:port or https://host:port (tcp:// and tls:// are for protocol `forward`)",
-                self.base
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// `{base}{path}`: where a delivery protocol sends (`/packets`, `/health`...). Cheap:
@@ -250,16 +231,6 @@ mod tests {
         assert_eq!(tcp.base, "tcp://127.0.0.1:24224");
         let tls: AnalyzerUrl = "tls://fluentd.internal".parse().unwrap();
         assert_eq!((tls.transport(), tls.port), (Transport::Tls, 24224));
-        let http: AnalyzerUrl = "http://127.0.0.1:3001".parse().unwrap();
-        assert!(tcp.check_protocol(Kind::Forward).is_ok());
-        assert!(tls.check_protocol(Kind::Forward).is_ok());
-        assert!(http.check_protocol(Kind::Logdist).is_ok());
-        let why = http.check_protocol(Kind::Forward).unwrap_err();
-        assert!(why.contains("give tcp://host:port"), "{why}");
-        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Forward) {
-            let why = tcp.check_protocol(kind).unwrap_err();
-            assert!(why.contains("spoken over HTTP"), "{why}");
-        }
         assert!(
             "udp://h:1"
                 .parse::<AnalyzerUrl>()

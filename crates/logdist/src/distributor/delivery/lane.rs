@@ -208,6 +208,10 @@ async fn deliver(
                 member
                     .queued_bytes
                     .fetch_sub(bytes_of(&part), Ordering::Relaxed);
+                member
+                    .metrics
+                    .packets_rerouted
+                    .fetch_add(part.len() as u64, Ordering::Relaxed);
                 lanes.routes.reroute(part, false);
             }
             return;
@@ -245,6 +249,10 @@ async fn deliver(
             Err(DeliveryError::Status(status, reason)) if refuses_content(status) => {
                 if part.len() > 1 {
                     debug!(analyzer = %member.id, %status, %reason, packets = part.len(), "Analyzer refused a batch; sending it in halves to find the packets it refuses.");
+                    member
+                        .metrics
+                        .deliveries_retried
+                        .fetch_add(2, Ordering::Relaxed);
                     requeue(&mut parts, halves(part));
                 } else {
                     gone(&part);
@@ -262,8 +270,17 @@ async fn deliver(
                 // Larger than it takes, even alone: routing gives it to an analyzer that
                 // takes it, if one does. Nothing was delivered, so it costs no attempt.
                 gone(&too_large);
+                member
+                    .metrics
+                    .packets_rerouted
+                    .fetch_add(too_large.len() as u64, Ordering::Relaxed);
                 lanes.routes.reroute(too_large, false);
-                requeue(&mut parts, pack(fit, limit));
+                let fit = pack(fit, limit);
+                member
+                    .metrics
+                    .deliveries_retried
+                    .fetch_add(fit.len() as u64, Ordering::Relaxed);
+                requeue(&mut parts, fit);
             }
             Err(e) => {
                 member
@@ -285,6 +302,11 @@ async fn deliver(
                 let in_doubt = !matches!(e, DeliveryError::Refused(_)) && !looped;
                 gone(&part);
                 let part = settle_acknowledged(&member, part, &acknowledged);
+                let rerouted = part.len() + parts.iter().map(Vec::len).sum::<usize>();
+                member
+                    .metrics
+                    .packets_rerouted
+                    .fetch_add(rerouted as u64, Ordering::Relaxed);
                 lanes.routes.reroute(part, in_doubt);
                 for rest in parts.drain(..).rev() {
                     gone(&rest);

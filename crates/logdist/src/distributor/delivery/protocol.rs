@@ -117,6 +117,25 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// Whether this protocol can be spoken at `url`: `forward` at `tcp://` or `tls://`,
+    /// every other protocol at `http://` or `https://`. The error says what to give.
+    pub fn check_url(self, url: &AnalyzerUrl) -> Result<(), String> {
+        let stream = matches!(self, Kind::Forward);
+        match (stream, url.transport().is_http()) {
+            (true, true) => Err(format!(
+                "`{}`: protocol `{self}` is spoken over TCP; give tcp://host:port (or tls://host:port)",
+                url.base
+            )),
+            (false, false) => Err(format!(
+                "`{}`: protocol `{self}` is spoken over HTTP; give http://host:port or https://host:port (tcp:// and tls:// are for protocol `forward`)",
+                url.base
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -283,6 +302,25 @@ mod tests {
             (&all.ndjson[..], all.messages),
             (&b"{\"a\":1}\n{\"b\":2}\n{\"c\":3}\n"[..], 3)
         );
+    }
+
+    #[test]
+    fn forward_is_spoken_over_streams_and_the_others_over_http() {
+        let url = |s: &str| s.parse::<AnalyzerUrl>().unwrap();
+        let (tcp, tls, http) = (
+            url("tcp://127.0.0.1:24224"),
+            url("tls://fluentd.internal"),
+            url("http://127.0.0.1:3001"),
+        );
+        assert!(Kind::Forward.check_url(&tcp).is_ok());
+        assert!(Kind::Forward.check_url(&tls).is_ok());
+        assert!(Kind::Logdist.check_url(&http).is_ok());
+        let why = Kind::Forward.check_url(&http).unwrap_err();
+        assert!(why.contains("give tcp://host:port"), "{why}");
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Forward) {
+            let why = kind.check_url(&tcp).unwrap_err();
+            assert!(why.contains("spoken over HTTP"), "{why}");
+        }
     }
 
     #[test]

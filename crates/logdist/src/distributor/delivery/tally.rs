@@ -22,6 +22,12 @@ pub struct MemberMetrics {
     pub packets_rejected: AtomicU64,
     /// Times it was ejected after a failed delivery.
     pub ejections: AtomicU64,
+    /// Packets routed away from it to another analyzer: those of its failed deliveries (but
+    /// for the messages it acknowledged), and those queued for it when it turned unhealthy.
+    pub packets_rerouted: AtomicU64,
+    /// Deliveries sent to it again in parts: the halves of a batch it refused for its
+    /// content, the parts of one over its body limit.
+    pub deliveries_retried: AtomicU64,
     /// How long its acknowledged deliveries took.
     pub duration: Histogram,
     /// Its last health probe, for the dashboard.

@@ -111,7 +111,9 @@ pub async fn register(
             ));
         }
     };
-    url.check_protocol(protocol.unwrap_or_default())
+    protocol
+        .unwrap_or_default()
+        .check_url(&url)
         .map_err(ApiError::BadRequest)?;
     // Rate-limited before the host is resolved: a flood of names that resolve slowly
     // must not tie up the resolver's threads.

@@ -4,8 +4,8 @@
 "use strict";
 
 const COLUMNS = ["analyzer", "state", "protocol", "weight", "target", "share",
-  "target vs actual", "msg/s", "pkt/s", "queue", "p50 / p99", "errors", "ejections",
-  "last check"];
+  "target vs actual", "msg/s", "pkt/s", "queue", "p50 / p99", "errors", "re-routed",
+  "retries", "ejections", "last check"];
 const PALETTE = ["#58a6ff", "#f0883e", "#a371f7", "#3fb950", "#f778ba", "#d29922",
   "#56d4dd", "#ff7b72"];
 const WINDOW_MS = 5 * 60 * 1000;
@@ -91,9 +91,13 @@ function row(a) {
   cell(tr, COLUMNS[10], `${ms(a.latency_p50_ms)} / ${ms(a.latency_p99_ms)} ms`);
   cell(tr, COLUMNS[11], String(a.failed_deliveries + a.rejected_packets)).title =
     `${a.failed_deliveries} failed deliveries, ${a.rejected_packets} packets refused`;
-  cell(tr, COLUMNS[12], String(a.ejections));
+  cell(tr, COLUMNS[12], String(a.rerouted_packets)).title =
+    "packets routed from it to another analyzer";
+  cell(tr, COLUMNS[13], String(a.retried_deliveries)).title =
+    "deliveries sent to it again in parts (a refused batch halved, one over its body limit split)";
+  cell(tr, COLUMNS[14], String(a.ejections));
   const p = a.last_probe;
-  const check = cell(tr, COLUMNS[13], p ? `${p.ok ? "ok" : "failed"}, ${p.age_s.toFixed(0)}s ago` : "–");
+  const check = cell(tr, COLUMNS[15], p ? `${p.ok ? "ok" : "failed"}, ${p.age_s.toFixed(0)}s ago` : "–");
   if (p && p.age_s > 30) check.className = "old";
   return tr;
 }

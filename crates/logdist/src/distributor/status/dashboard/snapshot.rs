@@ -104,6 +104,12 @@ pub struct AnalyzerRow {
     pub rejected_packets: u64,
     /// Times it was ejected after a failed delivery.
     pub ejections: u64,
+    /// Packets routed from it to another analyzer since it joined (see
+    /// `MemberMetrics::packets_rerouted`).
+    pub rerouted_packets: u64,
+    /// Deliveries sent to it again in parts since it joined (see
+    /// `MemberMetrics::deliveries_retried`).
+    pub retried_deliveries: u64,
     /// Its last health probe, if it has had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_probe: Option<ProbeView>,
@@ -288,6 +294,8 @@ impl Sampler {
                 failed_deliveries: load(&m.deliveries_failed),
                 rejected_packets: load(&m.packets_rejected),
                 ejections: load(&m.ejections),
+                rerouted_packets: load(&m.packets_rerouted),
+                retried_deliveries: load(&m.deliveries_retried),
                 last_probe: m.last_probe.get().map(|(ok, at)| ProbeView {
                     ok,
                     age_s: SystemTime::now()
