@@ -483,3 +483,124 @@ async fn an_analyzer_takes_forward_and_acknowledges_once_journaled() {
     let answer = send_until_closed(port, &[0x81, 0xa1, b'a', 0x01], false).await;
     assert!(answer.is_empty());
 }
+
+const ACKED_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/forward_acked.py");
+
+/// A distributor (a process) taking forward with `--ack delivered`, and two analyzer
+/// processes journaling what they acknowledge. A Python sender (`forward_acked.py`,
+/// `msgpack` over a socket) writes PackedForward chunks whose records carry unique ids and
+/// traces which chunks were acknowledged; mid-run, one analyzer is SIGKILLed. Every
+/// record of an acknowledged chunk must be in a journal: an ack means delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_an_analyzer_loses_no_acknowledged_record() {
+    use common::ledger::{balance, read_journals, read_trace};
+    let _sending = SENDING.lock().await;
+    let dir = scratch("forward_sigkill");
+    let http = Http::new();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let (_distributor, url) = distributor(
+        &dir,
+        &[
+            "--forward-listen",
+            &listen,
+            "--ack",
+            "delivered",
+            "--delivery-timeout",
+            "1s",
+            "--probe-timeout",
+            "300ms",
+            "--unhealthy-after",
+            "2",
+        ],
+    );
+    let journals: Vec<PathBuf> = (1..=2)
+        .map(|id| dir.join(format!("analyzer_{id}.journal")))
+        .collect();
+    let mut analyzers: Vec<Proc> = journals
+        .iter()
+        .zip(1..)
+        .map(|(journal, id)| {
+            analyzer(
+                &dir,
+                id,
+                0.5,
+                &url,
+                &["--journal", journal.to_str().unwrap()],
+            )
+            .0
+        })
+        .collect();
+    http.wait_stats(&url, "two analyzers", |s| {
+        online(s, &["analyzer_1", "analyzer_2"])
+    })
+    .await;
+
+    let trace = dir.join("trace.ndjson");
+    let mut sender = Command::new("python3");
+    sender
+        .args([ACKED_SCRIPT, "--port", &port.to_string(), "--trace"])
+        .arg(&trace)
+        .args([
+            "--connections",
+            "3",
+            "--chunks",
+            "150",
+            "--chunk-size",
+            "20",
+        ])
+        .args(["--pause", "0.02", "--timeout", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut sender = sender
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run python3 ({e})"));
+    // Mid-run: once analyzer_1 journaled some records, SIGKILL it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while read_journals(&journals[..1]).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "analyzer_1 journaled nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    analyzers[0].signal("KILL");
+    assert!(
+        sender.try_wait().unwrap().is_none(),
+        "the sender was done before the kill: the test would prove nothing"
+    );
+    let at_kill = read_journals(&journals[1..]).len();
+    analyzers[0].wait_exit(Duration::from_secs(10));
+    let waiting = tokio::task::spawn_blocking(move || sender.wait_with_output());
+    let output = tokio::time::timeout(Duration::from_secs(180), waiting)
+        .await
+        .expect("the sender finished")
+        .unwrap()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the sender failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    // Analyzers journal before they acknowledge: the journals are complete now.
+    let seen = read_journals(&journals);
+    let books = balance(&read_trace(&trace), &seen);
+    eprintln!("forward sigkill: {report} {books}");
+    assert!(
+        books.lost.is_empty(),
+        "{} acknowledged records are in no journal, e.g. {:?}",
+        books.lost.len(),
+        &books.lost[..books.lost.len().min(5)]
+    );
+    assert_eq!(books.packets_sent, 450, "{books}");
+    assert_eq!(
+        books.packets_acked, 450,
+        "every chunk got through, retried: {books}"
+    );
+    let after_kill = read_journals(&journals[1..]).len() - at_kill;
+    assert!(
+        after_kill >= 100,
+        "analyzer_2 took only {after_kill} records after the kill: {books}"
+    );
+}
