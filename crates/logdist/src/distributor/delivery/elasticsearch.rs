@@ -32,7 +32,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
 use logdist_core::{IndexTemplate, TimestampUnit};
 use serde::Deserialize;
@@ -40,10 +40,9 @@ use serde_json::Value;
 
 use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::exchange_answer;
+use super::over_http::{answers_ok, post_batch};
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of, refuses_content};
-use super::via;
-use crate::api::delivery_deadline;
+
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -96,15 +95,17 @@ impl ElasticsearchBulk {
         let client = &self.clients[lane % self.clients.len()];
         let messages = jobs.iter().flat_map(|job| messages_of(&job.packet.ndjson));
         let body = logdist_core::encode_bulk(messages, &self.index, self.unit, SystemTime::now());
-        let via = via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs);
-        let request = self
-            .outbound
-            .delivery(to.uri(PATH), NDJSON, delivery_deadline(timeout), via)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        let answer = tokio::time::timeout(timeout, exchange_answer(client, request))
-            .await
-            .unwrap_or(Err(DeliveryError::Timeout(timeout)))?;
+        let body = Full::new(Bytes::from(body));
+        let answer = post_batch(
+            client,
+            &self.outbound,
+            to.uri(PATH),
+            NDJSON,
+            jobs,
+            body,
+            timeout,
+        )
+        .await?;
         let counts: Vec<usize> = jobs
             .iter()
             .map(|job| messages_of(&job.packet.ndjson).count())
@@ -116,19 +117,6 @@ impl ElasticsearchBulk {
             Err(malformed) => return Err(DeliveryError::Transport(malformed).into()),
         };
         Err(failed(&items, &counts))
-    }
-
-    /// Whether `GET /` is answered with a 2xx.
-    async fn get_root(&self, to: &AnalyzerUrl) -> bool {
-        let request = self.outbound.authorized(Request::get(to.uri("/")));
-        let Ok(request) = request.body(Full::new(Bytes::new())) else {
-            return false;
-        };
-        let Ok(response) = self.probes.request(request).await else {
-            return false;
-        };
-        let ok = response.status().is_success();
-        response.into_body().collect().await.is_ok() && ok
     }
 }
 
@@ -294,7 +282,11 @@ impl Protocol for ElasticsearchBulk {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(self.get_root(to))
+        Box::pin(answers_ok(
+            &self.probes,
+            &self.outbound,
+            Request::get(to.uri("/")),
+        ))
     }
 
     /// Never: `GET /` is answered 2xx by any web server.

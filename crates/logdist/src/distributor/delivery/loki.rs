@@ -20,16 +20,15 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
 use logdist_core::TimestampUnit;
 
 use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::exchange;
+use super::over_http::{answers_ok, post_batch};
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
-use super::via;
-use crate::api::delivery_deadline;
+
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -82,28 +81,17 @@ impl LokiPush {
         let request = logdist_core::encode_push(messages, self.unit, SystemTime::now());
         let body = logdist_core::loki::push_body(&request)
             .map_err(|e| DeliveryError::Transport(format!("could not compress the push: {e}")))?;
-        let via = via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs);
-        let request = self
-            .outbound
-            .delivery(to.uri(PATH), PROTOBUF, delivery_deadline(timeout), via)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        tokio::time::timeout(timeout, exchange(client, request))
-            .await
-            .unwrap_or(Err(DeliveryError::Timeout(timeout)))
-    }
-
-    /// Whether `GET /ready` is answered with a 2xx.
-    async fn ready(&self, to: &AnalyzerUrl) -> bool {
-        let request = self.outbound.authorized(Request::get(to.uri(READY)));
-        let Ok(request) = request.body(Full::new(Bytes::new())) else {
-            return false;
-        };
-        let Ok(response) = self.probes.request(request).await else {
-            return false;
-        };
-        let ok = response.status().is_success();
-        response.into_body().collect().await.is_ok() && ok
+        post_batch(
+            client,
+            &self.outbound,
+            to.uri(PATH),
+            PROTOBUF,
+            jobs,
+            Full::new(Bytes::from(body)),
+            timeout,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -124,7 +112,11 @@ impl Protocol for LokiPush {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(self.ready(to))
+        Box::pin(answers_ok(
+            &self.probes,
+            &self.outbound,
+            Request::get(to.uri(READY)),
+        ))
     }
 
     /// Never: `GET /ready` answers 2xx on many servers that are no Loki. Register a Loki

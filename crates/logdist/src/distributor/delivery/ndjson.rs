@@ -5,18 +5,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper::header::HeaderValue;
 
 use super::Outbound;
 use super::address::AnalyzerUrl;
 use super::batch::Batch;
-use super::over_http::exchange;
+use super::over_http::{answers_ok, post_batch};
 use super::protocol::{DeliveryError, Failed, Protocol, Sending};
-use super::via;
-use crate::api::delivery_deadline;
+
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -41,11 +37,6 @@ impl NdjsonPackets {
         }
     }
 
-    /// The `Logdist-Via` of a delivery of `jobs`.
-    fn via(&self, jobs: &[Job]) -> HeaderValue {
-        via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs)
-    }
-
     async fn post(
         &self,
         lane: usize,
@@ -56,31 +47,18 @@ impl NdjsonPackets {
         let client = &self.clients[lane % self.clients.len()];
         // One request body for the whole batch, its large packets sent without a copy.
         let body = Batch::new(jobs.iter().map(|job| &job.packet.ndjson));
-        let request = self
-            .outbound
-            .delivery(
-                to.uri("/packets"),
-                "application/x-ndjson",
-                delivery_deadline(timeout),
-                self.via(jobs),
-            )
-            .body(body)
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        tokio::time::timeout(timeout, exchange(client, request))
-            .await
-            .unwrap_or(Err(DeliveryError::Timeout(timeout)))
-    }
-
-    async fn get_health(&self, to: &AnalyzerUrl) -> bool {
-        let request = self.outbound.authorized(Request::get(to.uri("/health")));
-        let Ok(request) = request.body(Full::new(Bytes::new())) else {
-            return false;
-        };
-        let Ok(response) = self.probes.request(request).await else {
-            return false;
-        };
-        let ok = response.status().is_success();
-        response.into_body().collect().await.is_ok() && ok
+        let uri = to.uri("/packets");
+        post_batch(
+            client,
+            &self.outbound,
+            uri,
+            "application/x-ndjson",
+            jobs,
+            body,
+            timeout,
+        )
+        .await
+        .map(drop)
     }
 }
 
@@ -101,6 +79,10 @@ impl Protocol for NdjsonPackets {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(self.get_health(to))
+        Box::pin(answers_ok(
+            &self.probes,
+            &self.outbound,
+            Request::get(to.uri("/health")),
+        ))
     }
 }

@@ -20,7 +20,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::Request;
 use hyper::header;
 use logdist_core::TimestampUnit;
@@ -30,10 +30,9 @@ use tracing::warn;
 
 use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::exchange_answer;
+use super::over_http::{answers_ok, post_batch};
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
-use super::via;
-use crate::api::delivery_deadline;
+
 use crate::distributor::job::Job;
 use crate::http::HttpClient;
 
@@ -81,35 +80,22 @@ impl OtlpLogs {
         let client = &self.clients[lane % self.clients.len()];
         let messages = jobs.iter().flat_map(|job| messages_of(&job.packet.ndjson));
         let body = logdist_core::encode_logs(messages, self.unit).encode_to_vec();
-        let via = via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs);
-        let request = self
-            .outbound
-            .delivery(to.uri(PATH), PROTOBUF, delivery_deadline(timeout), via)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-        let answer = tokio::time::timeout(timeout, exchange_answer(client, request))
-            .await
-            .unwrap_or(Err(DeliveryError::Timeout(timeout)))?;
+        let body = Full::new(Bytes::from(body));
+        let answer = post_batch(
+            client,
+            &self.outbound,
+            to.uri(PATH),
+            PROTOBUF,
+            jobs,
+            body,
+            timeout,
+        )
+        .await?;
         let warning = acknowledgement(&answer)?;
         if let Some(warning) = warning {
             warn!(url = %to.base, %warning, "OTLP receiver accepted an export with a warning.");
         }
         Ok(())
-    }
-
-    /// Whether an empty export is answered with a 2xx.
-    async fn export_nothing(&self, to: &AnalyzerUrl) -> bool {
-        let request = self
-            .outbound
-            .authorized(Request::post(to.uri(PATH)).header(header::CONTENT_TYPE, PROTOBUF));
-        let Ok(request) = request.body(Full::new(Bytes::new())) else {
-            return false;
-        };
-        let Ok(response) = self.probes.request(request).await else {
-            return false;
-        };
-        let ok = response.status().is_success();
-        response.into_body().collect().await.is_ok() && ok
     }
 }
 
@@ -157,7 +143,12 @@ impl Protocol for OtlpLogs {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(self.export_nothing(to))
+        // An empty export: zero bytes of protobuf, no records.
+        Box::pin(answers_ok(
+            &self.probes,
+            &self.outbound,
+            Request::post(to.uri(PATH)).header(header::CONTENT_TYPE, PROTOBUF),
+        ))
     }
 
     /// Never: an empty export is answered 2xx by many servers that are no OTLP receiver,

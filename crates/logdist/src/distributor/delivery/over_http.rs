@@ -1,14 +1,67 @@
-//! What the protocols that deliver over HTTP share: one request's exchange, and the
-//! reason an analyzer gives when it refuses.
+//! What the protocols that deliver over HTTP share: a batch's `POST` with every header a
+//! delivery carries, bounded by the delivery timeout ([`post_batch`]); a probe answered 2xx
+//! ([`answers_ok`]); one request's exchange; and the reason an analyzer gives when it
+//! refuses.
+
+use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::body::Body;
 
+use super::Outbound;
 use super::protocol::DeliveryError;
+use super::via;
+use crate::api::delivery_deadline;
+use crate::distributor::job::Job;
 use crate::error_chain;
 use crate::http::HttpClient;
+
+/// One delivery of `jobs` over HTTP: `POST uri` of `body` as `content_type`, with the
+/// headers of [`Outbound::delivery`] (`Logdist-Deadline` from `timeout`, the jobs'
+/// `Logdist-Via`, the token), its answer read to the end within `timeout`. The 2xx
+/// answer's body, for a protocol that reads it.
+pub async fn post_batch<B>(
+    client: &HttpClient<B>,
+    outbound: &Outbound,
+    uri: http::Uri,
+    content_type: &'static str,
+    jobs: &[Job],
+    body: B,
+    timeout: Duration,
+) -> Result<Bytes, DeliveryError>
+where
+    B: Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let via = via::outgoing(&outbound.via, &outbound.via_header, jobs);
+    let request = outbound
+        .delivery(uri, content_type, delivery_deadline(timeout), via)
+        .body(body)
+        .map_err(|e| DeliveryError::Transport(e.to_string()))?;
+    tokio::time::timeout(timeout, exchange_answer(client, request))
+        .await
+        .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+}
+
+/// A probe: whether `request` (given the token) with an empty body is answered 2xx, the
+/// answer read to the end so that the connection goes back to the pool.
+pub async fn answers_ok(
+    client: &HttpClient,
+    outbound: &Outbound,
+    request: http::request::Builder,
+) -> bool {
+    let Ok(request) = outbound.authorized(request).body(Full::new(Bytes::new())) else {
+        return false;
+    };
+    let Ok(response) = client.request(request).await else {
+        return false;
+    };
+    let ok = response.status().is_success();
+    response.into_body().collect().await.is_ok() && ok
+}
 
 /// Sends `request` and reads the answer to its end, so that the connection goes back to
 /// the pool: `Ok` for a 2xx, else the analyzer's status and [`reason_of`] its body. A
