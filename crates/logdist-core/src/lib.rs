@@ -14,6 +14,8 @@
 //!   delivery protocol, with its acknowledgements.
 //! - [`syslog`] decodes syslog messages (RFC 5424 and RFC 3164) and cuts TCP streams of
 //!   them into frames (RFC 6587), for the distributor's syslog listener.
+//! - [`spool`] is the on-disk format of `--spool`: checksummed records of packets, and
+//!   the release entries of those delivered.
 //! - [`routing`] chooses the analyzer for each packet so that every analyzer's share of
 //!   *messages* stays within one packet of its weight's share.
 //!
@@ -31,6 +33,7 @@ pub mod otlp;
 mod plain;
 pub mod routing;
 pub mod shippers;
+pub mod spool;
 pub mod syslog;
 
 pub use bulk::{Bulk, BulkAction, BulkItem, IndexTemplate, decode_bulk, encode_bulk};

@@ -17,6 +17,7 @@ use logdist_core::{Aliases, IndexTemplate, Mapping, Schema, TimestampUnit};
 use super::ingest::dead_letter::DeadLetter;
 use super::ingest::syslog::SyslogListen;
 use super::ingest::{AckMode, OnInvalid};
+use super::spool::{Fsync, SpoolSettings};
 
 /// `--validate`: how much of each message is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,6 +74,29 @@ pub struct DistributorArgs {
     /// queued (accepted).
     #[arg(long, env = "LOGDIST_ACK", value_enum, default_value = "delivered")]
     pub ack: AckMode,
+
+    /// With --ack accepted: write every accepted packet to this directory before its 202,
+    /// and keep it there until an analyzer has it, so that a crash or a restart loses
+    /// none (undelivered packets are sent at the next start). One directory per
+    /// distributor.
+    #[arg(long, env = "LOGDIST_SPOOL")]
+    pub spool: Option<PathBuf>,
+
+    /// When the spool's writes are forced to disk: `always` (before each 202: survives a
+    /// power cut), an interval such as `10ms` (a power cut loses up to that much), or `os`
+    /// (the OS's writeback). A crash of logdist itself loses nothing in any case.
+    #[arg(long, env = "LOGDIST_SPOOL_FSYNC", default_value = "10ms")]
+    pub spool_fsync: Fsync,
+
+    /// The most the spool holds on disk. When it is full, accepted packets get 503 with
+    /// Retry-After.
+    #[arg(long, env = "LOGDIST_SPOOL_MAX_BYTES", default_value = "1GiB")]
+    pub spool_max_bytes: ByteSize,
+
+    /// The size of the spool's segment files (at most a quarter of --spool-max-bytes): a
+    /// segment is deleted once every packet in it is delivered.
+    #[arg(long, env = "LOGDIST_SPOOL_SEGMENT_BYTES", default_value = "64MiB")]
+    pub spool_segment_bytes: ByteSize,
 
     /// Require `Authorization: Bearer TOKEN` on ingest and registration (both; see
     /// --ingest-token and --admin-token to give them different tokens).
@@ -394,6 +418,31 @@ impl DistributorArgs {
     }
 
     /// The dead-letter file, opened for appending, if `--dead-letter` names one.
+    /// The spool's settings, with `--spool`. A spool keeps what `--ack accepted`
+    /// acknowledges: with `--ack delivered` nothing is acknowledged before an analyzer has
+    /// it, and `--spool` is refused as a mistake.
+    pub(super) fn spool(&self) -> anyhow::Result<Option<SpoolSettings>> {
+        let Some(dir) = &self.spool else {
+            return Ok(None);
+        };
+        if self.ack != AckMode::Accepted {
+            anyhow::bail!(
+                "--spool keeps the packets --ack accepted answers before they are delivered; with --ack delivered an agent is answered only once an analyzer has its packet, so there is nothing to spool. Add --ack accepted, or drop --spool."
+            );
+        }
+        let max_bytes = self.spool_max_bytes.as_u64();
+        Ok(Some(SpoolSettings {
+            dir: dir.clone(),
+            fsync: self.spool_fsync,
+            max_bytes,
+            segment_bytes: self
+                .spool_segment_bytes
+                .as_u64()
+                .min(max_bytes / 4)
+                .max(64 * 1024),
+        }))
+    }
+
     pub(super) fn dead_letter(&self) -> anyhow::Result<Option<DeadLetter>> {
         let Some(path) = &self.dead_letter else {
             return Ok(None);

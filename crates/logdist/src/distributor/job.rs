@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use logdist_core::Packet;
 use tokio::sync::oneshot;
-use tracing::error;
+use tracing::{error, warn};
 
-/// Why a packet could not be taken or delivered. The first four mean "not accepted, try
+use crate::distributor::spool::{SpoolError, Ticket};
+
+/// Why a packet could not be taken or delivered. The first five mean "not accepted, try
 /// again": the agent gets 503. The last two are about the packet itself, and retrying it
 /// unchanged would fail the same way: the agent gets a 4xx.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ pub enum Refusal {
     DeliveryFailed,
     /// The distributor is shutting down.
     ShuttingDown,
+    /// The spool could not keep it (`--spool`): full, or failing to write.
+    Spool(SpoolError),
     /// No online analyzer takes a packet this large (their limits, learned from 413s).
     TooLarge {
         /// The packet's NDJSON bytes.
@@ -59,6 +63,7 @@ impl std::fmt::Display for Refusal {
             }
             Self::DeliveryFailed => f.write_str("delivery failed at every analyzer tried"),
             Self::ShuttingDown => f.write_str("the distributor is shutting down"),
+            Self::Spool(e) => e.fmt(f),
             Self::TooLarge { bytes, largest } => write!(
                 f,
                 "the packet is {bytes} bytes as NDJSON, and no online analyzer takes more than {largest}; send smaller packets"
@@ -87,6 +92,8 @@ pub struct Job {
     /// The distributors it passed through before this one (its request's
     /// `Logdist-Via`), when it came from one.
     pub via: Option<Arc<str>>,
+    /// Its place in the spool (`--ack accepted --spool`): released once it is delivered.
+    pub spooled: Option<Ticket>,
 }
 
 impl Job {
@@ -102,11 +109,20 @@ impl Job {
             ack: None,
             attempts: 0,
             via: None,
+            spooled: None,
         }
     }
 
-    /// Answers the waiting agent, if any. An agent that gave up is no error.
+    /// Answers the waiting agent, if any. An agent that gave up is no error. A spooled
+    /// packet is released when it was delivered or refused for good, and otherwise kept
+    /// in the spool to be sent again.
     pub fn finish(self, outcome: Result<Arc<str>, Refusal>) {
+        if let Some(ticket) = self.spooled {
+            match &outcome {
+                Err(why) if why.is_retryable() => ticket.keep(),
+                _ => ticket.release(),
+            }
+        }
         if let Some(ack) = self.ack {
             let _ = ack.send(outcome);
         }
@@ -114,9 +130,15 @@ impl Job {
 }
 
 /// Fails a packet: its waiting agent is told why, and an accepted one (nobody waits) is
-/// logged and counted as dropped.
+/// logged and counted as dropped, unless the spool keeps it to be sent again.
 pub fn fail(job: Job, why: Refusal) {
-    if job.ack.is_none() {
+    if job.spooled.is_some() && why.is_retryable() {
+        warn!(
+            messages = job.packet.messages,
+            reason = %why,
+            "Keeping an accepted packet in the spool; it is sent again."
+        );
+    } else if job.ack.is_none() {
         error!(
             messages = job.packet.messages,
             reason = %why,

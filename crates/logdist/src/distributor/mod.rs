@@ -28,6 +28,7 @@ pub(crate) mod ingest;
 mod job;
 mod membership;
 mod routing;
+mod spool;
 mod status;
 
 use std::net::SocketAddr;
@@ -63,6 +64,7 @@ use membership::admin::Admin;
 use membership::health::{ProbeSettings, Probes};
 use membership::{Cluster, Fleet, SharedState};
 use routing::{Registry, Routing};
+use spool::Spool;
 use status::Status;
 
 /// One distributor: its stages, built from the command line and wired together.
@@ -71,6 +73,8 @@ pub struct Distributor {
     fleet: Arc<Fleet>,
     admin: Arc<Admin>,
     status: Arc<Status>,
+    /// Where accepted packets wait until delivered (`--spool`).
+    spool: Option<Arc<Spool>>,
 }
 
 impl Distributor {
@@ -210,6 +214,9 @@ impl Distributor {
         );
         let idempotency =
             idempotency::Keys::new(config.idempotency_window, config.idempotency_keys);
+        // The metrics recorder first: the spool registers its metrics as it opens.
+        crate::telemetry::metrics();
+        let spool = config.spool()?.map(Spool::open).transpose()?;
         let ingest = Ingest::new(
             IngestSettings {
                 ack: config.ack,
@@ -225,6 +232,7 @@ impl Distributor {
             idempotency.clone(),
             via,
             config.dead_letter()?,
+            spool.clone(),
         );
         let admin = Admin::new(
             fleet.clone(),
@@ -244,6 +252,7 @@ impl Distributor {
             fleet,
             admin,
             status,
+            spool,
         })
     }
 
@@ -360,6 +369,11 @@ async fn run_on(
     .await?;
     let stop_parked = CancellationToken::new();
     let parked_task = tokio::spawn(fleet.routing.clone().retry_parked(stop_parked.clone()));
+    let spooled_task = distributor.spool.as_ref().map(|spool| {
+        info!(dir = %spool.dir().display(), fsync = ?config.spool_fsync, max_bytes = %config.spool_max_bytes, "Spooling accepted packets.");
+        let routing = fleet.routing.clone();
+        tokio::spawn(routing.send_spooled(spool.clone(), stop_parked.clone()))
+    });
     let stop_cluster = CancellationToken::new();
     let cluster_task = fleet.start_sync(stop_cluster.clone());
     let grace = config.shutdown_grace;
@@ -420,6 +434,12 @@ async fn run_on(
     fleet.drain_all(deadline).await;
     stop_parked.cancel();
     let _ = parked_task.await;
+    if let Some(task) = spooled_task {
+        let _ = task.await;
+    }
+    if let Some(spool) = &distributor.spool {
+        spool.close();
+    }
     stop_cluster.cancel();
     if let Some(task) = cluster_task {
         let _ = tokio::time::timeout(Duration::from_secs(2), task).await;

@@ -42,6 +42,7 @@ use crate::api::PacketAck;
 use crate::distributor::delivery::via;
 use crate::distributor::job::{Job, Refusal};
 use crate::distributor::routing::Routing;
+use crate::distributor::spool::Spool;
 use crate::http::server::Reply;
 use crate::http::{ApiError, read_body};
 use dead_letter::DeadLetter;
@@ -109,6 +110,8 @@ pub struct Ingest {
     received: Vec<Received>,
     /// Where bad records are written, if anywhere (`--dead-letter`).
     dead_letter: Option<DeadLetter>,
+    /// Where accepted packets are kept until delivered (`--spool`, with `--ack accepted`).
+    spool: Option<Arc<Spool>>,
 }
 
 impl Ingest {
@@ -119,6 +122,7 @@ impl Ingest {
         idempotency: Arc<idempotency::Keys>,
         via: Arc<str>,
         dead_letter: Option<DeadLetter>,
+        spool: Option<Arc<Spool>>,
     ) -> Arc<Self> {
         // A counter registered before the recorder is installed is a no-op for good: the
         // recorder must exist first (the status endpoint installs it only after this).
@@ -131,6 +135,7 @@ impl Ingest {
             shutting_down: AtomicBool::new(false),
             received: HTTP_FORMATS.iter().map(|f| Received::new(f.name)).collect(),
             dead_letter,
+            spool,
         })
     }
 
@@ -141,6 +146,12 @@ impl Ingest {
             .position(|f| std::ptr::eq(*f, format))
             .expect("every format served is in HTTP_FORMATS");
         &self.received[at]
+    }
+
+    /// The spool accepted packets are written to, when there is one (it is only
+    /// opened with `--ack accepted`).
+    fn spooling(&self) -> Option<&Arc<Spool>> {
+        self.spool.as_ref()
     }
 
     /// From now on, new packets are answered 503: the distributor is shutting down.
@@ -393,7 +404,9 @@ fn refuse_early_if_full(
     body: &[u8],
 ) -> Result<(), ApiError> {
     let registry = &ingest.routing.registry;
-    if registry.refusing()
+    // With a spool, a full queue refuses nothing: the packet waits on disk.
+    if ingest.spool.is_none()
+        && registry.refusing()
         && let Some(messages) = format.decoder.count(body, media_type)
         && registry.queue_full_for(messages, body.len())
     {
@@ -487,6 +500,20 @@ async fn accept(
             ..PacketAck::default()
         });
     }
+    if let Some(spool) = ingest.spooling() {
+        ingest
+            .routing
+            .accept_spooled(spool, packet, via)
+            .await
+            .map_err(unavailable)?;
+        received.packets.increment(1);
+        received.messages.increment(u64::from(messages));
+        return Ok(PacketAck {
+            messages,
+            status: "accepted".to_owned(),
+            ..PacketAck::default()
+        });
+    }
     let (ack, outcome) = match ingest.settings.ack {
         AckMode::Delivered => {
             let (tx, rx) = oneshot::channel();
@@ -499,6 +526,7 @@ async fn accept(
         ack,
         attempts: 0,
         via,
+        spooled: None,
     };
     ingest
         .routing
@@ -532,7 +560,7 @@ async fn accept(
 fn unavailable(why: Refusal) -> ApiError {
     let retry_after = match why {
         Refusal::NoAnalyzer | Refusal::ShuttingDown => Duration::from_secs(5),
-        Refusal::QueueFull | Refusal::DeliveryFailed => Duration::from_secs(1),
+        Refusal::QueueFull | Refusal::DeliveryFailed | Refusal::Spool(_) => Duration::from_secs(1),
         Refusal::TooLarge { .. } => return ApiError::TooLargeForAnalyzers(why.to_string()),
         Refusal::Rejected(_) => return ApiError::RefusedByAnalyzer(why.to_string()),
     };

@@ -148,25 +148,29 @@ impl Inlet {
             ack,
             attempts: 0,
             via: None,
+            spooled: None,
         };
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.ingest.routing.dispatch(job) {
-                Ok(()) => {
-                    self.received.packets.increment(1);
-                    self.received.messages.increment(u64::from(messages));
-                    return Ok(());
+            let refused = match self.ingest.spooling() {
+                Some(spool) => {
+                    let routing = &self.ingest.routing;
+                    let spooled = routing.accept_spooled(spool, job.packet.clone(), None);
+                    spooled.await.err().map(|why| (job, why))
                 }
-                Err((back, why)) => {
-                    let out_of_patience = give_up_at.is_some_and(|at| Instant::now() >= at);
-                    if !why.is_retryable() || out_of_patience || self.streams.give_up.is_cancelled()
-                    {
-                        back.finish(Err(why.clone()));
-                        return Err(why);
-                    }
-                    job = back;
-                }
+                None => self.ingest.routing.dispatch(job).err(),
+            };
+            let Some((back, why)) = refused else {
+                self.received.packets.increment(1);
+                self.received.messages.increment(u64::from(messages));
+                return Ok(());
+            };
+            let out_of_patience = give_up_at.is_some_and(|at| Instant::now() >= at);
+            if !why.is_retryable() || out_of_patience || self.streams.give_up.is_cancelled() {
+                back.finish(Err(why.clone()));
+                return Err(why);
             }
+            job = back;
             // Not reading is the backpressure: the sender's writes wait in the socket.
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}

@@ -2,10 +2,12 @@
 //! messages. [`Registry`] holds the members and the router under one short lock;
 //! [`Routing`] is the handle ingest, delivery and membership hold: it places a packet on
 //! the lane of the worker that read it, routes again what delivery hands back, and keeps
-//! accepted packets that found no analyzer for a while ([`parked`]).
+//! accepted packets that found no analyzer for a while ([`parked`]), or on disk with
+//! `--spool` ([`spooled`]).
 
 pub mod parked;
 pub mod registry;
+pub mod spooled;
 
 use std::sync::Arc;
 
@@ -87,8 +89,11 @@ impl Reroute for Routing {
                 continue;
             }
             metrics::counter!("logdist_packets_rerouted_total").increment(1);
-            if let Err((job, why)) = self.dispatch(job) {
-                if job.ack.is_some() || !why.is_retryable() {
+            if let Err((mut job, why)) = self.dispatch(job) {
+                if let Some(ticket) = job.spooled.take_if(|_| why.is_retryable()) {
+                    // On disk already: it waits in the spool's backlog, not in memory.
+                    ticket.keep();
+                } else if job.ack.is_some() || !why.is_retryable() {
                     fail(job, why);
                 } else if let Err(job) = self.parked.park(job) {
                     // Nobody waits, and the parked packets are at their bound already.

@@ -1,0 +1,116 @@
+//! The spool's keeper: a thread that forces the active segment to disk as `--spool-fsync`
+//! says, writes the release entries of delivered packets, and keeps the spool's gauges.
+//! `fdatasync` blocks for milliseconds; on its own thread it holds up no async worker and
+//! no writer (writes go on while it waits).
+
+use std::io::{self, Write};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use tracing::error;
+
+use super::{Fsync, Metrics, Spool, State};
+
+/// How often the keeper wakes when nothing wakes it: the bound on how long a release
+/// entry waits to be written, and on how stale the gauges are.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Starts the keeper of `spool`. It holds the spool only while it works, so a spool that
+/// is dropped without [`Spool::close`] (a test's) ends it too.
+pub(super) fn start(spool: &Arc<Spool>) -> io::Result<()> {
+    let weak = Arc::downgrade(spool);
+    let handle = std::thread::Builder::new()
+        .name("logdist-spool".to_owned())
+        .spawn(move || run(&weak))?;
+    *spool.keeper.lock().expect("keeper lock") = Some(handle);
+    Ok(())
+}
+
+/// Waits for the keeper to end (after [`Spool::close`] set `closing`).
+pub(super) fn join(spool: &Spool) {
+    let handle = spool.keeper.lock().expect("keeper lock").take();
+    if let Some(handle) = handle {
+        let _ = handle.join();
+    }
+}
+
+fn run(spool: &Weak<Spool>) {
+    let mut last_sync = Instant::now();
+    while let Some(spool) = spool.upgrade() {
+        if !spool.keep(&mut last_sync) {
+            return;
+        }
+    }
+}
+
+impl Spool {
+    /// One round of the keeper: waits up to a tick (an `always` packet wakes it at once),
+    /// writes the release entries, fsyncs if it is time, and says whether to go on.
+    fn keep(&self, last_sync: &mut Instant) -> bool {
+        let state = self.lock();
+        let wait = match self.settings.fsync {
+            Fsync::Every(every) => TICK.min(every),
+            Fsync::Always | Fsync::Os => TICK,
+        };
+        let (mut state, _) = self
+            .wake
+            .wait_timeout(state, wait)
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.write_releases(&mut state);
+        Metrics::get().report(&state);
+        let closing = state.closing;
+        let synced = (*self.synced.borrow()).unwrap_or(u64::MAX);
+        let due = match self.settings.fsync {
+            Fsync::Always => true,
+            Fsync::Every(every) => closing || last_sync.elapsed() >= every,
+            Fsync::Os => false,
+        };
+        let (file, upto) = (state.active.file.clone(), state.written);
+        drop(state);
+        if due && upto > synced {
+            let started = Instant::now();
+            let result = file.sync_data();
+            let took = started.elapsed();
+            *last_sync = Instant::now();
+            Metrics::get().fsync_seconds.record(took.as_secs_f64());
+            match result {
+                Ok(()) => {
+                    self.synced.send_replace(Some(upto));
+                }
+                Err(e) => {
+                    error!(dir = %self.settings.dir.display(), error = %e, "An fsync of the spool failed: what was written since the last one may not be on disk. Refusing accepted packets until the distributor is restarted.");
+                    Metrics::get().errors.increment(1);
+                    self.synced.send_replace(None);
+                }
+            }
+        }
+        !closing
+    }
+
+    /// Appends each segment's pending release entries to its release file. No fsync: an
+    /// entry lost to a power cut only has its packet delivered once more.
+    fn write_releases(&self, state: &mut State) {
+        for (&id, segment) in &mut state.segments {
+            if segment.releases.is_empty() {
+                continue;
+            }
+            let written = match &mut segment.release_file {
+                Some(file) => file.write_all(&segment.releases),
+                None => {
+                    super::recover::open_releases(&self.settings.dir, id).and_then(|mut file| {
+                        let written = file.write_all(&segment.releases);
+                        segment.release_file = Some(file);
+                        written
+                    })
+                }
+            };
+            if let Err(e) = written {
+                // Kept for the next round; meanwhile a restart would send these again.
+                error!(segment = id, error = %e, "Could not write the spool's release entries.");
+                Metrics::get().errors.increment(1);
+                continue;
+            }
+            segment.releases.clear();
+        }
+    }
+}
