@@ -3,11 +3,15 @@
 //! `fdatasync` blocks for milliseconds; on its own thread it holds up no async worker and
 //! no writer (writes go on while it waits).
 
+use std::fs::File;
 use std::io::{self, Write};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tracing::error;
+
+use logdist_core::spool::RELEASE_ENTRY;
 
 use super::{Fsync, Metrics, Spool, State};
 
@@ -65,9 +69,10 @@ impl Spool {
             Fsync::Every(every) => closing || last_sync.elapsed() >= every,
             Fsync::Os => false,
         };
-        let (file, upto) = (state.active.file.clone(), state.written);
+        let file = state.segments.get(&state.active.id).map(|s| s.file.clone());
+        let upto = state.written;
         drop(state);
-        if due && upto > synced {
+        if let Some(file) = file.filter(|_| due && upto > synced) {
             let started = Instant::now();
             let result = file.sync_data();
             let took = started.elapsed();
@@ -94,23 +99,63 @@ impl Spool {
             if segment.releases.is_empty() {
                 continue;
             }
-            let written = match &mut segment.release_file {
-                Some(file) => file.write_all(&segment.releases),
-                None => {
-                    super::recover::open_releases(&self.settings.dir, id).and_then(|mut file| {
-                        let written = file.write_all(&segment.releases);
-                        segment.release_file = Some(file);
-                        written
-                    })
+            if segment.release_file.is_none() {
+                match super::recover::open_releases(&self.settings.dir, id) {
+                    Ok(file) => segment.release_file = Some(file),
+                    Err(e) => {
+                        self.release_failed(id, &e);
+                        continue;
+                    }
                 }
-            };
-            if let Err(e) = written {
-                // Kept for the next round; meanwhile a restart would send these again.
-                error!(segment = id, error = %e, "Could not write the spool's release entries.");
-                Metrics::get().errors.increment(1);
-                continue;
             }
-            segment.releases.clear();
+            let file = segment.release_file.as_mut().expect("opened above");
+            // What a failed write left is kept for the next round, and the file never
+            // holds half an entry followed by more.
+            match write_whole_entries(file, &segment.releases) {
+                Ok(written) => {
+                    segment.releases.drain(..written);
+                    self.releases_failing.store(false, Ordering::Relaxed);
+                }
+                Err((written, e)) => {
+                    segment.releases.drain(..written);
+                    self.release_failed(id, &e);
+                }
+            }
         }
     }
+}
+
+impl Spool {
+    /// Counts a failed write of release entries; logs the first of a run of them.
+    fn release_failed(&self, segment: u64, e: &io::Error) {
+        Metrics::get().errors.increment(1);
+        if !self.releases_failing.swap(true, Ordering::Relaxed) {
+            error!(segment, error = %e, "Could not write the spool's release entries; they are kept and written when the disk takes them (meanwhile, a restart would send their packets again).");
+        }
+    }
+}
+
+/// Writes `entries` to `file`, and says how many bytes were written; a failure says how
+/// many bytes of whole entries went before it, once a torn entry is cut off the file.
+fn write_whole_entries(file: &mut File, entries: &[u8]) -> Result<usize, (usize, io::Error)> {
+    let mut written = 0;
+    while written < entries.len() {
+        let e = match file.write(&entries[written..]) {
+            Ok(0) => io::Error::from(io::ErrorKind::WriteZero),
+            Ok(n) => {
+                written += n;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => e,
+        };
+        let torn = (written % RELEASE_ENTRY) as u64;
+        if torn > 0
+            && let Ok(meta) = file.metadata()
+        {
+            let _ = file.set_len(meta.len() - torn);
+        }
+        return Err((written - torn as usize, e));
+    }
+    Ok(written)
 }

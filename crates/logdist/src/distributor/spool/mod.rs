@@ -29,6 +29,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -138,6 +139,8 @@ pub struct Spool {
     /// routes them.
     backlog: Mutex<VecDeque<Ticket>>,
     backlogged: Notify,
+    /// Whether the last write of release entries failed: the next failure is not logged.
+    releases_failing: AtomicBool,
     /// The keeper thread, joined at close.
     keeper: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Holds the directory's lock for the spool's life: one distributor per spool.
@@ -165,14 +168,14 @@ struct State {
 #[derive(Debug)]
 struct Active {
     id: u64,
-    file: Arc<File>,
     len: u64,
 }
 
 /// One segment on disk.
 #[derive(Debug)]
 struct Segment {
-    /// Read back from, by the backlog.
+    /// Written to while the segment is active, read back from by the backlog. The only
+    /// lasting handle: the segment's space is freed when it is deleted.
     file: Arc<File>,
     bytes: u64,
     /// The records not yet released, with when each was written (ms since the epoch).
@@ -204,6 +207,7 @@ impl Spool {
             synced,
             backlog: Mutex::new(VecDeque::new()),
             backlogged: Notify::new(),
+            releases_failing: AtomicBool::new(false),
             keeper: Mutex::new(None),
             _lock: recovered.lock,
             settings,
@@ -314,10 +318,11 @@ impl Spool {
         let offset = state.active.len;
         let mut header = Vec::with_capacity(RECORD_HEADER);
         format::encode_record_header(packet.messages, payload, &mut header);
-        if let Err(e) = write_at_end(&state.active.file, &header, payload) {
+        let file = &state.segments[&state.active.id].file;
+        if let Err(e) = write_at_end(file, &header, payload) {
             // A torn record would be skipped by its checksum; cut it off all the same, so
             // the next record follows a whole one.
-            let _ = state.active.file.set_len(offset);
+            let _ = file.set_len(offset);
             return Err(self.write_failed(&mut state, &e));
         }
         state.active.len += len;
@@ -361,11 +366,12 @@ impl Spool {
         let sealed = state.active.id;
         if let Some(segment) = state.segments.get_mut(&sealed) {
             if self.settings.fsync != Fsync::Os {
-                state.active.file.sync_data()?;
+                segment.file.sync_data()?;
             }
             segment.sealed = true;
         }
-        // Deleted first if all delivered: on a full disk, that is the room the next needs.
+        // Deleted (and closed: the segment held its only handle) first if all delivered:
+        // on a full disk, that is the room the next one needs.
         self.delete_if_done(state, sealed);
         let id = sealed + 1;
         let file = Arc::new(recover::create_segment(&self.settings.dir, id)?);
@@ -373,11 +379,7 @@ impl Spool {
             File::open(&self.settings.dir)?.sync_all()?;
         }
         let header = SEGMENT_MAGIC.len() as u64;
-        state.active = Active {
-            id,
-            file: file.clone(),
-            len: header,
-        };
+        state.active = Active { id, len: header };
         state.segments.insert(
             id,
             Segment {

@@ -117,7 +117,7 @@ pub(super) fn recover(settings: &SpoolSettings) -> anyhow::Result<Recovered> {
     found.segments.insert(
         id,
         Segment {
-            file: file.clone(),
+            file,
             bytes: header,
             outstanding: BTreeMap::new(),
             releases: Vec::new(),
@@ -138,11 +138,7 @@ pub(super) fn recover(settings: &SpoolSettings) -> anyhow::Result<Recovered> {
     }
     Ok(Recovered {
         lock,
-        active: Active {
-            id,
-            file: file.clone(),
-            len: header,
-        },
+        active: Active { id, len: header },
         found,
     })
 }
