@@ -178,18 +178,15 @@ pub fn read_ping(frame: &[u8]) -> Result<Ping<'_>, Refusal> {
             "a PING has 6 elements, this one {len}"
         )));
     }
-    let mut field = |name: &str| {
-        text(&mut rd).ok_or_else(|| Refusal::NotPing(format!("its {name} is not a string")))
-    };
-    let hostname = field("client hostname")?;
-    let salt = field("shared key salt")?;
-    let hexdigest = field("shared key digest")?;
+    let hostname = field(&mut rd, "client hostname")?;
+    let salt = field(&mut rd, "shared key salt")?;
+    let hexdigest = field(&mut rd, "shared key digest")?;
     // Username and password: asked for by no HELO of logdist's, so only read.
     for name in ["username", "password"] {
         if rd.first() == Some(&0xc0) {
             rd = &rd[1..];
         } else {
-            field(name)?;
+            field(&mut rd, name)?;
         }
     }
     Ok(Ping {
@@ -197,6 +194,11 @@ pub fn read_ping(frame: &[u8]) -> Result<Ping<'_>, Refusal> {
         salt,
         hexdigest,
     })
+}
+
+/// A PING's string field called `name`.
+fn field<'a>(rd: &mut &'a [u8], name: &str) -> Result<&'a [u8], Refusal> {
+    text(rd).ok_or_else(|| Refusal::NotPing(format!("its {name} is not a string")))
 }
 
 /// Checks the PING in `frame` against the `nonce` this connection's HELO carried, and

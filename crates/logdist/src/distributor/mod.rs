@@ -389,7 +389,7 @@ async fn run_on(
                 tls: options
                     .tls
                     .as_ref()
-                    .map(|tls| crate::http::tls::without_alpn(tls).into()),
+                    .map(crate::http::tls::without_alpn),
             };
             info!(addr = %bound, tls = settings.tls.is_some(), shared_key = settings.auth.is_some(), "Fluent forward listening.");
             Some(tokio::spawn(ingest::forward::serve(

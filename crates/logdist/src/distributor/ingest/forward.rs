@@ -79,7 +79,7 @@ pub struct ForwardSettings {
     /// `None`: any client may send.
     pub auth: Option<Arc<handshake::Server>>,
     /// TLS on every connection (`--tls-cert`/`--tls-key`); `None`: plain TCP.
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// The hostname the server gives in PONG when `--forward-self-hostname` is not set: this
@@ -135,7 +135,7 @@ pub async fn serve(
             let Ok(stream) = TcpStream::from_std(stream) else {
                 return;
             };
-            let Some(acceptor) = settings.tls.clone() else {
+            let Some(acceptor) = settings.tls.clone().map(TlsAcceptor::from) else {
                 Connection::new(stream, peer, ingest, received, settings, shutdown)
                     .run()
                     .await;
