@@ -17,10 +17,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/python/forward_auth.py"
-);
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/forward_auth.py");
 
 const KEY: &str = "s3cret-key";
 const SERVER: &str = "logdist-test";
@@ -47,7 +44,10 @@ fn auth_rejections(text: &str) -> f64 {
 /// Checks that `messages` are the client's events `0..50`, each `runs` times (once for
 /// each run of the client that got in).
 fn assert_events(messages: &[Value], runs: u64) {
-    let mut seqs: Vec<u64> = messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
+    let mut seqs: Vec<u64> = messages
+        .iter()
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
     seqs.sort_unstable();
     let expected: Vec<u64> = (0..50)
         .flat_map(|seq| std::iter::repeat_n(seq, runs as usize))
@@ -136,7 +136,11 @@ async fn only_clients_with_the_shared_key_are_read() {
     ];
     for (args, reason) in &refused {
         let report = client(port, args).await;
-        assert_eq!(report["pong"], json!([false, reason, ""]), "{args:?}: {report}");
+        assert_eq!(
+            report["pong"],
+            json!([false, reason, ""]),
+            "{args:?}: {report}"
+        );
         assert_eq!(report["closed"], true, "{args:?}: {report}");
         assert_eq!(report["acked"], json!([]), "{args:?}: {report}");
     }
@@ -148,7 +152,10 @@ async fn only_clients_with_the_shared_key_are_read() {
         .await
         .expect("the server closes")
         .unwrap();
-    assert!(answer.starts_with(&[0x92, 0xa4, b'H', b'E', b'L', b'O']), "{answer:02x?}");
+    assert!(
+        answer.starts_with(&[0x92, 0xa4, b'H', b'E', b'L', b'O']),
+        "{answer:02x?}"
+    );
     assert!(
         answer.windows(20).any(|w| w == b"invalid ping message"),
         "{answer:02x?}"
@@ -159,7 +166,10 @@ async fn only_clients_with_the_shared_key_are_read() {
     // Nothing of theirs arrived, and the listener still serves a good client.
     let again = client(port, &["--shared-key", KEY]).await;
     assert_eq!(again["acked"], json!(["c0", "c1", "c2", "c3", "c4"]));
-    let events = wait_received(&journals, 100, Duration::from_secs(10), || again.to_string()).await;
+    let events = wait_received(&journals, 100, Duration::from_secs(10), || {
+        again.to_string()
+    })
+    .await;
     assert_events(&events, 2);
 }
 
@@ -175,7 +185,8 @@ fn certificates(dir: &Path) {
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
     let key = KeyPair::generate().unwrap();
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = leaf.signed_by(&key, &ca).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
@@ -222,7 +233,11 @@ async fn forward_over_tls_with_the_http_certificate() {
         .to_vec()
     });
     let journals = [journal];
-    wait_online_over_tls(&format!("https://localhost:{}", listen.rsplit(':').next().unwrap()), Path::new(&ca)).await;
+    wait_online_over_tls(
+        &format!("https://localhost:{}", listen.rsplit(':').next().unwrap()),
+        Path::new(&ca),
+    )
+    .await;
     let good = client(port, &["--shared-key", KEY, "--tls-ca", &ca]).await;
     assert_eq!(good["acked"], json!(["c0", "c1", "c2", "c3", "c4"]));
     assert_eq!(good["pong"], json!([true, "", SERVER]));
@@ -250,6 +265,9 @@ async fn forward_over_tls_with_the_http_certificate() {
     // And the listener still serves a TLS client.
     let again = client(port, &["--shared-key", KEY, "--tls-ca", &ca]).await;
     assert_eq!(again["acked"].as_array().map(Vec::len), Some(5), "{again}");
-    let events = wait_received(&journals, 100, Duration::from_secs(10), || again.to_string()).await;
+    let events = wait_received(&journals, 100, Duration::from_secs(10), || {
+        again.to_string()
+    })
+    .await;
     assert_events(&events, 2);
 }

@@ -100,8 +100,10 @@ impl Refusal {
 pub struct Answer {
     /// The PONG's bytes, sent either way.
     pub pong: Vec<u8>,
-    /// The client's hostname (for logs, lossy UTF-8) when it is in; why not otherwise.
-    pub outcome: Result<String, Refusal>,
+    /// The hostname the client gave (lossy UTF-8, for logs), when its PING could be read.
+    pub client: Option<String>,
+    /// Whether the client is in; why not.
+    pub outcome: Result<(), Refusal>,
 }
 
 /// The HELO frame carrying `nonce`.
@@ -204,16 +206,16 @@ fn field<'a>(rd: &mut &'a [u8], name: &str) -> Result<&'a [u8], Refusal> {
 /// Checks the PING in `frame` against the `nonce` this connection's HELO carried, and
 /// writes the PONG.
 pub fn answer_ping(frame: &[u8], nonce: &[u8], server: &Server) -> Answer {
-    let outcome = read_ping(frame).and_then(|ping| {
+    let read = read_ping(frame);
+    let client = read
+        .as_ref()
+        .ok()
+        .map(|ping| String::from_utf8_lossy(ping.hostname).into_owned());
+    let outcome = read.and_then(|ping| {
         if ping.hostname == server.hostname.as_bytes() {
             return Err(Refusal::SameHostname);
         }
-        let expected = shared_key_digest(
-            ping.salt,
-            ping.hostname,
-            nonce,
-            server.key.as_bytes(),
-        );
+        let expected = shared_key_digest(ping.salt, ping.hostname, nonce, server.key.as_bytes());
         // `subtle` rather than `==` or a loop of our own: the time of the comparison must
         // not tell how many leading bytes of a guess were right, and its `ct_eq` keeps the
         // optimizer from turning the loop back into an early exit. It is what
@@ -237,11 +239,13 @@ pub fn answer_ping(frame: &[u8], nonce: &[u8], server: &Server) -> Answer {
             );
             Answer {
                 pong: pong(true, "", &server.hostname, &digest),
-                outcome: Ok(String::from_utf8_lossy(ping.hostname).into_owned()),
+                client,
+                outcome: Ok(()),
             }
         }
         Err(refusal) => Answer {
             pong: pong(false, refusal.reason(), "", b""),
+            client,
             outcome: Err(refusal),
         },
     }
@@ -285,7 +289,11 @@ fn be(rd: &mut &[u8], n: usize) -> Option<usize> {
     }
     let (bytes, rest) = rd.split_at(n);
     *rd = rest;
-    Some(bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)))
+    Some(
+        bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
+    )
 }
 
 #[cfg(test)]

@@ -75,7 +75,8 @@ fn helo_is_what_python_msgpack_writes() {
 #[test]
 fn the_right_key_is_answered_with_the_servers_proof() {
     let answer = answer_ping(&ping(CLIENT, CLIENT_DIGEST), &nonce(), &server());
-    assert_eq!(answer.outcome, Ok(CLIENT.to_owned()));
+    assert_eq!(answer.outcome, Ok(()));
+    assert_eq!(answer.client.as_deref(), Some(CLIENT));
     let pong = rmpv::decode::read_value(&mut &answer.pong[..]).unwrap();
     assert_eq!(
         pong,
@@ -109,6 +110,7 @@ fn the_right_key_is_answered_with_the_servers_proof() {
 fn a_wrong_key_or_nonce_is_refused_without_the_servers_proof() {
     let answer = answer_ping(&ping(CLIENT, SERVER_DIGEST), &nonce(), &server());
     assert_eq!(answer.outcome, Err(Refusal::KeyMismatch));
+    assert_eq!(answer.client.as_deref(), Some(CLIENT));
     assert_eq!(hex(&answer.pong), PONG_MISMATCH);
     // The right digest for another connection's nonce.
     let other: Vec<u8> = (1u8..17).collect();
@@ -172,6 +174,7 @@ fn what_is_not_a_ping_is_refused() {
         vec![0xdd, 0xff, 0xff, 0xff, 0xff],
     ] {
         let answer = answer_ping(&frame, &nonce(), &server());
+        assert_eq!(answer.client, None);
         assert!(
             matches!(answer.outcome, Err(Refusal::NotPing(_))),
             "{frame:x?}: {:?}",

@@ -386,10 +386,7 @@ async fn run_on(
                 idle_timeout: config.forward_idle_timeout,
                 frame_timeout: config.body_timeout,
                 auth,
-                tls: options
-                    .tls
-                    .as_ref()
-                    .map(crate::http::tls::without_alpn),
+                tls: options.tls.as_ref().map(crate::http::tls::without_alpn),
             };
             info!(addr = %bound, tls = settings.tls.is_some(), shared_key = settings.auth.is_some(), "Fluent forward listening.");
             Some(tokio::spawn(ingest::forward::serve(

@@ -270,12 +270,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             Err(end) => return Err(end),
         };
         self.write(&answer.pong).await?;
-        match answer.outcome {
-            Ok(client) => {
-                tracing::debug!(peer = %self.peer, client, "Forward client authenticated.");
+        match (answer.outcome, answer.client) {
+            (Ok(()), client) => {
+                tracing::debug!(peer = %self.peer, ?client, "Forward client authenticated.");
                 Ok(())
             }
-            Err(refusal) => Err(End::Auth(refusal.to_string())),
+            (Err(refusal), Some(client)) => Err(End::Auth(format!("client `{client}`: {refusal}"))),
+            (Err(refusal), None) => Err(End::Auth(refusal.to_string())),
         }
     }
 
