@@ -112,7 +112,8 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_FORWARD_SELF_HOSTNAME")]
     pub forward_self_hostname: Option<String>,
 
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); --forward-listen
+    /// speaks TLS with it too.
     #[arg(long, env = "LOGDIST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 

@@ -256,6 +256,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 
     /// HELO, the client's PING, PONG: `Ok` when the client is in.
     async fn handshake(&mut self, server: &handshake::Server) -> Result<(), End> {
+        // `rand::random` draws from the thread's CSPRNG (ChaCha12, seeded by the OS): a
+        // nonce no client can guess, so a PING recorded on one connection is worthless on
+        // another.
         let nonce: [u8; NONCE_LEN] = rand::random();
         self.write(&handshake::helo(&nonce)).await?;
         let answer = match self.next_frame().await {
