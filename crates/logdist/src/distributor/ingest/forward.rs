@@ -142,7 +142,11 @@ pub async fn serve(
                 return;
             };
             let limit = settings.frame_timeout.min(settings.idle_timeout);
-            let stream = match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = tokio::time::timeout(limit, acceptor.accept(stream)) => accepted,
+            };
+            let stream = match accepted {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "Forward TLS handshake failed.");
