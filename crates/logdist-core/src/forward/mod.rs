@@ -21,9 +21,11 @@
 //!   modes) read into a packet of messages, for `--forward-listen`.
 //! - [`encode`]: messages to one PackedForward, for the `forward` delivery protocol; and
 //!   acknowledgements, written and read.
+//! - [`handshake`]: the shared-key handshake (HELO, PING, PONG), the server's side.
 
 pub mod decode;
 pub mod encode;
+pub mod handshake;
 pub mod msgpack;
 
 pub use encode::{AckRead, encode_ack, encode_packed_forward, read_ack};

@@ -123,7 +123,21 @@ pub struct DistributorArgs {
     #[arg(long, env = "LOGDIST_FORWARD_IDLE_TIMEOUT", default_value = "60s", value_parser = crate::parse_duration)]
     pub forward_idle_timeout: Duration,
 
-    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    /// Require forward clients to prove they know this key (the forward protocol's
+    /// HELO/PING/PONG handshake: Fluentd's `<security> shared_key`, Fluent Bit's
+    /// `Shared_Key`). A client with another key is answered PONG false and closed. Off by
+    /// default: any client may send.
+    #[arg(long, env = "LOGDIST_FORWARD_SHARED_KEY", hide_env_values = true)]
+    pub forward_shared_key: Option<logdist_core::forward::handshake::SharedKey>,
+
+    /// The hostname the forward listener gives clients in its PONG (and hashes into its
+    /// proof of the shared key); a client with the same hostname is refused [default:
+    /// this machine's hostname, or `logdist`].
+    #[arg(long, env = "LOGDIST_FORWARD_SELF_HOSTNAME")]
+    pub forward_self_hostname: Option<String>,
+
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); --forward-listen
+    /// speaks TLS with it too.
     #[arg(long, env = "LOGDIST_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 

@@ -388,11 +388,21 @@ async fn run_on(
                 .await
                 .with_context(|| format!("binding --forward-listen {forward_addr}"))?;
             let bound = listener.local_addr().unwrap_or(forward_addr);
-            info!(addr = %bound, "Fluent forward listening.");
+            let auth = config.forward_shared_key.clone().map(|key| {
+                let hostname = config
+                    .forward_self_hostname
+                    .clone()
+                    .unwrap_or_else(ingest::forward::machine_hostname);
+                info!(%hostname, "Fluent forward clients must handshake with the shared key.");
+                Arc::new(logdist_core::forward::handshake::Server { hostname, key })
+            });
             let settings = ingest::forward::ForwardSettings {
                 idle_timeout: config.forward_idle_timeout,
                 frame_timeout: config.body_timeout,
+                auth,
+                tls: options.tls.as_ref().map(crate::http::tls::without_alpn),
             };
+            info!(addr = %bound, tls = settings.tls.is_some(), shared_key = settings.auth.is_some(), "Fluent forward listening.");
             Some(tokio::spawn(ingest::forward::serve(
                 listener,
                 distributor.ingest.clone(),

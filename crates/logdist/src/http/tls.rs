@@ -1,5 +1,5 @@
 //! TLS with rustls (the `ring` provider: no C++ toolchain, no aws-lc build): the server
-//! side for `--tls-cert/--tls-key` listeners, and the client side for delivering to
+//! side for `--tls-cert/--tls-key` listeners (HTTP's, and the Fluent forward listener's), and the client side for delivering to
 //! `https://` analyzers.
 
 use std::path::Path;
@@ -36,6 +36,15 @@ pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig
         .context("the certificate and the key do not make a TLS identity")?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// `config` offering no ALPN protocol: for a listener that speaks another protocol than
+/// HTTP over the same certificate (Fluent forward), where a client asking for a protocol
+/// must not be refused for not asking for `http/1.1`.
+pub fn without_alpn(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut config = ServerConfig::clone(config);
+    config.alpn_protocols.clear();
+    Arc::new(config)
 }
 
 /// A client configuration trusting the system's roots plus, if given, the PEM
