@@ -28,7 +28,7 @@ pub(crate) mod ingest;
 mod job;
 mod membership;
 mod routing;
-mod spool;
+pub mod spool;
 mod status;
 
 use std::net::SocketAddr;
