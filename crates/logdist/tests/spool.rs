@@ -144,8 +144,10 @@ fn sigkill_under_load_ten_times_loses_nothing_answered_202() {
     let args = spooled(&listen, &spool, &[&spec1, &spec2], &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut traces = Vec::new();
+    let mut replayed = Vec::new();
     for round in 0..10 {
         let distributor = spawn_at(&dir, &format!("distributor.{round}"), &args);
+        replayed.push(recovered_packets(&distributor.log_text()));
         let trace = dir.join(format!("trace.{round}.ndjson"));
         let mut load = loadgen(
             &dir,
@@ -178,16 +180,32 @@ fn sigkill_under_load_ten_times_loses_nothing_answered_202() {
     rt.block_on(slow_down(&http, &url1, 0));
     rt.block_on(slow_down(&http, &url2, 0));
     let text = rt.block_on(wait_drained(&http, &url, Duration::from_secs(60)));
-    let replayed = metric(&text, "logdist_spool_replayed_packets_total");
+    replayed.push(metric(&text, "logdist_spool_replayed_packets_total") as u64);
 
     let traced: Vec<_> = traces.iter().flat_map(|t| read_trace(t)).collect();
     let books = balance(&traced, &read_journals(&[&journal1, &journal2]));
-    eprintln!("spool sigkill x10: {books}; the last start replayed {replayed} packets");
+    eprintln!(
+        "spool sigkill x10: {books}; packets sent again at each start after a kill: {:?}",
+        &replayed[1..]
+    );
     assert_nothing_lost(&books);
+    // The kills found packets answered 202 and not yet delivered: the spool had work.
+    assert!(
+        replayed[1..].iter().filter(|n| **n > 0).count() >= 5,
+        "{replayed:?}"
+    );
     assert!(books.packets_acked > 1000, "{books}");
     // Duplicates come only from packets in flight at a kill (delivered, not yet
     // released): a small part of what was delivered.
     assert!(books.duplicates * 20 < books.messages_delivered, "{books}");
+}
+
+/// The packets a distributor's log says it recovered from its spool at start.
+fn recovered_packets(log: &str) -> u64 {
+    log.lines()
+        .filter(|l| l.contains("Spool recovered"))
+        .filter_map(|l| l.split(" packets=").nth(1)?.split(' ').next()?.parse().ok())
+        .sum()
 }
 
 /// The ids of the messages in a record's payload (NDJSON from the load generator).
@@ -289,6 +307,23 @@ fn a_torn_tail_and_a_flipped_byte_lose_only_their_own_packets() {
         "exactly the damaged packets' messages are missing"
     );
     assert_eq!(books.duplicates, 0, "{books}");
+    // The dashboard's snapshot says the same.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let snapshot = rt
+            .block_on(http.get(&format!("{url}/dashboard/snapshot")))
+            .json();
+        let spool = &snapshot["distributor"]["spool"];
+        if spool["replayed_total"] == 38 && spool["packets"] == 0 {
+            assert!(
+                spool["corrupt_bytes_total"].as_u64().unwrap() > 0,
+                "{spool}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{spool}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let log = restarted.log_text();
     assert!(log.contains("Damaged bytes in the spool"), "{log}");
     assert!(log.contains("Spool recovered"), "{log}");

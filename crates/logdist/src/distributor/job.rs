@@ -93,7 +93,8 @@ pub struct Job {
     /// `Logdist-Via`), when it came from one.
     pub via: Option<Arc<str>>,
     /// Its place in the spool (`--ack accepted --spool`): released once it is delivered.
-    pub spooled: Option<Ticket>,
+    /// Boxed: a job travels by value through every stage, and most jobs have none.
+    pub spooled: Option<Box<Ticket>>,
 }
 
 impl Job {

@@ -146,13 +146,6 @@ fn keys() -> mpsc::UnboundedReceiver<Event> {
 
 /// Draws `view`: the distributor's line, the analyzers' table, and a line of help.
 pub fn draw(frame: &mut Frame, view: &View) {
-    let [head, table, foot] = Layout::vertical([
-        Constraint::Length(4),
-        Constraint::Min(3),
-        Constraint::Length(1),
-    ])
-    .areas(frame.area());
-
     let mut lines = Vec::new();
     match &view.snapshot {
         Some(s) => {
@@ -176,6 +169,16 @@ pub fn draw(frame: &mut Frame, view: &View) {
                 d.rerouted_total,
                 d.parked
             )));
+            if let Some(spool) = &d.spool {
+                lines.push(Line::raw(format!(
+                    "spool {} packets  {}  oldest {}  replayed {}  damaged {}",
+                    spool.packets,
+                    bytes(spool.bytes as usize),
+                    uptime(spool.oldest_s),
+                    spool.replayed_total,
+                    bytes(spool.corrupt_bytes_total as usize)
+                )));
+            }
             let rejects = if d.rejects.is_empty() {
                 "0".to_owned()
             } else {
@@ -195,6 +198,12 @@ pub fn draw(frame: &mut Frame, view: &View) {
             Style::new().fg(Color::Red),
         ));
     }
+    let [head, table, foot] = Layout::vertical([
+        Constraint::Length(lines.len().max(4) as u16),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
     frame.render_widget(Paragraph::new(lines), head);
 
     let header = Row::new([

@@ -45,7 +45,7 @@ impl Routing {
             ack: None,
             attempts: 0,
             via,
-            spooled: Some(ticket),
+            spooled: Some(Box::new(ticket)),
         };
         match self.dispatch(job) {
             Ok(()) => Ok(()),
@@ -78,7 +78,7 @@ impl Routing {
                 ack: None,
                 attempts: 0,
                 via: None,
-                spooled: Some(ticket),
+                spooled: Some(Box::new(ticket)),
             };
             lane = (lane + 1) % self.workers.len();
             match self.registry.dispatch(job, lane) {
@@ -87,7 +87,7 @@ impl Routing {
                     tokio::task::consume_budget().await;
                 }
                 Err((job, why)) if why.is_retryable() => {
-                    spool.put_back(job.spooled.expect("spooled above"));
+                    spool.put_back(*job.spooled.expect("spooled above"));
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = stop.cancelled() => return,

@@ -93,7 +93,7 @@ pub enum SpoolError {
     },
     /// Writing failed (a full disk, an I/O error); nothing was acknowledged.
     #[error("the spool cannot be written: {0}")]
-    Failed(String),
+    Failed(Arc<str>),
 }
 
 /// One spooled packet: where it is on disk. Released when an analyzer has it
@@ -259,9 +259,7 @@ impl Spool {
             if !matches!(on_disk, Ok(true)) {
                 // Not acknowledged: the agent sends it again. Its record may be on disk, and
                 // would then be delivered twice after a restart, never lost.
-                return Err(SpoolError::Failed(
-                    "an fsync of the spool failed".to_owned(),
-                ));
+                return Err(SpoolError::Failed("an fsync of the spool failed".into()));
             }
         }
         Ok(ticket)
@@ -273,20 +271,20 @@ impl Spool {
         let payload = &packet.ndjson[..];
         let len = format::record_len(payload.len());
         if !format::fits(payload.len()) {
-            return Err(SpoolError::Failed(format!(
-                "a packet of {len} bytes is larger than a spool record can be"
-            )));
+            return Err(SpoolError::Failed(
+                format!("a packet of {len} bytes is larger than a spool record can be").into(),
+            ));
         }
         let mut state = self.lock();
         if self.synced.borrow().is_none() {
             return Err(SpoolError::Failed(
-                "an fsync of the spool failed; restart the distributor".to_owned(),
+                "an fsync of the spool failed; restart the distributor".into(),
             ));
         }
         let retrying = match state.failing_until {
             Some(until) if Instant::now() < until => {
                 return Err(SpoolError::Failed(
-                    "the last write failed; retrying shortly".to_owned(),
+                    "the last write failed; retrying shortly".into(),
                 ));
             }
             Some(_) => {
@@ -357,7 +355,7 @@ impl Spool {
         }
         Metrics::get().errors.increment(1);
         state.failing_until = Some(Instant::now() + Duration::from_secs(1));
-        SpoolError::Failed(e.to_string())
+        SpoolError::Failed(e.to_string().into())
     }
 
     /// Seals the active segment (on disk first, unless `--spool-fsync os`) and opens the

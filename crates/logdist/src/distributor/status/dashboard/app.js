@@ -112,6 +112,12 @@ function render(s) {
   $("rejects").textContent = rejects.length === 0 ? "0" :
     rejects.map(([why, n]) => `${why} ${n}`).join(", ");
   $("rerouted").textContent = `${d.rerouted_total} / ${d.parked}`;
+  $("spool-tile").hidden = !d.spool;
+  if (d.spool) {
+    const sp = d.spool;
+    $("spool").textContent = `${sp.packets}, ${bytes(sp.bytes)}, ${duration(sp.oldest_s)}`;
+    $("spool").title = `replayed at start: ${sp.replayed_total} packets; damaged bytes found: ${sp.corrupt_bytes_total}`;
+  }
   $("memory").textContent = d.rss_bytes > 0 ? bytes(d.rss_bytes) : "–";
   $("uptime").textContent = duration(d.uptime_s);
 

@@ -62,6 +62,39 @@ pub struct DistributorView {
     pub parked: usize,
     /// Analyzers online.
     pub online: usize,
+    /// The spool, with `--spool`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool: Option<SpoolView>,
+}
+
+/// What the spool holds (`--spool`), from its gauges and counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpoolView {
+    /// Bytes of segments on disk.
+    pub bytes: u64,
+    /// Packets written and not yet delivered.
+    pub packets: u64,
+    /// Age of the oldest of them, in seconds.
+    pub oldest_s: u64,
+    /// Packets an earlier run left, sent again at start.
+    pub replayed_total: u64,
+    /// Bytes of segments found damaged at start.
+    pub corrupt_bytes_total: u64,
+}
+
+impl SpoolView {
+    /// The spool's numbers in Prometheus text; `None` without a spool.
+    fn of(text: &str) -> Option<Self> {
+        text.lines()
+            .any(|l| l.starts_with("logdist_spool_bytes "))
+            .then(|| Self {
+                bytes: sum_family(text, "logdist_spool_bytes"),
+                packets: sum_family(text, "logdist_spool_packets"),
+                oldest_s: sum_family(text, "logdist_spool_oldest_seconds"),
+                replayed_total: sum_family(text, "logdist_spool_replayed_packets_total"),
+                corrupt_bytes_total: sum_family(text, "logdist_spool_corrupt_bytes_total"),
+            })
+    }
 }
 
 /// One analyzer's row.
@@ -343,6 +376,7 @@ impl Sampler {
                 rerouted_total: sum_family(&text, "logdist_packets_rerouted_total"),
                 parked: fleet.routing.parked(),
                 online: registry.online_count(),
+                spool: SpoolView::of(&text),
             },
             analyzers,
             fleet: fleet_view,
@@ -447,6 +481,25 @@ mod tests {
         logdist_rejected_total{reason=\"not_found\",x=\"y\"} 1\n\
         logdist_rejected_totals 99\n\
         logdist_packets_rerouted_total 7\n";
+
+    #[test]
+    fn the_spool_is_read_from_its_gauges_and_only_when_there_is_one() {
+        assert_eq!(SpoolView::of(TEXT), None);
+        let text = "logdist_spool_bytes 4096\nlogdist_spool_packets 3\n\
+            logdist_spool_oldest_seconds 2.5\nlogdist_spool_replayed_packets_total 7\n\
+            logdist_spool_corrupt_bytes_total 11\n";
+        let view = SpoolView::of(text).expect("a spool");
+        assert_eq!(
+            view,
+            SpoolView {
+                bytes: 4096,
+                packets: 3,
+                oldest_s: 2,
+                replayed_total: 7,
+                corrupt_bytes_total: 11,
+            }
+        );
+    }
 
     #[test]
     fn counters_are_read_from_prometheus_text() {
