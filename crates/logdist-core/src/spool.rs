@@ -43,18 +43,20 @@ pub fn record_len(payload: usize) -> usize {
 /// far below); the caller checks with [`fits`].
 pub fn encode_record(messages: u32, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(record_len(payload.len()));
-    encode_record_header(messages, payload, out);
+    out.extend_from_slice(&record_header(messages, payload));
     out.extend_from_slice(payload);
 }
 
-/// Appends the header of the record of `payload` to `out`, for a writer that writes the
-/// payload from where it already is.
-pub fn encode_record_header(messages: u32, payload: &[u8], out: &mut Vec<u8>) {
+/// The header of the record of `payload`, for a writer that writes the payload from where
+/// it already is.
+pub fn record_header(messages: u32, payload: &[u8]) -> [u8; RECORD_HEADER] {
     let len = u32::try_from(payload.len()).expect("a payload the caller checked with fits()");
-    out.extend_from_slice(&RECORD_MAGIC);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&messages.to_le_bytes());
-    out.extend_from_slice(&checksum(len, messages, payload).to_le_bytes());
+    let mut header = [0; RECORD_HEADER];
+    header[..4].copy_from_slice(&RECORD_MAGIC);
+    header[4..8].copy_from_slice(&len.to_le_bytes());
+    header[8..12].copy_from_slice(&messages.to_le_bytes());
+    header[12..].copy_from_slice(&checksum(len, messages, payload).to_le_bytes());
+    header
 }
 
 /// Whether a payload of `len` bytes can be written as one record.

@@ -34,7 +34,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use logdist_core::Packet;
-use logdist_core::spool::{self as format, RECORD_HEADER, SEGMENT_MAGIC};
+use logdist_core::spool::{self as format, SEGMENT_MAGIC};
 use tokio::sync::{Notify, watch};
 use tracing::{error, info, warn};
 
@@ -314,8 +314,7 @@ impl Spool {
             });
         }
         let offset = state.active.len;
-        let mut header = Vec::with_capacity(RECORD_HEADER);
-        format::encode_record_header(packet.messages, payload, &mut header);
+        let header = format::record_header(packet.messages, payload);
         let file = &state.segments[&state.active.id].file;
         if let Err(e) = write_at_end(file, &header, payload) {
             // A torn record would be skipped by its checksum; cut it off all the same, so
@@ -461,6 +460,7 @@ impl Spool {
 
     /// Puts `ticket` at the back of the backlog.
     fn defer(&self, ticket: Ticket) {
+        Metrics::get().deferred.increment(1);
         self.backlog.lock().expect("backlog lock").push_back(ticket);
         self.backlogged.notify_one();
     }
@@ -578,6 +578,7 @@ struct Metrics {
     full: metrics::Counter,
     errors: metrics::Counter,
     replayed: metrics::Counter,
+    deferred: metrics::Counter,
     corrupt_bytes: metrics::Counter,
     corrupt_records: metrics::Counter,
     fsync_seconds: metrics::Histogram,
@@ -593,6 +594,7 @@ impl Metrics {
             full: metrics::counter!("logdist_spool_full_total"),
             errors: metrics::counter!("logdist_spool_write_errors_total"),
             replayed: metrics::counter!("logdist_spool_replayed_packets_total"),
+            deferred: metrics::counter!("logdist_spool_deferred_packets_total"),
             corrupt_bytes: metrics::counter!("logdist_spool_corrupt_bytes_total"),
             corrupt_records: metrics::counter!("logdist_spool_unreadable_packets_total"),
             fsync_seconds: metrics::histogram!("logdist_spool_fsync_seconds"),
