@@ -24,6 +24,7 @@ DIR_BASE="${DIR_BASE:-/tmp}"
 
 nice -n 19 cargo build --release --quiet
 bin="$here/target/release/spool-store"
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 configs=(
   "segment-log 10ms $PACKETS"
@@ -52,14 +53,16 @@ for config in "${configs[@]}"; do
   awk -F'\t' -v s="$store" -v f="$fsync" '$1 == s && $2 == f' "$lines" >>"$sorted"
 done
 table="$("$bin" table <"$sorted")"
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 disk="$(df -h "$DIR_BASE" | awk 'NR == 2 {print $1 ", " $2}')"
 fs="$(findmnt -no FSTYPE --target "$DIR_BASE" 2>/dev/null || echo unknown)"
-machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo), $DIR_BASE on $disk ($fs), $(uname -r)"
+machine="$(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2 / 1048576}' /proc/meminfo), $DIR_BASE on $disk ($fs), $(uname -r); load average $load_before before, $load_after after"
+redb="$(awk '/^name = "redb"/ {getline; print $3}' Cargo.lock | tr -d '"')"
 date="$(date -u +%F)"
 out="$here/../results/spool-store-$date.md"
 {
-  echo "# Spool storage: logdist's segment log against redb ($date)"
+  echo "# Spool storage: logdist's segment log against redb $redb ($date)"
   echo
   echo "Machine: $machine. $TASKS concurrent writers append packets of 100 NDJSON messages of 150 bytes (15,000 bytes); each is released $LAG packets later. $PACKETS packets a run at \`10ms\`, $PACKETS_ALWAYS at \`always\`; median of $RUNS runs in rotating order. Latency: one \`append\` (logdist) or one commit through the writer thread (redb). Written to disk: this process's \`write_bytes\` less \`cancelled_write_bytes\` (\`/proc/self/io\`; the filesystem journal is not in it), after the store was closed. Peak on disk: the largest sum of the blocks allocated to the store's files, sampled every 20 ms. See bench/spool-store/README.md."
   echo

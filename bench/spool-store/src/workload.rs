@@ -374,12 +374,19 @@ pub fn table(lines: &[String]) -> anyhow::Result<String> {
         // Each figure's median on its own; packets/s and MB/s are each run's, then the median.
         let runs = row.figures[0].len();
         let per_run = |f: &dyn Fn(usize) -> f64| median((0..runs).map(f).collect());
-        let packets = median(row.figures[0].clone());
+        // A run that reached RUN_LIMIT appended fewer packets: the fewest is shown too.
+        let fewest = row.figures[0].iter().copied().fold(f64::INFINITY, f64::min);
+        let most = row.figures[0].iter().copied().fold(0.0, f64::max);
+        let packets = if fewest < most {
+            format!("{most:.0} (fewest {fewest:.0})")
+        } else {
+            format!("{most:.0}")
+        };
         let rate = per_run(&|i| row.figures[0][i] / row.figures[1][i]);
         let mb_s = per_run(&|i| row.figures[2][i] / row.figures[1][i] / 1e6);
         let amplification = per_run(&|i| row.figures[5][i] / row.figures[2][i]);
         out.push_str(&format!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.1} | {} | {} | {:.0} MB | {:.2} | {:.0} MB |\n",
+            "| {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {:.0} MB | {:.2} | {:.0} MB |\n",
             row.store,
             row.durability,
             runs,
