@@ -51,15 +51,22 @@ impl Spool {
     /// One round of the keeper: waits up to a tick (an `always` packet wakes it at once),
     /// writes the release entries, fsyncs if it is time, and says whether to go on.
     fn keep(&self, last_sync: &mut Instant) -> bool {
-        let state = self.lock();
+        let mut state = self.lock();
         let wait = match self.settings.fsync {
             Fsync::Every(every) => TICK.min(every),
             Fsync::Always | Fsync::Os => TICK,
         };
-        let (mut state, _) = self
-            .wake
-            .wait_timeout(state, wait)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // With `always`, packets written while the last fdatasync ran notified nobody (the
+        // keeper was not waiting): they are synced at once, not a tick later.
+        let behind = self.settings.fsync == Fsync::Always
+            && (*self.synced.borrow()).is_some_and(|synced| state.written > synced);
+        if !behind && !state.closing {
+            state = self
+                .wake
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
         self.write_releases(&mut state);
         Metrics::get().report(&state);
         let closing = state.closing;
