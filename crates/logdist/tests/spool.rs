@@ -204,7 +204,14 @@ fn sigkill_under_load_ten_times_loses_nothing_answered_202() {
 fn recovered_packets(log: &str) -> u64 {
     log.lines()
         .filter(|l| l.contains("Spool recovered"))
-        .filter_map(|l| l.split(" packets=").nth(1)?.split(' ').next()?.parse().ok())
+        .filter_map(|l| {
+            l.split(" packets=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
         .sum()
 }
 
