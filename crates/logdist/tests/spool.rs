@@ -336,38 +336,37 @@ fn a_torn_tail_and_a_flipped_byte_lose_only_their_own_packets() {
     assert!(log.contains("Spool recovered"), "{log}");
 }
 
-/// The peak RSS of `pid` in KiB, sampled every 100 ms until `done` says stop.
-fn peak_rss_while(pid: i32, mut done: impl FnMut() -> bool) -> u64 {
-    let mut peak = 0;
-    while !done() {
-        peak = peak.max(rss_kib(pid).unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    peak
+/// What one overflow run gave: the books, the distributor's metrics once drained, its
+/// log, and its RSS idle and at its peak (KiB).
+struct Overflow {
+    books: Books,
+    metrics: String,
+    log: String,
+    idle_rss: u64,
+    peak_rss: u64,
 }
 
-#[test]
-fn a_full_spool_refuses_with_503_keeps_memory_flat_and_catches_up() {
-    let dir = scratch("spool-full");
+/// More than a slow analyzer takes: a distributor with `--ack accepted --spool` (in
+/// `spool`, with `extra` flags and queues of 64 packets) in front of one analyzer that
+/// waits 50 ms a delivery, and 16 agents sending `packets` packets of 20 messages, each
+/// retried until it is answered 202. Returns once the spool has drained.
+fn overflow(dir: &Path, spool: &Path, extra: &[&str], packets: u64) -> Overflow {
     let rt = runtime();
     let http = Http::new();
-    let (_analyzer, spec, journal, analyzer_url) = analyzer_at(&dir, 1, 1.0);
+    let (_analyzer, spec, journal, analyzer_url) = analyzer_at(dir, 1, 1.0);
     rt.block_on(slow_down(&http, &analyzer_url, 50));
-    let spool = dir.join("spool");
     let listen = format!("127.0.0.1:{}", free_port());
-    let args = spooled(
-        &listen,
-        &spool,
-        &[&spec],
-        &["--spool-max-bytes", "1MiB", "--queue-packets", "64"],
-    );
+    let mut flags = vec!["--queue-packets", "64"];
+    flags.extend_from_slice(extra);
+    let args = spooled(&listen, spool, &[&spec], &flags);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let distributor = spawn_at(&dir, "distributor", &args);
+    let distributor = spawn_at(dir, "distributor", &args);
     let url = format!("http://{listen}");
     let idle_rss = rss_kib(distributor.pid()).unwrap();
     let trace = dir.join("trace.ndjson");
+    let packets = packets.to_string();
     let mut load = loadgen(
-        &dir,
+        dir,
         "loadgen",
         &url,
         &trace,
@@ -375,7 +374,7 @@ fn a_full_spool_refuses_with_503_keeps_memory_flat_and_catches_up() {
             "--agents",
             "16",
             "--packets",
-            "3000",
+            &packets,
             "--packet-size",
             "20",
             "--retries",
@@ -384,23 +383,51 @@ fn a_full_spool_refuses_with_503_keeps_memory_flat_and_catches_up() {
             "10s",
         ],
     );
-    let peak = peak_rss_while(distributor.pid(), || {
-        load.child.try_wait().unwrap().is_some()
-    });
-    let text = rt.block_on(wait_drained(&http, &url, Duration::from_secs(60)));
-    let books = balance(&read_trace(&trace), &read_journals(&[&journal]));
-    let full = metric(&text, "logdist_spool_full_total");
+    // The RSS every 100 ms while the load runs (at most two minutes).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut peak_rss = idle_rss;
+    while load.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{}", load.log_text());
+        peak_rss = peak_rss.max(rss_kib(distributor.pid()).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        load.wait_exit(Duration::ZERO).success(),
+        "{}",
+        load.log_text()
+    );
+    let metrics = rt.block_on(wait_drained(&http, &url, Duration::from_secs(60)));
+    Overflow {
+        books: balance(&read_trace(&trace), &read_journals(&[&journal])),
+        metrics,
+        log: distributor.log_text(),
+        idle_rss,
+        peak_rss,
+    }
+}
+
+#[test]
+fn a_full_spool_refuses_with_503_keeps_memory_flat_and_catches_up() {
+    let dir = scratch("spool-full");
+    let run = overflow(
+        &dir,
+        &dir.join("spool"),
+        &["--spool-max-bytes", "1MiB"],
+        3000,
+    );
+    let (books, idle, peak) = (&run.books, run.idle_rss, run.peak_rss);
+    let full = metric(&run.metrics, "logdist_spool_full_total");
     eprintln!(
-        "spool full: {books}; refused full {full} times; RSS idle {idle_rss} KiB, peak {peak} KiB"
+        "spool full: {books}; refused full {full} times; RSS idle {idle} KiB, peak {peak} KiB"
     );
     assert!(full > 0.0, "the spool must have filled");
     assert_eq!(books.packets_acked, 3000, "{books}");
     assert!(books.retries > 0, "{books}");
-    assert_nothing_lost(&books);
+    assert_nothing_lost(books);
     // Flat memory: a spool of 1 MiB and queues of 64 packets, whatever was sent.
     assert!(
-        peak < idle_rss + 64 * 1024,
-        "RSS grew from {idle_rss} KiB to {peak} KiB"
+        peak < idle + 64 * 1024,
+        "RSS grew from {idle} KiB to {peak} KiB"
     );
 }
 
@@ -435,53 +462,18 @@ impl Drop for Tmpfs {
 #[test]
 fn a_full_disk_refuses_with_503_acknowledges_nothing_unwritten_and_recovers() {
     let dir = scratch("spool-disk-full");
-    let rt = runtime();
-    let http = Http::new();
-    let (_analyzer, spec, journal, analyzer_url) = analyzer_at(&dir, 1, 1.0);
-    rt.block_on(slow_down(&http, &analyzer_url, 50));
     let spool = dir.join("spool");
     let _disk = Tmpfs::mount(&spool, "512k");
-    let listen = format!("127.0.0.1:{}", free_port());
-    let args = spooled(&listen, &spool, &[&spec], &["--queue-packets", "64"]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let distributor = spawn_at(&dir, "distributor", &args);
-    let url = format!("http://{listen}");
-    let trace = dir.join("trace.ndjson");
-    let mut load = loadgen(
-        &dir,
-        "loadgen",
-        &url,
-        &trace,
-        &[
-            "--agents",
-            "16",
-            "--packets",
-            "2000",
-            "--packet-size",
-            "20",
-            "--retries",
-            "1000",
-            "--timeout",
-            "10s",
-        ],
-    );
-    assert!(
-        load.wait_exit(Duration::from_secs(120)).success(),
-        "{}",
-        load.log_text()
-    );
-    let text = rt.block_on(wait_drained(&http, &url, Duration::from_secs(60)));
-    let books = balance(&read_trace(&trace), &read_journals(&[&journal]));
-    let errors = metric(&text, "logdist_spool_write_errors_total");
+    let run = overflow(&dir, &spool, &[], 2000);
+    let books = &run.books;
+    let errors = metric(&run.metrics, "logdist_spool_write_errors_total");
     eprintln!("spool disk full: {books}; {errors} failed writes");
     assert!(errors > 0.0, "the disk must have filled");
     assert!(
-        distributor
-            .log_text()
-            .contains("Could not write to the spool"),
+        run.log.contains("Could not write to the spool"),
         "{}",
-        distributor.log_text()
+        run.log
     );
     assert_eq!(books.packets_acked, 2000, "{books}");
-    assert_nothing_lost(&books);
+    assert_nothing_lost(books);
 }

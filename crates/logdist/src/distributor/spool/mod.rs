@@ -377,17 +377,9 @@ impl Spool {
         }
         let header = SEGMENT_MAGIC.len() as u64;
         state.active = Active { id, len: header };
-        state.segments.insert(
-            id,
-            Segment {
-                file,
-                bytes: header,
-                outstanding: BTreeMap::new(),
-                releases: Vec::new(),
-                release_file: None,
-                sealed: false,
-            },
-        );
+        state
+            .segments
+            .insert(id, Segment::new(file, header, BTreeMap::new()));
         state.bytes += header;
         Ok(())
     }
@@ -505,6 +497,21 @@ impl Spool {
         keeper::join(self);
         let stats = self.stats();
         info!(dir = %self.settings.dir.display(), packets = stats.packets, bytes = stats.bytes, "Spool closed; undelivered packets are sent at the next start.");
+    }
+}
+
+impl Segment {
+    /// A segment of `bytes` in `file` whose records `outstanding` are not delivered; it is
+    /// the active one until [`Segment::sealed`] is set.
+    fn new(file: Arc<File>, bytes: u64, outstanding: BTreeMap<u64, u64>) -> Self {
+        Self {
+            file,
+            bytes,
+            outstanding,
+            releases: Vec::new(),
+            release_file: None,
+            sealed: false,
+        }
     }
 }
 

@@ -114,17 +114,9 @@ pub(super) fn recover(settings: &SpoolSettings) -> anyhow::Result<Recovered> {
             .with_context(|| format!("syncing --spool {}", dir.display()))?;
     }
     let header = SEGMENT_MAGIC.len() as u64;
-    found.segments.insert(
-        id,
-        Segment {
-            file,
-            bytes: header,
-            outstanding: BTreeMap::new(),
-            releases: Vec::new(),
-            release_file: None,
-            sealed: false,
-        },
-    );
+    found
+        .segments
+        .insert(id, Segment::new(file, header, BTreeMap::new()));
     found.bytes += header;
     if !found.pending.is_empty() || found.corrupt_bytes > 0 {
         let messages: u64 = found.pending.iter().map(|p| u64::from(p.messages)).sum();
@@ -205,16 +197,12 @@ fn read_segment(dir: &Path, id: u64, found: &mut Found) -> io::Result<()> {
         return Ok(());
     }
     found.bytes += bytes.len() as u64;
-    found.segments.insert(
-        id,
-        Segment {
-            file: Arc::new(File::open(&path)?),
-            bytes: bytes.len() as u64,
-            outstanding,
-            releases: Vec::new(),
-            release_file: None,
-            sealed: true,
-        },
+    let mut segment = Segment::new(
+        Arc::new(File::open(&path)?),
+        bytes.len() as u64,
+        outstanding,
     );
+    segment.sealed = true;
+    found.segments.insert(id, segment);
     Ok(())
 }
