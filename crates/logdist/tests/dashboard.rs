@@ -203,7 +203,12 @@ async fn the_page_in_chromium_shows_the_shares_move_and_re_normalize() {
         Path::new("/usr/bin/chromium").exists() || std::env::var_os("CHROMIUM").is_some(),
         "chromium is missing: `apt-get install chromium` (.ci/run does), or set CHROMIUM"
     );
-    let (_d, url) = distributor(&dir, &[]);
+    // Spooling, so that the page shows its spool tile too.
+    let spool = dir.join("spool");
+    let (_d, url) = distributor(
+        &dir,
+        &["--ack", "accepted", "--spool", spool.to_str().unwrap()],
+    );
     let http = Http::new();
     let _a1 = analyzer(&dir, 1, 0.5, &url, &[]);
     let _a2 = analyzer(&dir, 2, 0.3, &url, &[]);
@@ -287,7 +292,12 @@ async fn the_page_in_chromium_shows_the_shares_move_and_re_normalize() {
 #[tokio::test]
 async fn top_draws_the_same_rows_from_a_live_distributor() {
     let dir = scratch("dashboard-top");
-    let (_d, url) = distributor(&dir, &[]);
+    // Spooling, so that the page shows its spool tile too.
+    let spool = dir.join("spool");
+    let (_d, url) = distributor(
+        &dir,
+        &["--ack", "accepted", "--spool", spool.to_str().unwrap()],
+    );
     let http = Http::new();
     let _a1 = analyzer(&dir, 1, 0.5, &url, &[]);
     let _a2 = analyzer(&dir, 2, 0.3, &url, &[]);

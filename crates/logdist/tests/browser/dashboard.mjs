@@ -71,9 +71,12 @@ try {
   await until("the numbers to move under load", 15000, async () => {
     const now = await rows(page);
     const rate = await page.textContent("#in-rate");
+    // The distributor spools (--spool): its tile shows packets, bytes and the oldest age.
+    const spool = (await page.isVisible("#spool-tile")) ? await page.textContent("#spool") : "hidden";
     const moved = now.some((a) => parseFloat(a.msgs) > 0) && parseFloat(rate) > 0 &&
-      JSON.stringify(now.map((a) => a.share)) !== JSON.stringify(before.map((a) => a.share));
-    return moved || { rate, now };
+      JSON.stringify(now.map((a) => a.share)) !== JSON.stringify(before.map((a) => a.share)) &&
+      /^\d+ pkt, [\d.]+ \w+, oldest .+$/.test(spool);
+    return moved || { rate, spool, now };
   });
   await page.screenshot({ path: `${scratch}/dashboard-load.png`, fullPage: true });
   console.log("moved");

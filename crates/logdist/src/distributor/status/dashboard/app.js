@@ -115,7 +115,7 @@ function render(s) {
   $("spool-tile").hidden = !d.spool;
   if (d.spool) {
     const sp = d.spool;
-    $("spool").textContent = `${sp.packets}, ${bytes(sp.bytes)}, ${duration(sp.oldest_s)}`;
+    $("spool").textContent = `${sp.packets} pkt, ${bytes(sp.bytes)}, oldest ${duration(sp.oldest_s)}`;
     $("spool").title = `replayed at start: ${sp.replayed_total} packets; damaged bytes found: ${sp.corrupt_bytes_total}`;
   }
   $("memory").textContent = d.rss_bytes > 0 ? bytes(d.rss_bytes) : "–";
