@@ -47,18 +47,18 @@ pub use delivery::protocol::Kind as DeliveryProtocol;
 pub use ingest::{AckMode, OnInvalid};
 pub use status::dashboard::snapshot::{AnalyzerRow, DistributorView, Snapshot};
 
-use crate::http::http_client;
 use crate::http::server::{ServeOptions, serve};
 use crate::pacer::Pacer;
 use crate::workers::Workers;
 use delivery::elasticsearch::ElasticsearchBulk;
 use delivery::forward::ForwardOut;
 use delivery::loki::LokiPush;
+
 use delivery::message::MessageProcess;
 use delivery::ndjson::NdjsonPackets;
 use delivery::otlp::OtlpLogs;
 use delivery::protocol::Protocols;
-use delivery::{LaneSettings, Lanes, Outbound, Protocol, QueueLimits, via};
+use delivery::{HttpPeers, LaneSettings, Lanes, Outbound, Protocol, QueueLimits, via};
 use ingest::{Ingest, IngestSettings, idempotency};
 use membership::admin::Admin;
 use membership::health::{ProbeSettings, Probes};
@@ -96,50 +96,35 @@ impl Distributor {
             via_header: http::HeaderValue::from_str(&via).context("a hex id is a header value")?,
             via: via.clone(),
         };
-        let ndjson: Arc<dyn Protocol> = Arc::new(NdjsonPackets::new(
-            (0..workers.len())
-                .map(|_| http_client(config.probe_timeout, tls.clone()))
-                .collect(),
-            http_client(config.probe_timeout, tls.clone()),
+        // Each HTTP protocol has its own pools: one per worker, and one for probes.
+        let (pools, connect) = (workers.len(), config.probe_timeout);
+        let ndjson: Arc<dyn Protocol> = Arc::new(NdjsonPackets::new(HttpPeers::new(
+            pools,
+            connect,
+            &tls,
             outbound.clone(),
-        ));
+        )));
         let message: Arc<dyn Protocol> = Arc::new(MessageProcess::new(
-            (0..workers.len())
-                .map(|_| http_client(config.probe_timeout, tls.clone()))
-                .collect(),
-            http_client(config.probe_timeout, tls.clone()),
-            outbound.clone(),
+            HttpPeers::new(pools, connect, &tls, outbound.clone()),
             config.message_concurrency as usize,
         ));
         let otlp: Arc<dyn Protocol> = Arc::new(OtlpLogs::new(
-            (0..workers.len())
-                .map(|_| http_client(config.probe_timeout, tls.clone()))
-                .collect(),
-            http_client(config.probe_timeout, tls.clone()),
-            outbound.clone(),
+            HttpPeers::new(pools, connect, &tls, outbound.clone()),
             config.timestamp_unit,
         ));
         let elasticsearch: Arc<dyn Protocol> = Arc::new(ElasticsearchBulk::new(
-            (0..workers.len())
-                .map(|_| http_client(config.probe_timeout, tls.clone()))
-                .collect(),
-            http_client(config.probe_timeout, tls.clone()),
-            outbound.clone(),
+            HttpPeers::new(pools, connect, &tls, outbound.clone()),
             config.elasticsearch_index.clone(),
+            config.timestamp_unit,
+        ));
+        let loki: Arc<dyn Protocol> = Arc::new(LokiPush::new(
+            HttpPeers::new(pools, connect, &tls, outbound.clone()),
             config.timestamp_unit,
         ));
         let forward: Arc<dyn Protocol> = Arc::new(ForwardOut::new(
             workers.len(),
             tls.clone(),
             config.forward_tag.clone(),
-            config.timestamp_unit,
-        ));
-        let loki: Arc<dyn Protocol> = Arc::new(LokiPush::new(
-            (0..workers.len())
-                .map(|_| http_client(config.probe_timeout, tls.clone()))
-                .collect(),
-            http_client(config.probe_timeout, tls),
-            outbound,
             config.timestamp_unit,
         ));
         // In the order of `Kind::ALL`.

@@ -33,18 +33,15 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::Request;
 use logdist_core::{IndexTemplate, TimestampUnit};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::{answers_ok, post_batch};
+use super::over_http::HttpPeers;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of, refuses_content};
 
 use crate::distributor::job::Job;
-use crate::http::HttpClient;
 
 /// Where Elasticsearch takes a bulk request.
 const PATH: &str = "/_bulk";
@@ -54,12 +51,8 @@ const NDJSON: &str = "application/x-ndjson";
 
 /// One bulk request a batch, over one keep-alive pool per worker.
 pub struct ElasticsearchBulk {
-    /// Deliveries, one pool per worker, as [`super::ndjson::NdjsonPackets`] has.
-    clients: Vec<HttpClient>,
-    /// Probes.
-    probes: HttpClient,
-    /// What every request carries: the token, and this distributor's `Logdist-Via`.
-    outbound: Outbound,
+    /// Its connections, and what its requests carry.
+    peers: HttpPeers,
     /// The index of each document (`--elasticsearch-index`).
     index: IndexTemplate,
     /// The unit of messages' `timestamp` (`--timestamp-unit`), to write `@timestamp`.
@@ -67,22 +60,10 @@ pub struct ElasticsearchBulk {
 }
 
 impl ElasticsearchBulk {
-    /// The protocol over `clients` (one per worker) and `probes`, writing to the indices
+    /// The protocol over `peers`, writing to the indices
     /// of `index`, reading times in `unit`.
-    pub fn new(
-        clients: Vec<HttpClient>,
-        probes: HttpClient,
-        outbound: Outbound,
-        index: IndexTemplate,
-        unit: TimestampUnit,
-    ) -> Self {
-        Self {
-            clients,
-            probes,
-            outbound,
-            index,
-            unit,
-        }
+    pub fn new(peers: HttpPeers, index: IndexTemplate, unit: TimestampUnit) -> Self {
+        Self { peers, index, unit }
     }
 
     async fn bulk(
@@ -92,20 +73,13 @@ impl ElasticsearchBulk {
         jobs: &[Job],
         timeout: Duration,
     ) -> Result<(), Failed> {
-        let client = &self.clients[lane % self.clients.len()];
         let messages = jobs.iter().flat_map(|job| messages_of(&job.packet.ndjson));
         let body = logdist_core::encode_bulk(messages, &self.index, self.unit, SystemTime::now());
         let body = Full::new(Bytes::from(body));
-        let answer = post_batch(
-            client,
-            &self.outbound,
-            to.uri(PATH),
-            NDJSON,
-            jobs,
-            body,
-            timeout,
-        )
-        .await?;
+        let answer = self
+            .peers
+            .post(lane, to.uri(PATH), NDJSON, jobs, body, timeout)
+            .await?;
         let counts: Vec<usize> = jobs
             .iter()
             .map(|job| messages_of(&job.packet.ndjson).count())
@@ -282,11 +256,7 @@ impl Protocol for ElasticsearchBulk {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(answers_ok(
-            &self.probes,
-            &self.outbound,
-            Request::get(to.uri("/")),
-        ))
+        Box::pin(self.peers.get_ok(to.uri("/")))
     }
 
     /// Never: `GET /` is answered 2xx by any web server.

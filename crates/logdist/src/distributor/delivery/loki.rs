@@ -21,16 +21,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::Request;
 use logdist_core::TimestampUnit;
 
-use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::{answers_ok, post_batch};
+use super::over_http::HttpPeers;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 
 use crate::distributor::job::Job;
-use crate::http::HttpClient;
 
 /// Where Loki takes pushes.
 const PATH: &str = "/loki/api/v1/push";
@@ -43,30 +40,16 @@ const PROTOBUF: &str = "application/x-protobuf";
 
 /// One push a batch to `/loki/api/v1/push`, over one keep-alive pool per worker.
 pub struct LokiPush {
-    /// Deliveries, one pool per worker, as [`super::ndjson::NdjsonPackets`] has.
-    clients: Vec<HttpClient>,
-    /// Probes.
-    probes: HttpClient,
-    /// What every request carries: the token, and this distributor's `Logdist-Via`.
-    outbound: Outbound,
+    /// Its connections, and what its requests carry.
+    peers: HttpPeers,
     /// The unit of messages' `timestamp` (`--timestamp-unit`), to write nanoseconds.
     unit: TimestampUnit,
 }
 
 impl LokiPush {
-    /// The protocol over `clients` (one per worker) and `probes`, reading times in `unit`.
-    pub fn new(
-        clients: Vec<HttpClient>,
-        probes: HttpClient,
-        outbound: Outbound,
-        unit: TimestampUnit,
-    ) -> Self {
-        Self {
-            clients,
-            probes,
-            outbound,
-            unit,
-        }
+    /// The protocol over `peers`, reading times in `unit`.
+    pub fn new(peers: HttpPeers, unit: TimestampUnit) -> Self {
+        Self { peers, unit }
     }
 
     async fn push(
@@ -76,22 +59,21 @@ impl LokiPush {
         jobs: &[Job],
         timeout: Duration,
     ) -> Result<(), DeliveryError> {
-        let client = &self.clients[lane % self.clients.len()];
         let messages = jobs.iter().flat_map(|job| messages_of(&job.packet.ndjson));
         let request = logdist_core::encode_push(messages, self.unit, SystemTime::now());
         let body = logdist_core::loki::push_body(&request)
             .map_err(|e| DeliveryError::Transport(format!("could not compress the push: {e}")))?;
-        post_batch(
-            client,
-            &self.outbound,
-            to.uri(PATH),
-            PROTOBUF,
-            jobs,
-            Full::new(Bytes::from(body)),
-            timeout,
-        )
-        .await
-        .map(drop)
+        self.peers
+            .post(
+                lane,
+                to.uri(PATH),
+                PROTOBUF,
+                jobs,
+                Full::new(Bytes::from(body)),
+                timeout,
+            )
+            .await
+            .map(drop)
     }
 }
 
@@ -112,11 +94,7 @@ impl Protocol for LokiPush {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(answers_ok(
-            &self.probes,
-            &self.outbound,
-            Request::get(to.uri(READY)),
-        ))
+        Box::pin(self.peers.get_ok(to.uri(READY)))
     }
 
     /// Never: `GET /ready` answers 2xx on many servers that are no Loki. Register a Loki

@@ -22,9 +22,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::header::{self, HeaderValue};
 
-use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::exchange;
+use super::over_http::{HttpPeers, exchange};
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 use super::via;
 use crate::api::delivery_deadline;
@@ -36,29 +35,18 @@ const PATH: &str = "/message/process";
 
 /// One message a request to `/message/process`, over one keep-alive pool per worker.
 pub struct MessageProcess {
-    /// Deliveries, one pool per worker, as [`super::ndjson::NdjsonPackets`] has.
-    clients: Vec<HttpClient>,
-    /// Recognition (see the module documentation).
-    probes: HttpClient,
-    /// What every request carries: the token, and this distributor's `Logdist-Via`.
-    outbound: Outbound,
+    /// Its connections, and what its requests carry.
+    peers: HttpPeers,
     /// Messages of one delivery in flight at once (`--message-concurrency`).
     concurrency: usize,
 }
 
 impl MessageProcess {
-    /// The protocol over `clients` (one per worker) and `probes`, `concurrency` messages
+    /// The protocol over `peers`, `concurrency` messages
     /// of a delivery in flight at once.
-    pub fn new(
-        clients: Vec<HttpClient>,
-        probes: HttpClient,
-        outbound: Outbound,
-        concurrency: usize,
-    ) -> Self {
+    pub fn new(peers: HttpPeers, concurrency: usize) -> Self {
         Self {
-            clients,
-            probes,
-            outbound,
+            peers,
             concurrency: concurrency.max(1),
         }
     }
@@ -70,8 +58,12 @@ impl MessageProcess {
         jobs: &[Job],
         timeout: Duration,
     ) -> Result<(), Failed> {
-        let client = &self.clients[lane % self.clients.len()];
-        let via = via::outgoing(&self.outbound.via, &self.outbound.via_header, jobs);
+        let client = self.peers.client(lane);
+        let via = via::outgoing(
+            &self.peers.outbound.via,
+            &self.peers.outbound.via_header,
+            jobs,
+        );
         let deadline = delivery_deadline(timeout);
         // Each message's body, with where it sits: its job, and its place in the packet.
         let mut bodies = Vec::new();
@@ -119,6 +111,7 @@ impl MessageProcess {
         deadline: &HeaderValue,
     ) -> Result<(), DeliveryError> {
         let request = self
+            .peers
             .outbound
             .delivery(
                 to.uri(PATH),
@@ -145,7 +138,7 @@ impl MessageProcess {
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::new()));
         let Ok(request) = request else { return false };
-        let Ok(response) = self.probes.request(request).await else {
+        let Ok(response) = self.peers.probes.request(request).await else {
             return false;
         };
         let status = response.status();

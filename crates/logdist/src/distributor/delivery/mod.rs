@@ -33,6 +33,7 @@ use http::HeaderValue;
 
 pub use lane::{LaneSettings, Lanes, Reroute, run};
 pub use member::{Member, QueueLimits, State};
+pub use over_http::HttpPeers;
 pub use protocol::Protocol;
 
 /// What every outgoing request of a distributor carries.

@@ -5,36 +5,23 @@
 
 use std::time::Duration;
 
-use hyper::Request;
-
-use super::Outbound;
 use super::address::AnalyzerUrl;
 use super::batch::Batch;
-use super::over_http::{answers_ok, post_batch};
+use super::over_http::HttpPeers;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending};
 
 use crate::distributor::job::Job;
-use crate::http::HttpClient;
 
 /// NDJSON to `/packets`, over one keep-alive pool per worker.
 pub struct NdjsonPackets {
-    /// Deliveries, one pool per worker, so that a delivery's connection is driven on the
-    /// thread that sends on it.
-    clients: Vec<HttpClient<Batch>>,
-    /// Probes.
-    probes: HttpClient,
-    /// What every request carries: the token, and this distributor's `Logdist-Via`.
-    outbound: Outbound,
+    /// Its connections, and what its requests carry.
+    peers: HttpPeers<Batch>,
 }
 
 impl NdjsonPackets {
-    /// The protocol over `clients` (one per worker) and `probes`.
-    pub fn new(clients: Vec<HttpClient<Batch>>, probes: HttpClient, outbound: Outbound) -> Self {
-        Self {
-            clients,
-            probes,
-            outbound,
-        }
+    /// The protocol over `peers`.
+    pub fn new(peers: HttpPeers<Batch>) -> Self {
+        Self { peers }
     }
 
     async fn post(
@@ -44,21 +31,13 @@ impl NdjsonPackets {
         jobs: &[Job],
         timeout: Duration,
     ) -> Result<(), DeliveryError> {
-        let client = &self.clients[lane % self.clients.len()];
         // One request body for the whole batch, its large packets sent without a copy.
         let body = Batch::new(jobs.iter().map(|job| &job.packet.ndjson));
         let uri = to.uri("/packets");
-        post_batch(
-            client,
-            &self.outbound,
-            uri,
-            "application/x-ndjson",
-            jobs,
-            body,
-            timeout,
-        )
-        .await
-        .map(drop)
+        self.peers
+            .post(lane, uri, "application/x-ndjson", jobs, body, timeout)
+            .await
+            .map(drop)
     }
 }
 
@@ -79,10 +58,6 @@ impl Protocol for NdjsonPackets {
     }
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
-        Box::pin(answers_ok(
-            &self.probes,
-            &self.outbound,
-            Request::get(to.uri("/health")),
-        ))
+        Box::pin(self.peers.get_ok(to.uri("/health")))
     }
 }

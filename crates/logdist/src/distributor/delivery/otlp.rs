@@ -28,13 +28,11 @@ use logdist_core::otlp::proto::ExportLogsServiceResponse;
 use prost::Message as _;
 use tracing::warn;
 
-use super::Outbound;
 use super::address::AnalyzerUrl;
-use super::over_http::{answers_ok, post_batch};
+use super::over_http::HttpPeers;
 use super::protocol::{DeliveryError, Failed, Protocol, Sending, messages_of};
 
 use crate::distributor::job::Job;
-use crate::http::HttpClient;
 
 /// Where OTLP/HTTP takes logs.
 const PATH: &str = "/v1/logs";
@@ -44,30 +42,16 @@ const PROTOBUF: &str = "application/x-protobuf";
 
 /// One export a batch to `/v1/logs`, over one keep-alive pool per worker.
 pub struct OtlpLogs {
-    /// Deliveries, one pool per worker, as [`super::ndjson::NdjsonPackets`] has.
-    clients: Vec<HttpClient>,
-    /// Probes.
-    probes: HttpClient,
-    /// What every request carries: the token, and this distributor's `Logdist-Via`.
-    outbound: Outbound,
+    /// Its connections, and what its requests carry.
+    peers: HttpPeers,
     /// The unit of messages' `timestamp` (`--timestamp-unit`), to write nanoseconds.
     unit: TimestampUnit,
 }
 
 impl OtlpLogs {
-    /// The protocol over `clients` (one per worker) and `probes`, reading times in `unit`.
-    pub fn new(
-        clients: Vec<HttpClient>,
-        probes: HttpClient,
-        outbound: Outbound,
-        unit: TimestampUnit,
-    ) -> Self {
-        Self {
-            clients,
-            probes,
-            outbound,
-            unit,
-        }
+    /// The protocol over `peers`, reading times in `unit`.
+    pub fn new(peers: HttpPeers, unit: TimestampUnit) -> Self {
+        Self { peers, unit }
     }
 
     async fn export(
@@ -77,20 +61,13 @@ impl OtlpLogs {
         jobs: &[Job],
         timeout: Duration,
     ) -> Result<(), DeliveryError> {
-        let client = &self.clients[lane % self.clients.len()];
         let messages = jobs.iter().flat_map(|job| messages_of(&job.packet.ndjson));
         let body = logdist_core::encode_logs(messages, self.unit).encode_to_vec();
         let body = Full::new(Bytes::from(body));
-        let answer = post_batch(
-            client,
-            &self.outbound,
-            to.uri(PATH),
-            PROTOBUF,
-            jobs,
-            body,
-            timeout,
-        )
-        .await?;
+        let answer = self
+            .peers
+            .post(lane, to.uri(PATH), PROTOBUF, jobs, body, timeout)
+            .await?;
         let warning = acknowledgement(&answer)?;
         if let Some(warning) = warning {
             warn!(url = %to.base, %warning, "OTLP receiver accepted an export with a warning.");
@@ -144,11 +121,10 @@ impl Protocol for OtlpLogs {
 
     fn probe<'a>(&'a self, to: &'a AnalyzerUrl) -> Sending<'a, bool> {
         // An empty export: zero bytes of protobuf, no records.
-        Box::pin(answers_ok(
-            &self.probes,
-            &self.outbound,
-            Request::post(to.uri(PATH)).header(header::CONTENT_TYPE, PROTOBUF),
-        ))
+        Box::pin(
+            self.peers
+                .answers_ok(Request::post(to.uri(PATH)).header(header::CONTENT_TYPE, PROTOBUF)),
+        )
     }
 
     /// Never: an empty export is answered 2xx by many servers that are no OTLP receiver,

@@ -1,7 +1,7 @@
-//! What the protocols that deliver over HTTP share: a batch's `POST` with every header a
-//! delivery carries, bounded by the delivery timeout ([`post_batch`]); a probe answered 2xx
-//! ([`answers_ok`]); one request's exchange; and the reason an analyzer gives when it
-//! refuses.
+//! What the protocols that deliver over HTTP share: their connections ([`HttpPeers`]); a
+//! batch's `POST` with every header a delivery carries, bounded by the delivery timeout
+//! ([`HttpPeers::post`]); a probe answered 2xx ([`answers_ok`]); one request's exchange; and the
+//! reason an analyzer gives when it refuses.
 
 use std::time::Duration;
 
@@ -16,39 +16,88 @@ use super::via;
 use crate::api::delivery_deadline;
 use crate::distributor::job::Job;
 use crate::error_chain;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, http_client};
 
-/// One delivery of `jobs` over HTTP: `POST uri` of `body` as `content_type`, with the
-/// headers of [`Outbound::delivery`] (`Logdist-Deadline` from `timeout`, the jobs'
-/// `Logdist-Via`, the token), its answer read to the end within `timeout`. The 2xx
-/// answer's body, for a protocol that reads it.
-pub async fn post_batch<B>(
-    client: &HttpClient<B>,
-    outbound: &Outbound,
-    uri: http::Uri,
-    content_type: &'static str,
-    jobs: &[Job],
-    body: B,
-    timeout: Duration,
-) -> Result<Bytes, DeliveryError>
+/// The connections of a protocol that delivers over HTTP, and what its requests carry.
+pub struct HttpPeers<B = Full<Bytes>> {
+    /// Deliveries, one keep-alive pool per worker, so that a delivery's connection is
+    /// driven on the thread that sends on it.
+    clients: Vec<HttpClient<B>>,
+    /// Probes.
+    pub probes: HttpClient,
+    /// What every request carries: the token, and this distributor's `Logdist-Via`.
+    pub outbound: Outbound,
+}
+
+impl<B> HttpPeers<B>
 where
-    B: Body + Send + Unpin + 'static,
+    B: Body + Send + 'static,
     B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let via = via::outgoing(&outbound.via, &outbound.via_header, jobs);
-    let request = outbound
-        .delivery(uri, content_type, delivery_deadline(timeout), via)
-        .body(body)
-        .map_err(|e| DeliveryError::Transport(e.to_string()))?;
-    tokio::time::timeout(timeout, exchange_answer(client, request))
-        .await
-        .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+    /// A pool for each of `workers` and one for probes, connecting within
+    /// `connect_timeout`, over `tls`.
+    pub fn new(
+        workers: usize,
+        connect_timeout: Duration,
+        tls: &rustls::ClientConfig,
+        outbound: Outbound,
+    ) -> Self {
+        Self {
+            clients: (0..workers.max(1))
+                .map(|_| http_client(connect_timeout, tls.clone()))
+                .collect(),
+            probes: http_client(connect_timeout, tls.clone()),
+            outbound,
+        }
+    }
+
+    /// The pool of worker `lane`.
+    pub fn client(&self, lane: usize) -> &HttpClient<B> {
+        &self.clients[lane % self.clients.len()]
+    }
+
+    /// One delivery of `jobs` from worker `lane` over HTTP: `POST uri` of `body` as
+    /// `content_type`, with the headers of [`Outbound::delivery`] (`Logdist-Deadline` from
+    /// `timeout`, the jobs' `Logdist-Via`, the token), its answer read to the end within
+    /// `timeout`. The 2xx answer's body, for a protocol that reads it.
+    pub async fn post(
+        &self,
+        lane: usize,
+        uri: http::Uri,
+        content_type: &'static str,
+        jobs: &[Job],
+        body: B,
+        timeout: Duration,
+    ) -> Result<Bytes, DeliveryError>
+    where
+        B: Unpin,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let outbound = &self.outbound;
+        let via = via::outgoing(&outbound.via, &outbound.via_header, jobs);
+        let request = outbound
+            .delivery(uri, content_type, delivery_deadline(timeout), via)
+            .body(body)
+            .map_err(|e| DeliveryError::Transport(e.to_string()))?;
+        tokio::time::timeout(timeout, exchange_answer(self.client(lane), request))
+            .await
+            .unwrap_or(Err(DeliveryError::Timeout(timeout)))
+    }
+
+    /// Whether `GET uri` is answered 2xx: the probe of most HTTP protocols.
+    pub async fn get_ok(&self, uri: http::Uri) -> bool {
+        self.answers_ok(Request::get(uri)).await
+    }
+
+    /// Whether `request` (given the token) with an empty body is answered 2xx.
+    pub async fn answers_ok(&self, request: http::request::Builder) -> bool {
+        answers_ok(&self.probes, &self.outbound, request).await
+    }
 }
 
 /// A probe: whether `request` (given the token) with an empty body is answered 2xx, the
 /// answer read to the end so that the connection goes back to the pool.
-pub async fn answers_ok(
+async fn answers_ok(
     client: &HttpClient,
     outbound: &Outbound,
     request: http::request::Builder,

@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -137,8 +137,7 @@ pub struct Spool {
     synced: watch::Sender<Option<u64>>,
     /// Packets on disk waiting for routing, oldest first, and the wake-up of the task that
     /// routes them.
-    backlog: Mutex<VecDeque<Ticket>>,
-    backlogged: Notify,
+    backlog: Backlog,
     /// Whether the last write of release entries failed: the next failure is not logged.
     releases_failing: AtomicBool,
     /// The keeper thread, joined at close.
@@ -205,8 +204,7 @@ impl Spool {
             }),
             wake: Condvar::new(),
             synced,
-            backlog: Mutex::new(VecDeque::new()),
-            backlogged: Notify::new(),
+            backlog: Backlog::default(),
             releases_failing: AtomicBool::new(false),
             keeper: Mutex::new(None),
             _lock: recovered.lock,
@@ -218,9 +216,8 @@ impl Spool {
         Metrics::get()
             .corrupt_bytes
             .increment(recovered.found.corrupt_bytes);
-        let mut backlog = spool.backlog.lock().expect("backlog lock");
         for place in recovered.found.pending {
-            backlog.push_back(Ticket {
+            spool.backlog.push_back(Ticket {
                 spool: spool.clone(),
                 segment: place.segment,
                 offset: place.offset,
@@ -228,7 +225,6 @@ impl Spool {
                 messages: place.messages,
             });
         }
-        drop(backlog);
         keeper::start(&spool)?;
         Metrics::get().report(&spool.lock());
         Ok(spool)
@@ -453,28 +449,25 @@ impl Spool {
     /// Puts `ticket` at the back of the backlog.
     fn defer(&self, ticket: Ticket) {
         Metrics::get().deferred.increment(1);
-        self.backlog.lock().expect("backlog lock").push_back(ticket);
-        self.backlogged.notify_one();
+        self.backlog.push_back(ticket);
     }
 
     /// Puts `ticket` back at the front of the backlog: routing had no room for it.
     pub fn put_back(&self, ticket: Ticket) {
-        self.backlog
-            .lock()
-            .expect("backlog lock")
-            .push_front(ticket);
+        self.backlog.edit(|queue| queue.push_front(ticket));
     }
 
-    /// Whether packets wait in the backlog: a new packet then queues behind them.
+    /// Whether packets wait in the backlog: a new packet then queues behind them. Asked
+    /// for every packet: an atomic load, not the backlog's lock.
     pub fn is_backlogged(&self) -> bool {
-        !self.backlog.lock().expect("backlog lock").is_empty()
+        self.backlog.len.load(Ordering::Acquire) > 0
     }
 
     /// The oldest packet of the backlog, waiting for one if there is none.
     pub async fn next_deferred(&self) -> Ticket {
         loop {
-            let notified = self.backlogged.notified();
-            if let Some(ticket) = self.backlog.lock().expect("backlog lock").pop_front() {
+            let notified = self.backlog.ready.notified();
+            if let Some(ticket) = self.backlog.edit(VecDeque::pop_front) {
                 return ticket;
             }
             notified.await;
@@ -512,6 +505,31 @@ impl Segment {
             release_file: None,
             sealed: false,
         }
+    }
+}
+
+/// Packets on disk waiting for routing, oldest first (only their places), with their
+/// count and the wake-up of the task that routes them.
+#[derive(Debug, Default)]
+struct Backlog {
+    queue: Mutex<VecDeque<Ticket>>,
+    /// The queue's length, kept under its lock, read without it.
+    len: AtomicUsize,
+    ready: Notify,
+}
+
+impl Backlog {
+    /// Runs `change` on the queue under its lock, and keeps the length.
+    fn edit<T>(&self, change: impl FnOnce(&mut VecDeque<Ticket>) -> T) -> T {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let out = change(&mut queue);
+        self.len.store(queue.len(), Ordering::Release);
+        out
+    }
+
+    fn push_back(&self, ticket: Ticket) {
+        self.edit(|queue| queue.push_back(ticket));
+        self.ready.notify_one();
     }
 }
 
