@@ -26,9 +26,6 @@ const PYTHON_SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/python/fluent_forward.py"
 );
-const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/fluent_ack.js");
-/// The Node client's version (also in `.ci/run`).
-const NODE_LOGGER: &str = "@fluent-org/logger@1.0.10";
 
 /// The severities the scripts' levels map to (`LEVELS[i % 5]`).
 const SEVERITIES: [&str; 5] = ["DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
@@ -108,22 +105,6 @@ async fn python_fluent_logger_events_arrive_mapped() {
     );
 }
 
-/// Where `@fluent-org/logger` is installed, installing it there first if it is not.
-fn node_modules() -> PathBuf {
-    let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node");
-    let modules = prefix.join("node_modules");
-    if !modules.join("@fluent-org/logger/package.json").exists() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&prefix)
-            .arg(NODE_LOGGER)
-            .status()
-            .unwrap_or_else(|e| panic!("could not run npm ({e}): install Node.js and npm"));
-        assert!(status.success(), "npm install {NODE_LOGGER} failed");
-    }
-    modules
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_logger_acknowledged_events_arrive_in_every_mode() {
     let modules = node_modules();
@@ -142,21 +123,7 @@ async fn node_logger_acknowledged_events_arrive_in_every_mode() {
     ] {
         let before = received_totals(&http, &distributor.url).await;
         let tag = format!("node{}", mode.to_lowercase());
-        let mut command = Command::new("node");
-        command.env("NODE_PATH", &modules).args([
-            NODE_SCRIPT,
-            &port.to_string(),
-            &events.to_string(),
-            mode,
-            &tag,
-        ]);
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .unwrap()
-            .expect("node runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(output.status.success(), "{mode}: {stderr}");
-        let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+        let (report, stderr) = run_node_logger(&modules, port, events, mode, &tag, &[]).await;
         assert_eq!(report["acked"], events, "{mode}: {report} {stderr}");
         // Every acknowledged event is at an analyzer already: acks wait for delivery.
         total += events;

@@ -1,7 +1,8 @@
 //! Fluent forward with a shared key (`--forward-shared-key`) and over TLS (`--tls-cert`),
 //! sent by a Python client written to the Forward Protocol Specification v1 with
 //! `msgpack`, `hashlib` and `ssl` (`tests/python/forward_auth.py`): Python's
-//! `fluent-logger` 0.11.1 has neither shared keys nor TLS.
+//! `fluent-logger` 0.11.1 has neither shared keys nor TLS. Node's `@fluent-org/logger`
+//! has both: it sends over TLS with its shared key too.
 //!
 //! Rerun: `cargo nextest run -p logdist --test forward_auth`.
 
@@ -270,4 +271,23 @@ async fn forward_over_tls_with_the_http_certificate() {
     })
     .await;
     assert_events(&events, 2);
+
+    // Node's `@fluent-org/logger`, with its own shared-key handshake (`security`), over
+    // TLS, with acknowledgements: every event is acknowledged and arrives.
+    let modules = node_modules();
+    let env = [("FLUENT_SHARED_KEY", KEY), ("FLUENT_TLS_CA", ca.as_str())];
+    let (report, stderr) =
+        run_node_logger(&modules, port, 50, "PackedForward", "nodeauth", &env).await;
+    assert_eq!(report["acked"], 50, "{report} {stderr}");
+    let all = wait_received(&journals, 150, Duration::from_secs(10), || {
+        report.to_string()
+    })
+    .await;
+    let mut seqs: Vec<u64> = all
+        .iter()
+        .filter(|m| m["source"] == "nodeauth.app")
+        .map(|m| m["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>());
 }

@@ -125,3 +125,57 @@ pub async fn run_python(script: &str, args: &[String], what: &str) -> Value {
         )
     })
 }
+
+/// Node's Fluent forward client, `@fluent-org/logger`, at the version `.ci/run` installs.
+const NODE_LOGGER: &str = "@fluent-org/logger@1.0.10";
+
+/// The script that sends with it (see its header).
+const NODE_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/fluent_ack.js");
+
+/// Where `@fluent-org/logger` is installed, installing it there first if it is not.
+pub fn node_modules() -> PathBuf {
+    let prefix = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("node");
+    let modules = prefix.join("node_modules");
+    if !modules.join("@fluent-org/logger/package.json").exists() {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(NODE_LOGGER)
+            .status()
+            .unwrap_or_else(|e| panic!("could not run npm ({e}): install Node.js and npm"));
+        assert!(status.success(), "npm install {NODE_LOGGER} failed");
+    }
+    modules
+}
+
+/// Sends `events` events tagged `tag` with `@fluent-org/logger` (from `modules`) to the
+/// forward listener on `port` in `mode`, with acknowledgements, and `env` for the script
+/// (`FLUENT_SHARED_KEY`, `FLUENT_TLS_CA`). Its JSON report and its standard error.
+pub async fn run_node_logger(
+    modules: &Path,
+    port: u16,
+    events: usize,
+    mode: &str,
+    tag: &str,
+    env: &[(&str, &str)],
+) -> (Value, String) {
+    let mut command = Command::new("node");
+    command.env("NODE_PATH", modules).args([
+        NODE_SCRIPT,
+        &port.to_string(),
+        &events.to_string(),
+        mode,
+        tag,
+    ]);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{mode}: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    (report, stderr)
+}

@@ -4,6 +4,9 @@
 // where the package is installed.
 //
 // Usage: node fluent_ack.js PORT EVENTS MODE TAG
+// With FLUENT_SHARED_KEY set, it authenticates with that shared key (the client's
+// `security` option, as client host `node-client`); with FLUENT_TLS_CA, it connects over
+// TLS to `localhost`, trusting that PEM CA.
 // Event i is {message: "event i", level: LEVELS[i % 5], seq: i}, label "app". MODE is one
 // of Message, Forward, PackedForward, CompressedPackedForward. Prints one JSON line: the
 // emits acknowledged and failed, with the first error.
@@ -19,8 +22,16 @@ async function main() {
     console.error(`@fluent-org/logger is missing (${e}); npm install @fluent-org/logger@1.0.10`);
     process.exit(2);
   }
+  const socket = { host: "127.0.0.1", port: Number(port), timeout: 20000 };
+  if (process.env.FLUENT_TLS_CA) {
+    socket.tls = { ca: require("fs").readFileSync(process.env.FLUENT_TLS_CA), servername: "localhost" };
+  }
+  const security = process.env.FLUENT_SHARED_KEY
+    ? { clientHostname: "node-client", sharedKey: process.env.FLUENT_SHARED_KEY }
+    : undefined;
   const client = new FluentClient(tag, {
-    socket: { host: "127.0.0.1", port: Number(port), timeout: 20000 },
+    socket,
+    security,
     ack: { ackTimeout: 20000 },
     eventMode: mode,
     milliseconds: true,
